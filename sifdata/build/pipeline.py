@@ -1,0 +1,550 @@
+"""The SIF builder: select candidates, estimate depth, plan, write, check, shard.
+
+Shards are the unit of work. Candidates are selected identically by every process (same
+source, filters and seed), and shard ``i`` of ``n`` takes candidates ``i, i + n, i + 2n, ...``,
+so ``--shard i/n`` jobs can run anywhere (SLURM arrays, Ray, Kubernetes) and ``sifdata merge``
+assembles their outputs. Inside a shard, every finished record or rejection is appended to a
+journal at once; a killed build resumes from the journals, and a shard's parquet file appears
+(atomically) only when all its candidates are accounted for.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import logging
+import re
+from collections import Counter
+from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+from pydantic import BaseModel, Field
+
+from sifdata.build.expand import plan_focus
+from sifdata.build.journal import Journal
+from sifdata.build.writer import (
+    OfflineTemplateWriter,
+    OpenAIWriter,
+    WriteOutcome,
+    WriteRequest,
+    Writer,
+    WriterError,
+    attach_depths,
+    write_checked,
+)
+from sifdata.depth import DEFAULT_DEPTH_MODEL, DepthEstimator, DepthMap, depth_png_bytes, load_depth_png
+from sifdata.progress import progress_bar
+from sifdata.schema import Provenance, SIFRecord
+from sifdata.shards import shard_files, shard_name, write_manifest, write_shard
+from sifdata.sources import synthetic, tallyqa, viscot
+from sifdata.sources.base import SourceError, SourceRecord, SourceReject
+from sifdata.version import __version__
+
+log = logging.getLogger("sifdata.build")
+SYNTHETIC_DEPTH = "synthetic-exact"
+
+
+class BuildConfig(BaseModel):
+    """Everything that decides what a build produces (recorded in the manifest)."""
+
+    source: Literal["demo", "synthetic", "photos", "viscot", "tallyqa"] = "demo"
+    source_path: Path | None = None
+    sizes: Path | None = Field(default=None, description="Visual-CoT benchmark_det JSONL with image sizes")
+    image_root: Path | None = None
+    n: int | None = Field(default=None, ge=1, description="at most this many candidates in all")
+    seed: int = 0
+    subsets: list[str] | None = None
+    exclude_text_heavy: bool = True
+    per_subset_cap: int | None = Field(default=None, ge=1)
+    select_probability: float = Field(default=0.5, ge=0.0, le=1.0)
+    writer: Literal["offline", "openai"] = "offline"
+    writer_model: str | None = None
+    writer_base_url: str | None = None
+    writer_timeout: float = 120.0
+    concurrency: int = Field(default=8, ge=1)
+    max_attempts: int = Field(default=3, ge=1)
+    depth_model: str = DEFAULT_DEPTH_MODEL
+    depth_device: str | None = None
+    depth_batch_size: int = Field(default=8, ge=1)
+    num_shards: int = Field(default=1, ge=1)
+    retry_rejects: bool = False
+
+
+class BuildAborted(RuntimeError):
+    """The build stopped (e.g. the writer endpoint refuses the key); journals keep the work."""
+
+
+@dataclass
+class ShardResult:
+    index: int
+    records: int
+    rejects: int
+    reasons: Counter[str] = field(default_factory=Counter)
+    complete: bool = False
+
+
+@dataclass
+class BuildReport:
+    out: Path
+    shards: list[ShardResult]
+    source_rejects: list[SourceReject]
+    dataset_complete: bool
+
+    @property
+    def records(self) -> int:
+        return sum(s.records for s in self.shards)
+
+    @property
+    def rejects(self) -> int:
+        return sum(s.rejects for s in self.shards)
+
+
+# ----------------------------------------------------------------------------- candidates
+
+
+def _sample(records: list[SourceRecord], limit: int | None, rng: np.random.Generator) -> list[SourceRecord]:
+    """``limit`` records drawn by the seed, kept in their original order."""
+    if limit is None or len(records) <= limit:
+        return records
+    chosen = sorted(rng.choice(len(records), size=limit, replace=False))
+    return [records[i] for i in chosen]
+
+
+def select_candidates(config: BuildConfig, on_reject: Callable[[SourceReject], None]) -> list[SourceRecord]:
+    """The build's candidates, identical in every process that runs the same config."""
+    rng = np.random.default_rng(config.seed)
+    if config.source in ("synthetic", "demo", "photos"):
+        photos = list(synthetic.read_photos(on_reject)) if config.source != "synthetic" else []
+        wanted = config.n if config.n is not None else (0 if config.source == "photos" else 50)
+        if config.source == "photos":
+            return photos[: config.n] if config.n else photos
+        scenes = list(synthetic.read(max(wanted - len(photos), 0), seed=config.seed))
+        return photos + scenes
+    if config.source_path is None:
+        raise ValueError(f"--source {config.source} needs --source-path")
+    if config.source == "viscot":
+        records: list[SourceRecord] = list(
+            viscot.read(config.source_path, sizes=config.sizes, image_root=config.image_root, on_reject=on_reject)
+        )
+    else:
+        records = list(tallyqa.read(config.source_path, image_root=config.image_root, on_reject=on_reject))
+    kept = []
+    for record in records:
+        if config.exclude_text_heavy and record.source in viscot.TEXT_HEAVY_SUBSETS:
+            continue
+        if config.subsets is not None and record.source not in config.subsets:
+            continue
+        kept.append(record)
+    if config.per_subset_cap is not None:
+        by_subset: dict[str, list[SourceRecord]] = {}
+        for record in kept:
+            by_subset.setdefault(record.source, []).append(record)
+        capped = {id(r) for group in by_subset.values() for r in _sample(group, config.per_subset_cap, rng)}
+        kept = [r for r in kept if id(r) in capped]
+    seen: set[str] = set()
+    unique = []
+    for record in kept:
+        if record.key in seen:
+            on_reject(SourceReject(record.key, "duplicate source id"))
+            continue
+        seen.add(record.key)
+        unique.append(record)
+    return _sample(unique, config.n, rng)
+
+
+def record_seed(build_seed: int, key: str) -> int:
+    """A per-record seed that depends only on the build seed and the record's key."""
+    return int.from_bytes(hashlib.sha256(f"{build_seed}:{key}".encode()).digest()[:4], "big")
+
+
+def safe_name(key: str) -> str:
+    return re.sub(r"[^A-Za-z0-9._-]", "_", key.replace("/", "__"))
+
+
+# ----------------------------------------------------------------------------- one shard
+
+
+@dataclass
+class _Prepared:
+    order: int
+    record: SourceRecord
+    image_file: Path
+    depth_file: Path
+    depth_model: str
+    request: WriteRequest
+
+
+class ShardBuilder:
+    def __init__(
+        self,
+        out: Path,
+        index: int,
+        count: int,
+        candidates: Sequence[tuple[int, SourceRecord]],
+        config: BuildConfig,
+        writer: Writer,
+        estimator: DepthEstimator | None,
+    ) -> None:
+        self.out, self.index, self.count = out, index, count
+        self.candidates = candidates
+        self.config = config
+        self.writer = writer
+        self.estimator = estimator
+        self.work = out / "work" / f"shard-{index:05d}-of-{count:05d}"
+        self.parquet = out / "data" / shard_name(index, count)
+
+    def run(self, advance: Callable[[int], None]) -> ShardResult:
+        with Journal(self.work / "records.jsonl") as records, Journal(self.work / "rejects.jsonl") as rejects:
+            done = {entry["record"]["id"] for entry in records.entries}
+            rejected = {entry["id"] for entry in rejects.entries}
+            skip = done | (set() if self.config.retry_rejects else rejected)
+            pending = [(order, rec) for order, rec in self.candidates if rec.key not in skip]
+            advance(len(self.candidates) - len(pending))
+            if pending:
+                self._process(pending, records, rejects, advance)
+            return self._finish(records, rejects)
+
+    def _process(self, pending: list[tuple[int, SourceRecord]], records: Journal, rejects: Journal,
+                 advance: Callable[[int], None]) -> None:
+        chunk = max(self.config.depth_batch_size, self.config.concurrency)
+        in_flight: dict[Future[WriteOutcome], _Prepared] = {}
+        with ThreadPoolExecutor(max_workers=self.config.concurrency, thread_name_prefix="sif-writer") as pool:
+            try:
+                for start in range(0, len(pending), chunk):
+                    for item in self._prepare(pending[start : start + chunk], rejects, advance):
+                        in_flight[pool.submit(write_checked, self.writer, item.request, self.config.max_attempts)] = item
+                    while len(in_flight) > 2 * self.config.concurrency:
+                        self._collect(in_flight, records, rejects, advance, block_all=False)
+                while in_flight:
+                    self._collect(in_flight, records, rejects, advance, block_all=False)
+            except WriterError as error:
+                for future in in_flight:
+                    future.cancel()
+                raise BuildAborted(f"shard {self.index}: {error.reason}") from None
+
+    def _collect(self, in_flight: dict[Future[WriteOutcome], _Prepared], records: Journal, rejects: Journal,
+                 advance: Callable[[int], None], block_all: bool) -> None:
+        finished, _ = wait(list(in_flight), return_when=FIRST_COMPLETED)
+        for future in finished:
+            item = in_flight.pop(future)
+            outcome = future.result()  # a fatal WriterError propagates from here
+            if outcome.chain is None:
+                self._reject(rejects, item.order, item.record.key, "writer", outcome.reject_reason or "", outcome.attempts)
+            else:
+                records.append({"order": item.order, "attempts": outcome.attempts,
+                                "record": self._record(item, outcome.chain).model_dump(mode="json")})
+            advance(1)
+
+    def _reject(self, rejects: Journal, order: int, key: str, stage: str, reason: str, attempts: int = 0) -> None:
+        log.info("rejected %s at %s: %s", key, stage, reason)
+        rejects.append({"order": order, "id": key, "stage": stage, "reason": reason, "attempts": attempts})
+
+    def _prepare(self, batch: list[tuple[int, SourceRecord]], rejects: Journal,
+                 advance: Callable[[int], None]) -> Iterator[_Prepared]:
+        images, kept = [], []
+        for order, record in batch:
+            try:
+                images.append(record.load_image())
+                kept.append((order, record))
+            except SourceError as error:
+                self._reject(rejects, order, record.key, "image", error.reason)
+                advance(1)
+        depths = self._depths([r for _, r in kept], images, rejects, [o for o, _ in kept], advance)
+        for (order, record), image, depth in zip(kept, images, depths, strict=True):
+            if depth is None:
+                continue
+            name = safe_name(record.key)
+            depth_file = self.work / "depth" / f"{name}_d.png"
+            png = depth_png_bytes(depth)
+            _atomic_write(depth_file, png)
+            if record.image_path is not None:
+                image_file = record.image_path.resolve()
+            else:
+                image_file = self.work / "images" / f"{name}.png"
+                buffer = io.BytesIO()
+                image.save(buffer, format="PNG")
+                _atomic_write(image_file, buffer.getvalue())
+            # Plan on the depth exactly as stored, so validation recomputes the same means.
+            stored = DepthMap(load_depth_png(png))
+            seed = record_seed(self.config.seed, record.key)
+            plan = plan_focus(record.gt_boxes, record.width, record.height, seed,
+                              select_probability=self.config.select_probability)
+            request = WriteRequest(
+                record_id=record.key, question=record.question, answer=record.answer,
+                plan=attach_depths(plan, stored.box_mean), image=image, seed=seed,
+            )
+            depth_model = SYNTHETIC_DEPTH if record.depth is not None else self.config.depth_model
+            yield _Prepared(order, record, image_file, depth_file, depth_model, request)
+
+    def _depths(self, records: list[SourceRecord], images: list[Any], rejects: Journal, orders: list[int],
+                advance: Callable[[int], None]) -> list[np.ndarray | None]:
+        depths: list[np.ndarray | None] = [r.depth for r in records]
+        missing = [i for i, d in enumerate(depths) if d is None]
+        if missing:
+            if self.estimator is None:
+                raise BuildAborted("records without a depth map need a depth estimator")
+            try:
+                estimated = self.estimator.estimate([images[i] for i in missing])
+                for i, depth in zip(missing, estimated, strict=True):
+                    depths[i] = depth
+            except Exception:  # one bad image must not sink the batch: retry one by one
+                for i in missing:
+                    try:
+                        depths[i] = self.estimator.estimate_one(images[i])
+                    except Exception as error:  # noqa: BLE001 - the reason is journaled
+                        self._reject(rejects, orders[i], records[i].key, "depth", f"{type(error).__name__}: {error}")
+                        advance(1)
+        for i, (record, depth) in enumerate(zip(records, depths, strict=True)):
+            if depth is not None and depth.shape != (record.height, record.width):
+                self._reject(rejects, orders[i], record.key, "depth",
+                             f"depth map is {depth.shape[1]}x{depth.shape[0]}, image is {record.width}x{record.height}")
+                advance(1)
+                depths[i] = None
+        return depths
+
+    def _record(self, item: _Prepared, chain: str) -> SIFRecord:
+        record = item.record
+        return SIFRecord(
+            id=record.key,
+            source=record.source,
+            source_id=record.source_id,
+            question=record.question,
+            answer=record.answer,
+            gt_boxes=[tuple(round(v, 3) for v in box) for box in record.gt_boxes],  # type: ignore[misc]
+            width=record.width,
+            height=record.height,
+            image=str(item.image_file),
+            depth_image=str(item.depth_file),
+            chain=chain,
+            provenance=Provenance(
+                writer_kind=self.writer.kind,  # type: ignore[arg-type]
+                writer_model=self.writer.model,
+                seed=item.request.seed,
+                depth_model=item.depth_model,
+                library_version=__version__,
+            ),
+            extra={"plan": [step.kind for step in item.request.plan]},
+        )
+
+    def _finish(self, records: Journal, rejects: Journal) -> ShardResult:
+        by_id: dict[str, dict[str, Any]] = {}
+        for entry in records.entries:
+            by_id.setdefault(entry["record"]["id"], entry)
+        final_rejects = {e["id"]: e for e in rejects.entries if e["id"] not in by_id}
+        result = ShardResult(self.index, len(by_id), len(final_rejects),
+                             Counter(f"{e['stage']}: {_reason_class(e['reason'])}" for e in final_rejects.values()))
+        accounted = set(by_id) | set(final_rejects)
+        result.complete = all(rec.key in accounted for _, rec in self.candidates)
+        if result.complete:
+            ordered = sorted(by_id.values(), key=lambda e: e["order"])
+            write_shard((shard_row(e["record"]) for e in ordered), self.parquet)
+            summary = {"records": result.records, "rejects": result.rejects, "reasons": dict(result.reasons)}
+            _atomic_write(self.work / "summary.json", json.dumps(summary, indent=2).encode())
+        return result
+
+
+def _reason_class(reason: str) -> str:
+    """The reason without record-specific numbers, for counting rejects by kind."""
+    return re.sub(r"[-\d.]+", "#", reason.split(":")[0] if "grammar" not in reason else reason)[:80]
+
+
+def _atomic_write(path: Path, data: bytes) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_bytes(data)
+    tmp.replace(path)
+
+
+def shard_row(record: dict[str, Any]) -> dict[str, Any]:
+    """A journaled record (image references are files) as a shard row with the image bytes."""
+    row = dict(record)
+    for column in ("image", "depth_image"):
+        path = Path(row[column])
+        row[column] = {"bytes": path.read_bytes(), "path": path.name}
+    row["extra"] = json.dumps(row.get("extra") or {}, sort_keys=True)
+    return row
+
+
+# ----------------------------------------------------------------------------- the build
+
+
+def make_writer(config: BuildConfig, out: Path) -> Writer:
+    if config.writer == "offline":
+        return OfflineTemplateWriter()
+    return OpenAIWriter(
+        model=config.writer_model, base_url=config.writer_base_url, timeout=config.writer_timeout,
+        cache_dir=out / "work" / "writer-cache",
+    )
+
+
+def build(
+    config: BuildConfig,
+    out: str | Path,
+    *,
+    shard: int | None = None,
+    writer: Writer | None = None,
+    estimator: DepthEstimator | None = None,
+    progress: bool = True,
+) -> BuildReport:
+    """Build shard ``shard`` of ``config.num_shards`` (all of them when None) into ``out``.
+
+    Rerunning the same command resumes: finished records and rejections are kept, nothing is
+    duplicated. When every shard file exists, the manifest and the dataset card are written.
+    """
+    out = Path(out)
+    (out / "work").mkdir(parents=True, exist_ok=True)
+    _check_same_config(out, config)
+    source_rejects: list[SourceReject] = []
+    candidates = select_candidates(config, source_rejects.append)
+    writer = writer or make_writer(config, out)
+    needs_estimator = any(c.depth is None for c in candidates)
+    if estimator is None and needs_estimator:
+        estimator = DepthEstimator(config.depth_model, device=config.depth_device, batch_size=config.depth_batch_size)
+    indices = range(config.num_shards) if shard is None else [shard]
+    if shard is not None and not 0 <= shard < config.num_shards:
+        raise ValueError(f"shard {shard} is not in 0..{config.num_shards - 1}")
+    results = []
+    jobs = {i: [(j, c) for j, c in enumerate(candidates) if j % config.num_shards == i] for i in indices}
+    total = sum(len(job) for job in jobs.values())
+    with progress_bar("building", total, enabled=progress) as advance:
+        for index, job in jobs.items():
+            builder = ShardBuilder(out, index, config.num_shards, job, config, writer, estimator)
+            results.append(builder.run(advance))
+    _write_source_rejects(out, source_rejects)
+    complete = len(shard_files(out)) == config.num_shards and all(r.complete for r in results)
+    if complete and len(shard_files(out)) == config.num_shards:
+        finalize(out)
+    return BuildReport(out, results, source_rejects, complete)
+
+
+def _check_same_config(out: Path, config: BuildConfig) -> None:
+    """Resuming with other settings would mix two datasets in one folder: refuse."""
+    saved = out / "work" / "config.json"
+    current = config.model_dump(mode="json", exclude={"retry_rejects", "concurrency", "depth_device"})
+    if saved.is_file():
+        previous = json.loads(saved.read_text(encoding="utf-8"))
+        changed = sorted(k for k in set(previous) | set(current) if previous.get(k) != current.get(k))
+        if changed:
+            raise ValueError(
+                f"{out} holds a build with other settings ({', '.join(changed)} differ); "
+                "use another --out or the same settings to resume"
+            )
+    else:
+        _atomic_write(saved, json.dumps(current, indent=2).encode())
+
+
+def _write_source_rejects(out: Path, rejects: list[SourceReject]) -> None:
+    lines = "".join(json.dumps({"id": r.key, "stage": "source", "reason": r.reason}) + "\n" for r in rejects)
+    _atomic_write(out / "work" / "source_rejects.jsonl", lines.encode())
+
+
+def finalize(out: str | Path, repo_id: str | None = None) -> dict[str, Any]:
+    """Write ``manifest.json`` and the dataset card ``README.md`` for a folder of shards."""
+    import sifthinker_cards as cards
+
+    out = Path(out)
+    reasons: Counter[str] = Counter()
+    rejects = 0
+    for summary in sorted((out / "work").glob("shard-*/summary.json")):
+        data = json.loads(summary.read_text(encoding="utf-8"))
+        rejects += data["rejects"]
+        reasons.update(data["reasons"])
+    source_rejects = out / "work" / "source_rejects.jsonl"
+    if source_rejects.is_file():
+        count = sum(1 for line in source_rejects.read_text(encoding="utf-8").splitlines() if line.strip())
+        rejects += count
+        if count:
+            reasons["source"] += count
+    config_file = out / "work" / "config.json"
+    config = json.loads(config_file.read_text(encoding="utf-8")) if config_file.is_file() else {}
+    stats = _provenance_summary(out)
+    manifest = write_manifest(out, {"rejects": rejects, "rejects_by_reason": dict(reasons), "build_config": config,
+                                    "sources": stats["sources"]})
+    records = manifest["records"]
+    offline = "offline-template" in stats["writers"]
+    card = cards.render(
+        "dataset_card.md",
+        license="other",
+        pretty_name="SIF dataset" if not repo_id else repo_id.split("/")[-1],
+        size_category=_size_category(records),
+        records=records,
+        shards=len(manifest["shards"]),
+        sources=", ".join(f"{k} ({v})" for k, v in sorted(stats["sources"].items())) or "-",
+        writer=", ".join(sorted(stats["writers"])) or "-",
+        depth_model=", ".join(sorted(stats["depth_models"])) or "-",
+        seed=config.get("seed", "-"),
+        library_version=__version__,
+        writer_note=(
+            "**Note:** chains written by the `offline-template` writer are deterministic template "
+            "text for pipeline testing and demos, not model-written reasoning." if offline else ""
+        ),
+        repo_id=repo_id or str(out),
+    )
+    _atomic_write(out / "README.md", card.encode())
+    return manifest
+
+
+def _provenance_summary(out: Path) -> dict[str, Any]:
+    import pyarrow.parquet as pq
+
+    sources: Counter[str] = Counter()
+    writers: set[str] = set()
+    depth_models: set[str] = set()
+    for path in shard_files(out):
+        table = pq.read_table(path, columns=["source", "provenance"])
+        sources.update(table.column("source").to_pylist())
+        for prov in table.column("provenance").to_pylist():
+            writers.add(prov["writer_kind"])
+            if prov.get("depth_model"):
+                depth_models.add(prov["depth_model"])
+    return {"sources": dict(sources), "writers": writers, "depth_models": depth_models}
+
+
+def _size_category(records: int) -> str:
+    for limit, name in ((1_000, "n<1K"), (10_000, "1K<n<10K"), (100_000, "10K<n<100K"), (1_000_000, "100K<n<1M")):
+        if records < limit:
+            return name
+    return "1M<n<10M"
+
+
+def merge(parts: Sequence[str | Path], out: str | Path) -> dict[str, Any]:
+    """Assemble shard folders built separately (``--shard i/n`` on several machines) into ``out``.
+
+    Every shard of the same ``n`` must be present exactly once; files are copied, then the
+    manifest and card are written. ``out`` may be one of ``parts``.
+    """
+    import shutil
+
+    out = Path(out)
+    (out / "data").mkdir(parents=True, exist_ok=True)
+    found: dict[str, Path] = {}
+    for part in parts:
+        for path in shard_files(part):
+            if path.name in found and found[path.name].resolve() != path.resolve():
+                raise ValueError(f"shard {path.name} is in both {found[path.name].parent.parent} and {part}")
+            found[path.name] = path
+        for work in (Path(part) / "work").glob("shard-*"):
+            target = out / "work" / work.name
+            if (work / "summary.json").is_file() and work.resolve() != target.resolve():
+                target.mkdir(parents=True, exist_ok=True)
+                shutil.copy2(work / "summary.json", target / "summary.json")
+        config = Path(part) / "work" / "config.json"
+        if config.is_file() and not (out / "work" / "config.json").is_file():
+            shutil.copy2(config, out / "work" / "config.json")
+    counts = {int(re.search(r"-of-(\d+)", name).group(1)) for name in found}  # type: ignore[union-attr]
+    if len(counts) != 1:
+        raise ValueError(f"shards from builds with different shard counts: {sorted(counts)}")
+    (count,) = counts
+    missing = [shard_name(i, count) for i in range(count) if shard_name(i, count) not in found]
+    if missing:
+        raise ValueError(f"missing {len(missing)} of {count} shards: {', '.join(missing[:5])}")
+    for name, path in found.items():
+        target = out / "data" / name
+        if path.resolve() != target.resolve():
+            shutil.copy2(path, target)
+    return finalize(out)

@@ -1,0 +1,346 @@
+"""The one parser and formatter of the SIF chain grammar (sif-format.md).
+
+Strict mode is the grammar the format reward enforces and validation checks: it raises
+:class:`ChainError` with the character position and the reason of the first violation.
+Lenient mode is for evaluating model output in the wild: it never raises, recovers the
+answer and whatever boxes are readable, and lists what it had to forgive in
+``Chain.issues``.
+"""
+
+from __future__ import annotations
+
+import ast
+import json
+import math
+import re
+from typing import Any
+
+from sifdata.schema import Box, Chain, Focus, Text, check_normalized_box
+
+MAX_DECIMALS = 3
+_TAG = re.compile(r"<(/?)(think|area|text|answer)>")
+_NON_SPACE = re.compile(r"\S")
+
+
+class ChainError(ValueError):
+    """A strict-grammar violation at ``position`` (a character offset) for ``reason``."""
+
+    def __init__(self, position: int, reason: str, text: str | None = None) -> None:
+        self.position = position
+        self.reason = reason
+        where = f"character {position}"
+        if text is not None:
+            line = text.count("\n", 0, position) + 1
+            column = position - (text.rfind("\n", 0, position) + 1) + 1
+            where += f" (line {line}, column {column})"
+        super().__init__(f"at {where}: {reason}")
+
+
+# ---------------------------------------------------------------------------- strict
+
+
+class _NumberError(ValueError):
+    pass
+
+
+def _strict_float(literal: str) -> float:
+    if "e" in literal or "E" in literal:
+        raise _NumberError(f"number {literal} uses exponent notation")
+    decimals = len(literal.partition(".")[2])
+    if decimals > MAX_DECIMALS:
+        raise _NumberError(f"number {literal} has {decimals} decimals (at most {MAX_DECIMALS})")
+    return float(literal)
+
+
+def _reject_constant(name: str) -> float:
+    raise _NumberError(f"{name} is not a number the grammar allows")
+
+
+def _parse_area(content: str, offset: int, text: str) -> Focus:
+    """Parse one area's JSON; ``offset`` is where ``content`` starts in ``text``."""
+    try:
+        items = json.loads(content, parse_float=_strict_float, parse_constant=_reject_constant)
+    except _NumberError as error:
+        raise ChainError(offset, f"area: {error}", text) from None
+    except json.JSONDecodeError as error:
+        raise ChainError(offset + error.pos, f"area is not valid JSON: {error.msg}", text) from None
+    if not isinstance(items, list) or not items:
+        raise ChainError(offset, "area must hold a non-empty JSON list of boxes", text)
+    boxes: list[Box] = []
+    depths: list[float | None] = []
+    for index, item in enumerate(items):
+        where = f"area box {index}"
+        if not isinstance(item, dict):
+            raise ChainError(offset, f"{where} must be an object", text)
+        keys = set(item)
+        if keys != {"bbox_2d", "depth"}:
+            missing = sorted({"bbox_2d", "depth"} - keys)
+            unknown = sorted(keys - {"bbox_2d", "depth"})
+            detail = "; ".join(
+                part
+                for part in (
+                    f"missing {', '.join(missing)}" if missing else "",
+                    f"unknown {', '.join(unknown)}" if unknown else "",
+                )
+                if part
+            )
+            raise ChainError(offset, f"{where} must have exactly bbox_2d and depth ({detail})", text)
+        bbox = item["bbox_2d"]
+        if not isinstance(bbox, list) or not all(_is_number(v) for v in bbox):
+            raise ChainError(offset, f"{where}: bbox_2d must be a list of 4 numbers", text)
+        reason = check_normalized_box(bbox)
+        if reason:
+            raise ChainError(offset, f"{where}: bbox_2d {reason}", text)
+        depth = item["depth"]
+        if not _is_number(depth) or not 0.0 <= depth <= 1.0:
+            raise ChainError(offset, f"{where}: depth must be a number in [0, 1], got {depth!r}", text)
+        boxes.append((float(bbox[0]), float(bbox[1]), float(bbox[2]), float(bbox[3])))
+        depths.append(float(depth))
+    return Focus.model_construct(boxes=boxes, depths=depths)
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool)
+
+
+def _parse_strict(text: str) -> Chain:
+    tags = list(_TAG.finditer(text))
+    cursor = 0  # end of the last consumed tag
+    index = 0
+
+    def expect(name: str, closing: bool) -> re.Match[str]:
+        nonlocal cursor, index
+        wanted = f"</{name}>" if closing else f"<{name}>"
+        stray = _NON_SPACE.search(text, cursor)
+        if index >= len(tags):
+            at = stray.start() if stray else len(text)
+            raise ChainError(at, f"expected {wanted}, found end of text", text)
+        tag = tags[index]
+        if stray and stray.start() < tag.start():
+            raise ChainError(stray.start(), f"expected {wanted}, found text outside tags", text)
+        if tag.group(0) != wanted:
+            raise ChainError(tag.start(), f"expected {wanted}, found {tag.group(0)}", text)
+        index += 1
+        cursor = tag.end()
+        return tag
+
+    def content_until(name: str) -> tuple[str, int]:
+        """Content between the tag just consumed and its closing tag (no other tag inside)."""
+        nonlocal cursor, index
+        start = cursor
+        if index >= len(tags):
+            raise ChainError(len(text), f"expected </{name}>, found end of text", text)
+        tag = tags[index]
+        if tag.group(0) != f"</{name}>":
+            raise ChainError(tag.start(), f"expected </{name}>, found {tag.group(0)}", text)
+        index += 1
+        cursor = tag.end()
+        return text[start : tag.start()], start
+
+    expect("think", closing=False)
+    steps: list[Focus | Text] = []
+    while True:
+        next_tag = tags[index].group(0) if index < len(tags) else None
+        if next_tag == "</think>" and steps:
+            expect("think", closing=True)
+            break
+        if next_tag == "</think>":
+            raise ChainError(tags[index].start(), "think needs at least one area/text pair", text)
+        expect("area", closing=False)
+        content, start = content_until("area")
+        steps.append(_parse_area(content, start, text))
+        expect("text", closing=False)
+        content, start = content_until("text")
+        narration = content.strip()
+        if not narration:
+            raise ChainError(start, "text step is empty", text)
+        steps.append(Text.model_construct(text=narration))
+    expect("answer", closing=False)
+    content, start = content_until("answer")
+    answer = content.strip()
+    if not answer:
+        raise ChainError(start, "answer is empty", text)
+    stray = _NON_SPACE.search(text, cursor)
+    if stray:
+        raise ChainError(stray.start(), "content after </answer>", text)
+    return Chain.model_construct(steps=steps, answer=answer, issues=[])
+
+
+# ---------------------------------------------------------------------------- lenient
+
+_ANSWER = re.compile(r"<answer>(.*?)(?:</answer>|$)", re.DOTALL | re.IGNORECASE)
+_PIECE = re.compile(
+    r"<(area|text)>(.*?)(?:</\1>|(?=<(?:/?(?:area|text|think|answer))>)|$)", re.DOTALL | re.IGNORECASE
+)
+_NUMBER = r"-?\d+(?:\.\d+)?(?:[eE][-+]?\d+)?"
+_BBOX_FIELD = re.compile(
+    r"bbox(?:_2d)?['\"]?\s*[:=]\s*[\[(]\s*(" + _NUMBER + r")\s*,\s*(" + _NUMBER + r")\s*,\s*("
+    + _NUMBER + r")\s*,\s*(" + _NUMBER + r")\s*[\])]"
+    r"(?:[^\[\]{}]*?depth['\"]?\s*[:=]\s*(" + _NUMBER + r"))?",
+    re.IGNORECASE,
+)
+_BARE_BOX = re.compile(
+    r"\[\s*(" + _NUMBER + r")\s*,\s*(" + _NUMBER + r")\s*,\s*(" + _NUMBER + r")\s*,\s*("
+    + _NUMBER + r")\s*\]"
+)
+
+
+def _to_float(value: Any) -> float | None:
+    if _is_number(value):
+        number = float(value)
+        return number if math.isfinite(number) else None
+    if isinstance(value, str):
+        try:
+            number = float(value)
+        except ValueError:
+            return None
+        return number if math.isfinite(number) else None
+    return None
+
+
+def _candidate_boxes(content: str) -> list[tuple[list[Any], Any]]:
+    """(box, depth) pairs from an area's content, however it was written."""
+    for loader in (json.loads, ast.literal_eval):
+        try:
+            items = loader(content.strip())
+        except (ValueError, SyntaxError, TypeError, MemoryError, RecursionError):
+            continue
+        if isinstance(items, dict):
+            items = [items]
+        if isinstance(items, list | tuple) and items and all(isinstance(i, dict) for i in items):
+            found = [
+                (item.get("bbox_2d", item.get("bbox")), item.get("depth"))
+                for item in items
+                if isinstance(item.get("bbox_2d", item.get("bbox")), list | tuple)
+            ]
+            if found:
+                return found
+        if isinstance(items, list | tuple) and len(items) == 4 and all(_is_number(v) for v in items):
+            return [(list(items), None)]
+    found = [(list(m.groups()[:4]), m.group(5)) for m in _BBOX_FIELD.finditer(content)]
+    if found:
+        return found
+    return [(list(m.groups()), None) for m in _BARE_BOX.finditer(content)]
+
+
+def _normalize_box(
+    raw: list[Any], width: int | None, height: int | None, issues: list[str]
+) -> Box | None:
+    numbers = [_to_float(v) for v in raw]
+    if len(numbers) != 4 or any(v is None for v in numbers):
+        issues.append(f"unreadable box {raw!r}")
+        return None
+    x1, y1, x2, y2 = (v for v in numbers if v is not None)
+    if max(x1, y1, x2, y2) > 1.0:
+        if not width or not height:
+            issues.append(f"box {[x1, y1, x2, y2]} looks like pixels and no image size was given")
+            return None
+        issues.append("box given in pixels, normalized by the image size")
+        x1, x2, y1, y2 = x1 / width, x2 / width, y1 / height, y2 / height
+    if x1 > x2 or y1 > y2:
+        issues.append("box corners given in the wrong order")
+        x1, x2 = min(x1, x2), max(x1, x2)
+        y1, y2 = min(y1, y2), max(y1, y2)
+    clipped = (min(max(x1, 0.0), 1.0), min(max(y1, 0.0), 1.0), min(max(x2, 0.0), 1.0), min(max(y2, 0.0), 1.0))
+    if clipped != (x1, y1, x2, y2):
+        issues.append("box clipped to the image")
+    if not (clipped[0] < clipped[2] and clipped[1] < clipped[3]):
+        issues.append(f"empty box {[x1, y1, x2, y2]} dropped")
+        return None
+    return clipped
+
+
+def _lenient_focus(content: str, width: int | None, height: int | None, issues: list[str]) -> Focus | None:
+    boxes: list[Box] = []
+    depths: list[float | None] = []
+    for raw_box, raw_depth in _candidate_boxes(content):
+        box = _normalize_box(list(raw_box), width, height, issues)
+        if box is None:
+            continue
+        depth = _to_float(raw_depth)
+        if depth is not None and not 0.0 <= depth <= 1.0:
+            issues.append(f"depth {depth} outside [0, 1] dropped")
+            depth = None
+        boxes.append(box)
+        depths.append(depth)
+    if not boxes:
+        issues.append("area without a readable box")
+        return None
+    return Focus.model_construct(boxes=boxes, depths=depths)
+
+
+def _parse_lenient(text: str, width: int | None, height: int | None, reason: str) -> Chain:
+    issues = [f"not strict: {reason}"]
+    answers = [m.group(1).strip() for m in _ANSWER.finditer(text)]
+    answer = next((a for a in reversed(answers) if a), None)
+    if answer is None:
+        issues.append("no <answer>" if not answers else "empty <answer>")
+    answer_start = text.lower().rfind("<answer>")
+    body = text if answer_start < 0 else text[:answer_start]
+    steps: list[Focus | Text] = []
+    for match in _PIECE.finditer(body):
+        kind, content = match.group(1).lower(), match.group(2)
+        if kind == "text":
+            if content.strip():
+                steps.append(Text.model_construct(text=content.strip()))
+            continue
+        focus = _lenient_focus(content, width, height, issues)
+        if focus is not None:
+            steps.append(focus)
+    if not any(isinstance(step, Focus) for step in steps):
+        # Boxes written without <area> tags (JSON in prose, code fences) are still boxes.
+        focus = _lenient_focus(body, width, height, []) if "bbox" in body.lower() else None
+        if focus is not None:
+            issues.append("boxes found outside <area> tags")
+            steps.append(focus)
+    return Chain.model_construct(steps=steps, answer=answer, issues=issues)
+
+
+# ---------------------------------------------------------------------------- public
+
+
+def parse_chain(
+    text: str, strict: bool = True, *, width: int | None = None, height: int | None = None
+) -> Chain:
+    """Parse a SIF chain.
+
+    ``strict=True`` enforces the grammar and raises :class:`ChainError`. ``strict=False``
+    never raises: it returns what it could read, with ``Chain.issues`` saying what was
+    forgiven; ``width``/``height`` (pixels) let it normalize boxes a model wrote in pixels.
+    """
+    if strict:
+        return _parse_strict(text)
+    try:
+        return _parse_strict(text)
+    except ChainError as error:
+        return _parse_lenient(text, width, height, str(error))
+    except RecursionError:  # absurdly nested JSON in an area
+        return _parse_lenient(text, width, height, "area nested too deeply")
+
+
+def _number(value: float) -> str:
+    return f"{value:.{MAX_DECIMALS}f}"
+
+
+def format_area(boxes: list[Box] | list[list[float]], depths: list[float | None]) -> str:
+    """One ``<area>`` in canonical form (3 decimals, no spaces)."""
+    items = []
+    for box, depth in zip(boxes, depths, strict=True):
+        coords = ",".join(_number(v) for v in box)
+        item = '{"bbox_2d":[' + coords + "]"
+        if depth is not None:
+            item += ',"depth":' + _number(depth)
+        items.append(item + "}")
+    return "<area>[" + ",".join(items) + "]</area>"
+
+
+def format_chain(chain: Chain) -> str:
+    """The canonical text of a chain; ``format_chain(parse_chain(t)) == t`` for canonical t."""
+    lines = ["<think>"]
+    for step in chain.steps:
+        if isinstance(step, Focus):
+            lines.append(format_area(list(step.boxes), list(step.depths)))
+        else:
+            lines.append(f"<text>{step.text}</text>")
+    lines += ["</think>", "<answer>", chain.answer or "", "</answer>"]
+    return "\n".join(lines)

@@ -1,0 +1,214 @@
+"""Loading SIF datasets by name or path, and publishing them to the Hugging Face Hub.
+
+``load_dataset("sif-50k")`` looks, in order, for a local build (``$SIF_HOME/builds/sif-50k``,
+default ``~/.cache/sifthinker``), then the Hub snapshot of ``jankin123/SIF-50K`` in the
+Hugging Face cache, then (when online) the Hub itself. The published release is a JSON file;
+it is converted once into shards beside the local builds and loaded from there.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    import datasets
+
+log = logging.getLogger("sifdata.hub")
+
+
+@dataclass(frozen=True)
+class Alias:
+    repo_id: str
+    published_file: str
+
+
+ALIASES = {
+    "sif-50k": Alias("jankin123/SIF-50K", "SIF-50K.json"),
+    "sif-50k-sampled-200": Alias("jankin123/SIF-50K", "SIF-50K-sampled-200.json"),
+}
+
+
+class DatasetNotAvailable(FileNotFoundError):
+    """The dataset is neither built locally nor cached, and the Hub cannot be reached."""
+
+
+def sif_home() -> Path:
+    return Path(os.environ.get("SIF_HOME", Path.home() / ".cache" / "sifthinker"))
+
+
+def hub_offline() -> bool:
+    return os.environ.get("HF_HUB_OFFLINE", "0").lower() in ("1", "true", "yes", "on")
+
+
+def _is_shard_folder(path: Path) -> bool:
+    return any((path / "data").glob("*.parquet"))
+
+
+def _load_shards(folder: Path, split: str, **kwargs: Any) -> datasets.Dataset:
+    import datasets
+
+    return datasets.load_dataset(str(folder), split=split, **kwargs)
+
+
+def convert_published(json_path: Path, out: Path, image_root: Path | None = None) -> Path:
+    """Convert a published SIF-50K JSON into a shard folder (images embedded where present)."""
+    from sifdata.build.pipeline import _atomic_write, finalize
+    from sifdata.shards import FEATURES, shard_name, write_shard
+    from sifdata.sources import sif50k
+
+    root = image_root or json_path.parent
+    rejects: list[Any] = []
+
+    def rows() -> Any:
+        for record in sif50k.read(json_path, image_root=root, on_reject=rejects.append):
+            row = record.model_dump(mode="json")
+            for column in ("image", "depth_image"):
+                path = root / row[column] if row[column] else None
+                row[column] = {"bytes": path.read_bytes(), "path": path.name} if path and path.is_file() else None
+            row["extra"] = json.dumps({**record.extra, "image_path": record.image,
+                                       "depth_image_path": record.depth_image}, sort_keys=True)
+            yield {name: row.get(name) for name in FEATURES}
+
+    write_shard(rows(), out / "data" / shard_name(0, 1))
+    lines = "".join(json.dumps({"id": r.key, "stage": "import", "reason": r.reason}) + "\n" for r in rejects)
+    _atomic_write(out / "work" / "source_rejects.jsonl", lines.encode())
+    finalize(out)
+    return out
+
+
+def _from_snapshot(snapshot: Path, alias: Alias, name: str, split: str) -> datasets.Dataset:
+    if _is_shard_folder(snapshot):
+        return _load_shards(snapshot, split)
+    published = snapshot / alias.published_file
+    if not published.is_file():
+        raise DatasetNotAvailable(f"{alias.repo_id} snapshot at {snapshot} has neither shards nor {alias.published_file}")
+    target = sif_home() / "builds" / name
+    log.info("converting %s into shards at %s", published, target)
+    convert_published(published, target)
+    return _load_shards(target, split)
+
+
+def load_dataset(name_or_path: str | Path, split: str = "train", *, revision: str | None = None) -> datasets.Dataset:
+    """A SIF dataset as a ``datasets.Dataset`` whose rows validate as :class:`SIFRecord`.
+
+    ``name_or_path``: a folder of shards (a build), a published SIF-50K JSON file, an alias
+    (``sif-50k``, ``sif-50k-sampled-200``) or any Hub dataset id in the shard layout.
+    """
+    path = Path(name_or_path)
+    if path.is_dir():
+        if _is_shard_folder(path):
+            return _load_shards(path, split)
+        raise DatasetNotAvailable(f"{path} is a folder without data/*.parquet shards (build one with `sifdata build`)")
+    if path.is_file() and path.suffix == ".json":
+        target = sif_home() / "builds" / f"import-{path.stem.lower()}"
+        if not _is_shard_folder(target) or target.stat().st_mtime < path.stat().st_mtime:
+            convert_published(path.resolve(), target)
+        return _load_shards(target, split)
+    name = str(name_or_path)
+    alias = ALIASES.get(name.lower())
+    if alias is None:
+        return _load_hub_id(name, split, revision)
+    local = sif_home() / "builds" / name.lower()
+    if _is_shard_folder(local):
+        return _load_shards(local, split)
+    from huggingface_hub import snapshot_download
+    from huggingface_hub.errors import LocalEntryNotFoundError
+
+    try:
+        snapshot = Path(snapshot_download(alias.repo_id, repo_type="dataset", revision=revision, local_files_only=True))
+    except (LocalEntryNotFoundError, FileNotFoundError):
+        if hub_offline():
+            raise DatasetNotAvailable(
+                f"'{name}' is not available offline: no local build at {local} and no cached snapshot of "
+                f"{alias.repo_id} in the Hugging Face cache. Build one with `sifdata build --out {local}`, "
+                f"import the published JSON with `sifdata import SIF-50K.json --out {local}`, or unset "
+                "HF_HUB_OFFLINE to download it."
+            ) from None
+        snapshot = Path(snapshot_download(alias.repo_id, repo_type="dataset", revision=revision))
+    return _from_snapshot(snapshot, alias, name.lower(), split)
+
+
+def _load_hub_id(repo_id: str, split: str, revision: str | None) -> datasets.Dataset:
+    import datasets
+
+    try:
+        return datasets.load_dataset(repo_id, split=split, revision=revision)
+    except (ConnectionError, FileNotFoundError) as error:
+        if hub_offline():
+            raise DatasetNotAvailable(
+                f"'{repo_id}' is not a local folder and is not in the Hugging Face cache, and HF_HUB_OFFLINE is set"
+            ) from error
+        raise
+
+
+# ----------------------------------------------------------------------------- push
+
+PUSH_PATTERNS = ["README.md", "manifest.json", "data/*.parquet"]
+
+
+@dataclass(frozen=True)
+class PushPlan:
+    repo_id: str
+    files: list[tuple[str, int]]  # (path in the repo, bytes)
+
+
+def plan_push(folder: str | Path, repo_id: str) -> PushPlan:
+    from sifdata.shards import shard_files
+
+    folder = Path(folder)
+    files = [(p.name, p.stat().st_size) for p in (folder / "README.md", folder / "manifest.json") if p.is_file()]
+    files += [(f"data/{p.name}", p.stat().st_size) for p in shard_files(folder)]
+    return PushPlan(repo_id, files)
+
+
+def resolve_token(token: str | None = None) -> str | None:
+    """An explicit token, else ``HF_TOKEN``, else the one saved by ``hf auth login``."""
+    if token:
+        return token
+    if os.environ.get("HF_TOKEN"):
+        return os.environ["HF_TOKEN"]
+    from huggingface_hub import get_token
+
+    return get_token()
+
+
+def push(
+    folder: str | Path,
+    repo_id: str,
+    *,
+    token: str | None = None,
+    private: bool = False,
+    revision: str | None = None,
+    commit_message: str = "Upload SIF dataset",
+    api: Any = None,
+) -> str:
+    """Upload a validated build (card, manifest, shards; never ``work/``) to a Hub dataset repo.
+
+    Returns the commit URL. ``api`` is an ``HfApi``-like object (tests pass a recording fake).
+    """
+    from huggingface_hub import HfApi
+
+    from sifdata.validate import validate_folder
+
+    report = validate_folder(folder)
+    if not report.ok:
+        raise ValueError(f"{folder} does not validate ({len(report.errors)} errors); run `sifdata validate {folder}`")
+    resolved = resolve_token(token)
+    if not resolved and api is None:
+        raise PermissionError("no Hugging Face token: set HF_TOKEN or run `hf auth login`")
+    api = api or HfApi(token=resolved)
+    api.create_repo(repo_id, repo_type="dataset", private=private, exist_ok=True)
+    commit = api.upload_folder(
+        folder_path=str(folder),
+        repo_id=repo_id,
+        repo_type="dataset",
+        revision=revision,
+        allow_patterns=PUSH_PATTERNS,
+        commit_message=commit_message,
+    )
+    return str(getattr(commit, "commit_url", commit))

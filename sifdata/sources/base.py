@@ -1,0 +1,145 @@
+"""What every source yields: a question, its answer and ground-truth boxes on one image."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from PIL import Image
+
+from sifdata.geometry import pixel_to_normalized
+from sifdata.schema import Box
+
+log = logging.getLogger("sifdata.sources")
+
+
+@dataclass(frozen=True)
+class SourceRecord:
+    """A (question, answer, ground-truth boxes) record before any chain exists.
+
+    ``gt_boxes`` are per-axis normalized, ``gt_boxes_pixel`` the same boxes in pixels of the
+    original image. The image is a file (``image_path``) or, for generated scenes, an
+    in-memory picture with its exact depth map.
+    """
+
+    source: str
+    source_id: str
+    question: str
+    answer: str
+    gt_boxes: list[Box]
+    gt_boxes_pixel: list[Box]
+    width: int
+    height: int
+    image_path: Path | None = None
+    image: Image.Image | None = field(default=None, compare=False, repr=False)
+    depth: np.ndarray | None = field(default=None, compare=False, repr=False)
+    meta: dict[str, Any] = field(default_factory=dict, compare=False)
+
+    @property
+    def key(self) -> str:
+        """Unique across sources: ``source/source_id``."""
+        return f"{self.source}/{self.source_id}"
+
+    def load_image(self) -> Image.Image:
+        """The RGB image; raises :class:`SourceError` naming the record if it is missing or corrupt."""
+        if self.image is not None:
+            return self.image.convert("RGB")
+        if self.image_path is None:
+            raise SourceError(self.key, "record has no image")
+        try:
+            with Image.open(self.image_path) as opened:
+                return opened.convert("RGB")
+        except FileNotFoundError:
+            raise SourceError(self.key, f"image file not found: {self.image_path}") from None
+        except OSError as error:
+            raise SourceError(self.key, f"image file unreadable ({error}): {self.image_path}") from None
+
+
+class SourceError(ValueError):
+    """A source record that cannot be used, with its key and the reason."""
+
+    def __init__(self, key: str, reason: str) -> None:
+        self.key = key
+        self.reason = reason
+        super().__init__(f"{key}: {reason}")
+
+
+@dataclass(frozen=True)
+class SourceReject:
+    key: str
+    reason: str
+
+
+RejectHandler = Callable[[SourceReject], None]
+
+
+def log_reject(reject: SourceReject) -> None:
+    """The default handler: every rejected record is named in the log, never dropped unseen."""
+    log.warning("rejected %s: %s", reject.key, reject.reason)
+
+
+def clean_pixel_box(box: Sequence[float], width: int, height: int) -> Box:
+    """Clip a pixel box that overshoots the image by rounding; refuse one that is broken.
+
+    Overshoot up to max(2 px, 2% of the side) is rounding and gets clipped. Inverted or empty
+    boxes and boxes beyond that tolerance raise ``ValueError`` with the reason.
+    """
+    if len(box) != 4:
+        raise ValueError(f"box needs 4 numbers, got {list(box)}")
+    x1, y1, x2, y2 = (float(v) for v in box)
+    if x2 < x1 or y2 < y1:
+        raise ValueError(f"inverted box {[x1, y1, x2, y2]}")
+    slack_x, slack_y = max(2.0, 0.02 * width), max(2.0, 0.02 * height)
+    if x1 < -slack_x or y1 < -slack_y or x2 > width + slack_x or y2 > height + slack_y:
+        raise ValueError(f"box {[x1, y1, x2, y2]} lies outside the {width}x{height} image")
+    clipped = (max(x1, 0.0), max(y1, 0.0), min(x2, float(width)), min(y2, float(height)))
+    if clipped[2] - clipped[0] <= 0 or clipped[3] - clipped[1] <= 0:
+        raise ValueError(f"empty box {[x1, y1, x2, y2]}")
+    return clipped
+
+
+def make_record(
+    *,
+    source: str,
+    source_id: str,
+    question: str,
+    answer: str,
+    boxes_pixel: Sequence[Sequence[float]],
+    width: int,
+    height: int,
+    **extra: Any,
+) -> SourceRecord:
+    """Build a record from pixel boxes, cleaning each (``ValueError`` with the reason if broken)."""
+    if width <= 0 or height <= 0:
+        raise ValueError(f"image size {width}x{height} is not positive")
+    if not boxes_pixel:
+        raise ValueError("no ground-truth box")
+    if not question.strip():
+        raise ValueError("empty question")
+    if not str(answer).strip():
+        raise ValueError("empty answer")
+    cleaned = [clean_pixel_box(box, width, height) for box in boxes_pixel]
+    normalized = [pixel_to_normalized(box, width, height) for box in cleaned]
+    return SourceRecord(
+        source=source,
+        source_id=source_id,
+        question=question.strip(),
+        answer=str(answer).strip(),
+        gt_boxes=normalized,
+        gt_boxes_pixel=cleaned,
+        width=width,
+        height=height,
+        **extra,
+    )
+
+
+def image_size(path: Path) -> tuple[int, int] | None:
+    """(width, height) from the file header, or None when there is no such file."""
+    if not path.is_file():
+        return None
+    with Image.open(path) as image:
+        return image.size

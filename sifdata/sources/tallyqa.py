@@ -1,0 +1,54 @@
+"""TallyQA via GRIT (``filtered_tallyqa_sampled.json``): counting questions with every counted
+object boxed in pixels (``bboxs``)."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+from sifdata.sources.base import (
+    RejectHandler,
+    SourceRecord,
+    SourceReject,
+    image_size,
+    log_reject,
+    make_record,
+)
+
+
+def _parse_row(row: dict[str, Any], position: int, image_root: Path) -> SourceRecord:
+    image_path = image_root / row["image"]
+    size = image_size(image_path)
+    if size is None and "width" in row and "height" in row:
+        size = (int(row["width"]), int(row["height"]))
+    if size is None:
+        raise ValueError(f"image size unknown: no file at {image_path} and no width/height")
+    source_id = str(row.get("question_id", row.get("id", position)))
+    return make_record(
+        source=row.get("dataset", "tallyqa"),
+        source_id=source_id,
+        question=row["question"],
+        answer=str(row["answer"]),
+        boxes_pixel=row["bboxs"],
+        width=size[0],
+        height=size[1],
+        image_path=image_path,
+    )
+
+
+def read(
+    path: str | Path, *, image_root: str | Path | None = None, on_reject: RejectHandler = log_reject
+) -> Iterator[SourceRecord]:
+    """Yield the usable records; broken ones go to ``on_reject`` with the reason."""
+    path = Path(path)
+    root = Path(image_root) if image_root is not None else path.parent
+    with open(path, encoding="utf-8") as handle:
+        rows = json.load(handle)
+    for position, row in enumerate(rows):
+        try:
+            yield _parse_row(row, position, root)
+        except (KeyError, TypeError, ValueError) as error:
+            key = f"{row.get('dataset', 'tallyqa') if isinstance(row, dict) else 'tallyqa'}/#{position}"
+            on_reject(SourceReject(key, f"{type(error).__name__}: {error}"))

@@ -1,0 +1,161 @@
+"""Visual-CoT: the training file ``viscot_363k.json`` and the benchmark files (same layout).
+
+Each record: ``dataset``, ``question_id``, ``image`` = [path, path + "###[x1,y1,x2,y2]"]
+(pixel xyxy, truncated to integers), ``conversations`` = [question + instruction, box in
+padded-square coordinates, "<image>", answer]. The detection variant
+(``benchmark_det/*.jsonl``) adds the image size and the float pixel box.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from sifdata.geometry import padded_square_to_pixel
+from sifdata.schema import Box
+from sifdata.sources.base import (
+    RejectHandler,
+    SourceRecord,
+    SourceReject,
+    image_size,
+    log_reject,
+    make_record,
+)
+
+BOX_INSTRUCTION = (
+    " Please provide the bounding box coordinate of the region that can help you answer the "
+    "question better."
+)
+# Subsets the original generator dropped: their questions are about reading text.
+TEXT_HEAVY_SUBSETS = frozenset({"docvqa", "dude", "textvqa", "sroie", "infographicsvqa", "textcap"})
+
+
+@dataclass(frozen=True)
+class VisCoTRecord(SourceRecord):
+    question_id: int | str = -1
+    # The box of conversation turn 2, in padded-square normalized coordinates.
+    gt_boxes_padded: list[Box] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class DetectionEntry:
+    width: int
+    height: int
+    bbox: Box
+    img_path: str
+
+
+def read_detection(path: str | Path) -> dict[str, DetectionEntry]:
+    """``benchmark_det``-style JSONL: question id (as a string) -> image size and pixel box."""
+    entries: dict[str, DetectionEntry] = {}
+    with open(path, encoding="utf-8") as handle:
+        for line_number, line in enumerate(handle, 1):
+            if not line.strip():
+                continue
+            try:
+                row = json.loads(line)
+                entries[str(row["question_id"])] = DetectionEntry(
+                    width=int(row["width"]),
+                    height=int(row["height"]),
+                    bbox=tuple(float(v) for v in row["bbox"]),  # type: ignore[arg-type]
+                    img_path=row["img_path"],
+                )
+            except (KeyError, TypeError, ValueError) as error:
+                raise ValueError(f"{path}:{line_number}: not a detection record ({error})") from None
+    return entries
+
+
+def _rows(path: Path) -> Iterator[dict[str, Any]]:
+    if path.suffix == ".jsonl":
+        with open(path, encoding="utf-8") as handle:
+            for line in handle:
+                if line.strip():
+                    yield json.loads(line)
+        return
+    with open(path, encoding="utf-8") as handle:
+        rows = json.load(handle)
+    if not isinstance(rows, list):
+        raise ValueError(f"{path}: expected a JSON list of Visual-CoT records")
+    yield from rows
+
+
+def _question(raw: str) -> str:
+    text = raw.replace("<image>", "").strip()
+    if text.endswith(BOX_INSTRUCTION.strip()):
+        text = text[: -len(BOX_INSTRUCTION.strip())]
+    return text.strip()
+
+
+def _parse_row(
+    row: dict[str, Any], image_root: Path, sizes: dict[str, DetectionEntry] | None
+) -> VisCoTRecord:
+    question_id = row["question_id"]
+    image_field = row["image"]
+    image_rel = image_field[0]
+    marked = image_field[1] if len(image_field) > 1 else ""
+    turns = [turn["value"] for turn in row["conversations"]]
+    if len(turns) < 4:
+        raise ValueError(f"expected 4 conversation turns, got {len(turns)}")
+    padded = json.loads(turns[1])
+    if "###" in marked:
+        box_pixel: list[float] = [float(v) for v in json.loads(marked.split("###", 1)[1])]
+    else:
+        raise ValueError("image field has no '###[x1,y1,x2,y2]' box")
+    image_path = image_root / image_rel
+    size = image_size(image_path)
+    detection = sizes.get(str(question_id)) if sizes else None
+    if size is None and detection is not None:
+        size = (detection.width, detection.height)
+    if size is None:
+        raise ValueError(f"image size unknown: no file at {image_path} and no sizes entry")
+    if detection is not None:
+        box_pixel = list(detection.bbox)  # the float box; the '###' one is truncated
+    width, height = size
+    record = make_record(
+        source=row.get("dataset", "viscot"),
+        source_id=str(question_id),
+        question=_question(turns[0]),
+        answer=turns[3],
+        boxes_pixel=[box_pixel],
+        width=width,
+        height=height,
+        image_path=image_path,
+    )
+    return VisCoTRecord(
+        **{f: getattr(record, f) for f in record.__dataclass_fields__},
+        question_id=question_id,
+        gt_boxes_padded=[tuple(float(v) for v in padded)],  # type: ignore[list-item]
+    )
+
+
+def read(
+    path: str | Path,
+    *,
+    sizes: str | Path | dict[str, DetectionEntry] | None = None,
+    image_root: str | Path | None = None,
+    on_reject: RejectHandler = log_reject,
+) -> Iterator[VisCoTRecord]:
+    """Yield the usable records of a Visual-CoT file.
+
+    Image sizes come from the image file under ``image_root`` (default: the file's folder)
+    when it exists, else from ``sizes`` (a ``benchmark_det`` JSONL or its parsed mapping).
+    Boxes overshooting the edge by rounding are clipped; broken records go to ``on_reject``
+    with the reason (default: a warning in the log) and are not yielded.
+    """
+    path = Path(path)
+    root = Path(image_root) if image_root is not None else path.parent
+    size_table = read_detection(sizes) if isinstance(sizes, str | Path) else sizes
+    for position, row in enumerate(_rows(path)):
+        key = f"{row.get('dataset', 'viscot')}/{row.get('question_id', f'#{position}')}"
+        try:
+            yield _parse_row(row, root, size_table)
+        except (KeyError, IndexError, TypeError, ValueError) as error:
+            on_reject(SourceReject(key, f"{type(error).__name__}: {error}"))
+
+
+def padded_box_in_pixels(record: VisCoTRecord) -> list[Box]:
+    """Turn 2's padded-square box converted back to pixels (for checking the conventions)."""
+    return [padded_square_to_pixel(box, record.width, record.height) for box in record.gt_boxes_padded]

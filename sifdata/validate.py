@@ -1,0 +1,159 @@
+"""``sifdata validate``: every check a SIF shard folder must pass, with a readable report.
+
+Checks: the card's ``configs:``; the manifest's shards, counts and checksums; each shard's
+schema; per record the typed schema (grammar and ranges included), images present and
+decodable at the record's size, chain depths consistent with the depth map, the chain ending
+at the ground truth; duplicate ids across shards.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from PIL import Image
+from pydantic import ValidationError
+
+from sifdata.depth import DepthMap, load_depth_png
+from sifdata.schema import SIFRecord
+
+DEPTH_TOLERANCE = 0.002
+
+
+@dataclass(frozen=True)
+class Issue:
+    where: str  # record id, or a file
+    check: str
+    reason: str
+
+
+@dataclass
+class ValidationReport:
+    folder: Path
+    records: int = 0
+    shards: int = 0
+    errors: list[Issue] = field(default_factory=list)
+    warnings: list[Issue] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return not self.errors and self.shards > 0
+
+    def by_check(self) -> Counter[str]:
+        return Counter(issue.check for issue in self.errors)
+
+
+def _check_card(folder: Path, report: ValidationReport) -> None:
+    card = folder / "README.md"
+    if not card.is_file():
+        report.errors.append(Issue("README.md", "card", "missing: datasets.load_dataset needs its configs"))
+        return
+    text = card.read_text(encoding="utf-8")
+    if not text.startswith("---") or "configs:" not in text.split("---", 2)[1]:
+        report.errors.append(Issue("README.md", "card", "no YAML header with configs:"))
+
+
+def _check_manifest(folder: Path, report: ValidationReport) -> None:
+    from sifdata.shards import read_manifest, sha256_file, shard_files
+
+    manifest = read_manifest(folder)
+    if manifest is None:
+        report.errors.append(Issue("manifest.json", "manifest", "missing"))
+        return
+    listed = {shard["file"]: shard for shard in manifest.get("shards", [])}
+    present = {str(p.relative_to(folder)) for p in shard_files(folder)}
+    for name in sorted(set(listed) - present):
+        report.errors.append(Issue(name, "manifest", "listed in manifest.json but missing"))
+    for name in sorted(present - set(listed)):
+        report.errors.append(Issue(name, "manifest", "shard not listed in manifest.json"))
+    for name in sorted(set(listed) & present):
+        if sha256_file(folder / name) != listed[name]["sha256"]:
+            report.errors.append(Issue(name, "checksum", "sha256 differs from manifest.json"))
+
+
+def _decode(cell: dict | None, what: str) -> bytes:
+    if not cell or not cell.get("bytes"):
+        raise ValueError(f"{what} missing")
+    return cell["bytes"]
+
+
+def _check_row(row: dict, report: ValidationReport) -> None:
+    record_id = row.get("id") or "<no id>"
+    try:
+        record = SIFRecord.from_row(row)
+    except ValidationError as error:
+        for detail in error.errors():
+            where = ".".join(str(p) for p in detail["loc"]) or "record"
+            report.errors.append(Issue(record_id, "schema", f"{where}: {detail['msg']}"))
+        return
+    chain = record.parsed_chain()
+    last = [tuple(round(v, 3) for v in box) for box in chain.last_boxes]
+    truth = [tuple(round(v, 3) for v in box) for box in record.gt_boxes]
+    if last != truth:
+        report.errors.append(Issue(record_id, "chain", f"last area {last} is not the ground truth {truth}"))
+    try:
+        with Image.open(io.BytesIO(_decode(row.get("image"), "RGB image"))) as image:
+            image.load()
+            size = image.size
+    except (ValueError, OSError) as error:
+        report.errors.append(Issue(record_id, "image", f"RGB image: {error}"))
+        return
+    if record.width and record.height and size != (record.width, record.height):
+        report.errors.append(Issue(record_id, "image", f"RGB image is {size[0]}x{size[1]}, record says {record.width}x{record.height}"))
+    try:
+        depth = DepthMap(load_depth_png(_decode(row.get("depth_image"), "depth image")))
+    except (ValueError, OSError) as error:
+        report.errors.append(Issue(record_id, "depth", f"depth image: {error}"))
+        return
+    if (depth.width, depth.height) != size:
+        report.errors.append(Issue(record_id, "depth", f"depth map is {depth.width}x{depth.height}, image is {size[0]}x{size[1]}"))
+        return
+    for number, step in enumerate(chain.focus_steps, 1):
+        for box, stated in zip(step.boxes, step.depths, strict=True):
+            actual = depth.box_mean(box)
+            if stated is None or abs(stated - actual) > DEPTH_TOLERANCE:
+                report.errors.append(
+                    Issue(record_id, "depth", f"area {number}: stated depth {stated} but the map gives {actual:.4f}")
+                )
+
+
+def validate_folder(folder: str | Path, *, progress: bool = False) -> ValidationReport:
+    """Validate a shard folder; ``report.ok`` is False if anything is wrong."""
+    import pyarrow.parquet as pq
+
+    from sifdata.progress import progress_bar
+    from sifdata.shards import FEATURES, iter_rows, shard_files
+
+    folder = Path(folder)
+    report = ValidationReport(folder)
+    files = shard_files(folder)
+    if not files:
+        report.errors.append(Issue(str(folder), "shards", "no data/train-*.parquet shards"))
+        return report
+    _check_card(folder, report)
+    _check_manifest(folder, report)
+    seen: Counter[str] = Counter()
+    total = sum(pq.ParquetFile(p).metadata.num_rows for p in files)
+    with progress_bar("validating", total, enabled=progress) as advance:
+        for path in files:
+            report.shards += 1
+            metadata = pq.read_schema(path).metadata or {}
+            try:
+                features = json.loads(metadata[b"huggingface"])["info"]["features"]
+            except (KeyError, ValueError):
+                report.errors.append(Issue(path.name, "schema", "no datasets Features in the parquet metadata"))
+                features = None
+            if features is not None and features != FEATURES.to_dict():
+                report.errors.append(Issue(path.name, "schema", "Features differ from sifdata's schema"))
+            for row in iter_rows(path):
+                report.records += 1
+                seen[row.get("id") or ""] += 1
+                _check_row(row, report)
+                advance(1)
+    for record_id, count in seen.items():
+        if count > 1:
+            report.errors.append(Issue(record_id, "duplicate", f"id appears {count} times"))
+    return report
