@@ -169,19 +169,23 @@ def _parse_strict(text: str) -> Chain:
 # ---------------------------------------------------------------------------- lenient
 
 _ANSWER = re.compile(r"<answer>(.*?)(?:</answer>|$)", re.DOTALL | re.IGNORECASE)
-_PIECE = re.compile(
-    r"<(area|text)>(.*?)(?:</\1>|(?=<(?:/?(?:area|text|think|answer))>)|$)", re.DOTALL | re.IGNORECASE
-)
+_PIECE = re.compile(r"<(area|text)>(.*?)(?:</\1>|(?=<(?:/?(?:area|text|think|answer))>)|$)", re.DOTALL | re.IGNORECASE)
 _NUMBER = r"-?\d+(?:\.\d+)?(?:[eE][-+]?\d+)?"
 _BBOX_FIELD = re.compile(
-    r"bbox(?:_2d)?['\"]?\s*[:=]\s*[\[(]\s*(" + _NUMBER + r")\s*,\s*(" + _NUMBER + r")\s*,\s*("
-    + _NUMBER + r")\s*,\s*(" + _NUMBER + r")\s*[\])]"
+    r"bbox(?:_2d)?['\"]?\s*[:=]\s*[\[(]\s*("
+    + _NUMBER
+    + r")\s*,\s*("
+    + _NUMBER
+    + r")\s*,\s*("
+    + _NUMBER
+    + r")\s*,\s*("
+    + _NUMBER
+    + r")\s*[\])]"
     r"(?:[^\[\]{}]*?depth['\"]?\s*[:=]\s*(" + _NUMBER + r"))?",
     re.IGNORECASE,
 )
 _BARE_BOX = re.compile(
-    r"\[\s*(" + _NUMBER + r")\s*,\s*(" + _NUMBER + r")\s*,\s*(" + _NUMBER + r")\s*,\s*("
-    + _NUMBER + r")\s*\]"
+    r"\[\s*(" + _NUMBER + r")\s*,\s*(" + _NUMBER + r")\s*,\s*(" + _NUMBER + r")\s*,\s*(" + _NUMBER + r")\s*\]"
 )
 
 
@@ -223,9 +227,7 @@ def _candidate_boxes(content: str) -> list[tuple[list[Any], Any]]:
     return [(list(m.groups()), None) for m in _BARE_BOX.finditer(content)]
 
 
-def _normalize_box(
-    raw: list[Any], width: int | None, height: int | None, issues: list[str]
-) -> Box | None:
+def _normalize_box(raw: list[Any], width: int | None, height: int | None, issues: list[str]) -> Box | None:
     numbers = [_to_float(v) for v in raw]
     if len(numbers) != 4 or any(v is None for v in numbers):
         issues.append(f"unreadable box {raw!r}")
@@ -299,9 +301,7 @@ def _parse_lenient(text: str, width: int | None, height: int | None, reason: str
 # ---------------------------------------------------------------------------- public
 
 
-def parse_chain(
-    text: str, strict: bool = True, *, width: int | None = None, height: int | None = None
-) -> Chain:
+def parse_chain(text: str, strict: bool = True, *, width: int | None = None, height: int | None = None) -> Chain:
     """Parse a SIF chain.
 
     ``strict=True`` enforces the grammar and raises :class:`ChainError`. ``strict=False``

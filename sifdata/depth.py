@@ -120,14 +120,25 @@ def save_depth_png(depth: np.ndarray, path: str | Path) -> Path:
 
 # ColorBrewer "Spectral" (the 11 anchors of matplotlib's Spectral, as 0-255 integers);
 # matplotlib interpolates them linearly into 256 entries, Spectral_r reverses them.
-_SPECTRAL_ANCHORS = np.array(
-    [
-        [158, 1, 66], [213, 62, 79], [244, 109, 67], [253, 174, 97], [254, 224, 139],
-        [255, 255, 191], [230, 245, 152], [171, 221, 164], [102, 194, 165], [50, 136, 189],
-        [94, 79, 162],
-    ],
-    dtype=np.float64,
-) / 255.0
+_SPECTRAL_ANCHORS = (
+    np.array(
+        [
+            [158, 1, 66],
+            [213, 62, 79],
+            [244, 109, 67],
+            [253, 174, 97],
+            [254, 224, 139],
+            [255, 255, 191],
+            [230, 245, 152],
+            [171, 221, 164],
+            [102, 194, 165],
+            [50, 136, 189],
+            [94, 79, 162],
+        ],
+        dtype=np.float64,
+    )
+    / 255.0
+)
 
 
 def spectral_r_palette() -> np.ndarray:

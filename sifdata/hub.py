@@ -57,7 +57,8 @@ def _load_shards(folder: Path, split: str, **kwargs: Any) -> datasets.Dataset:
 
 def convert_published(json_path: Path, out: Path, image_root: Path | None = None) -> Path:
     """Convert a published SIF-50K JSON into a shard folder (images embedded where present)."""
-    from sifdata.build.pipeline import _atomic_write, finalize
+    from sifdata.build.pipeline import finalize
+    from sifdata.files import atomic_write
     from sifdata.shards import FEATURES, shard_name, write_shard
     from sifdata.sources import sif50k
 
@@ -70,13 +71,14 @@ def convert_published(json_path: Path, out: Path, image_root: Path | None = None
             for column in ("image", "depth_image"):
                 path = root / row[column] if row[column] else None
                 row[column] = {"bytes": path.read_bytes(), "path": path.name} if path and path.is_file() else None
-            row["extra"] = json.dumps({**record.extra, "image_path": record.image,
-                                       "depth_image_path": record.depth_image}, sort_keys=True)
+            row["extra"] = json.dumps(
+                {**record.extra, "image_path": record.image, "depth_image_path": record.depth_image}, sort_keys=True
+            )
             yield {name: row.get(name) for name in FEATURES}
 
     write_shard(rows(), out / "data" / shard_name(0, 1))
     lines = "".join(json.dumps({"id": r.key, "stage": "import", "reason": r.reason}) + "\n" for r in rejects)
-    _atomic_write(out / "work" / "source_rejects.jsonl", lines.encode())
+    atomic_write(out / "work" / "source_rejects.jsonl", lines.encode())
     finalize(out)
     return out
 
@@ -86,7 +88,9 @@ def _from_snapshot(snapshot: Path, alias: Alias, name: str, split: str) -> datas
         return _load_shards(snapshot, split)
     published = snapshot / alias.published_file
     if not published.is_file():
-        raise DatasetNotAvailable(f"{alias.repo_id} snapshot at {snapshot} has neither shards nor {alias.published_file}")
+        raise DatasetNotAvailable(
+            f"{alias.repo_id} snapshot at {snapshot} has neither shards nor {alias.published_file}"
+        )
     target = sif_home() / "builds" / name
     log.info("converting %s into shards at %s", published, target)
     convert_published(published, target)

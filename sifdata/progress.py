@@ -31,8 +31,15 @@ def progress_bar(description: str, total: int, *, enabled: bool = True) -> Itera
     if not enabled:
         yield lambda n: None
         return
-    columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), RateColumn(),
-               TimeElapsedColumn(), TextColumn("ETA"), TimeRemainingColumn())
+    columns = (
+        TextColumn("{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        RateColumn(),
+        TimeElapsedColumn(),
+        TextColumn("ETA"),
+        TimeRemainingColumn(),
+    )
     from rich.console import Console
 
     with Progress(*columns, console=Console(file=sys.stderr), transient=False) as progress:

@@ -102,14 +102,18 @@ def _check_row(row: dict, report: ValidationReport) -> None:
         report.errors.append(Issue(record_id, "image", f"RGB image: {error}"))
         return
     if record.width and record.height and size != (record.width, record.height):
-        report.errors.append(Issue(record_id, "image", f"RGB image is {size[0]}x{size[1]}, record says {record.width}x{record.height}"))
+        report.errors.append(
+            Issue(record_id, "image", f"RGB image is {size[0]}x{size[1]}, record says {record.width}x{record.height}")
+        )
     try:
         depth = DepthMap(load_depth_png(_decode(row.get("depth_image"), "depth image")))
     except (ValueError, OSError) as error:
         report.errors.append(Issue(record_id, "depth", f"depth image: {error}"))
         return
     if (depth.width, depth.height) != size:
-        report.errors.append(Issue(record_id, "depth", f"depth map is {depth.width}x{depth.height}, image is {size[0]}x{size[1]}"))
+        report.errors.append(
+            Issue(record_id, "depth", f"depth map is {depth.width}x{depth.height}, image is {size[0]}x{size[1]}")
+        )
         return
     for number, step in enumerate(chain.focus_steps, 1):
         for box, stated in zip(step.boxes, step.depths, strict=True):

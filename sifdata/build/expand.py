@@ -57,9 +57,7 @@ def merge_overlapping(boxes: Sequence[Box]) -> list[Box]:
     return merged
 
 
-def _distractor(
-    base: Box, avoid: Sequence[Box], width: float, height: float, rng: np.random.Generator
-) -> Box | None:
+def _distractor(base: Box, avoid: Sequence[Box], width: float, height: float, rng: np.random.Generator) -> Box | None:
     """A wrong box of similar size beside a corner (or an edge) of ``base``, inside the image.
 
     Its size is ``base`` grown 20% about its centre and scaled by U(0.7, 1.3); it must keep at
@@ -135,16 +133,12 @@ def plan_focus(
     deduplicated: list[PlannedStep] = []
     for step in steps:
         if deduplicated and deduplicated[-1].boxes == step.boxes:
-            deduplicated[-1] = PlannedStep(
-                "target" if step.kind == "target" else deduplicated[-1].kind, step.boxes
-            )
+            deduplicated[-1] = PlannedStep("target" if step.kind == "target" else deduplicated[-1].kind, step.boxes)
             continue
         deduplicated.append(step)
     return deduplicated
 
 
-def reverse_expand(
-    gt_boxes: Sequence[Sequence[float]], width: int, height: int, seed: int = 0
-) -> list[list[Box]]:
+def reverse_expand(gt_boxes: Sequence[Sequence[float]], width: int, height: int, seed: int = 0) -> list[list[Box]]:
     """The planned focus steps' boxes in reading order (full image first, ground truth last)."""
     return [step.boxes for step in plan_focus(gt_boxes, width, height, seed)]

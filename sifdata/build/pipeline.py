@@ -31,13 +31,20 @@ from sifdata.build.writer import (
     OfflineTemplateWriter,
     OpenAIWriter,
     WriteOutcome,
-    WriteRequest,
     Writer,
+    WriteRequest,
     WriterError,
     attach_depths,
     write_checked,
 )
-from sifdata.depth import DEFAULT_DEPTH_MODEL, DepthEstimator, DepthMap, depth_png_bytes, load_depth_png
+from sifdata.depth import (
+    DEFAULT_DEPTH_MODEL,
+    DepthEstimator,
+    DepthMap,
+    depth_png_bytes,
+    load_depth_png,
+)
+from sifdata.files import atomic_write, safe_name
 from sifdata.progress import progress_bar
 from sifdata.schema import Provenance, SIFRecord
 from sifdata.shards import shard_files, shard_name, write_manifest, write_shard
@@ -162,10 +169,6 @@ def record_seed(build_seed: int, key: str) -> int:
     return int.from_bytes(hashlib.sha256(f"{build_seed}:{key}".encode()).digest()[:4], "big")
 
 
-def safe_name(key: str) -> str:
-    return re.sub(r"[^A-Za-z0-9._-]", "_", key.replace("/", "__"))
-
-
 # ----------------------------------------------------------------------------- one shard
 
 
@@ -209,15 +212,22 @@ class ShardBuilder:
                 self._process(pending, records, rejects, advance)
             return self._finish(records, rejects)
 
-    def _process(self, pending: list[tuple[int, SourceRecord]], records: Journal, rejects: Journal,
-                 advance: Callable[[int], None]) -> None:
+    def _process(
+        self,
+        pending: list[tuple[int, SourceRecord]],
+        records: Journal,
+        rejects: Journal,
+        advance: Callable[[int], None],
+    ) -> None:
         chunk = max(self.config.depth_batch_size, self.config.concurrency)
         in_flight: dict[Future[WriteOutcome], _Prepared] = {}
         with ThreadPoolExecutor(max_workers=self.config.concurrency, thread_name_prefix="sif-writer") as pool:
             try:
                 for start in range(0, len(pending), chunk):
                     for item in self._prepare(pending[start : start + chunk], rejects, advance):
-                        in_flight[pool.submit(write_checked, self.writer, item.request, self.config.max_attempts)] = item
+                        in_flight[pool.submit(write_checked, self.writer, item.request, self.config.max_attempts)] = (
+                            item
+                        )
                     while len(in_flight) > 2 * self.config.concurrency:
                         self._collect(in_flight, records, rejects, advance, block_all=False)
                 while in_flight:
@@ -227,25 +237,39 @@ class ShardBuilder:
                     future.cancel()
                 raise BuildAborted(f"shard {self.index}: {error.reason}") from None
 
-    def _collect(self, in_flight: dict[Future[WriteOutcome], _Prepared], records: Journal, rejects: Journal,
-                 advance: Callable[[int], None], block_all: bool) -> None:
+    def _collect(
+        self,
+        in_flight: dict[Future[WriteOutcome], _Prepared],
+        records: Journal,
+        rejects: Journal,
+        advance: Callable[[int], None],
+        block_all: bool,
+    ) -> None:
         finished, _ = wait(list(in_flight), return_when=FIRST_COMPLETED)
         for future in finished:
             item = in_flight.pop(future)
             outcome = future.result()  # a fatal WriterError propagates from here
             if outcome.chain is None:
-                self._reject(rejects, item.order, item.record.key, "writer", outcome.reject_reason or "", outcome.attempts)
+                self._reject(
+                    rejects, item.order, item.record.key, "writer", outcome.reject_reason or "", outcome.attempts
+                )
             else:
-                records.append({"order": item.order, "attempts": outcome.attempts,
-                                "record": self._record(item, outcome.chain).model_dump(mode="json")})
+                records.append(
+                    {
+                        "order": item.order,
+                        "attempts": outcome.attempts,
+                        "record": self._record(item, outcome.chain).model_dump(mode="json"),
+                    }
+                )
             advance(1)
 
     def _reject(self, rejects: Journal, order: int, key: str, stage: str, reason: str, attempts: int = 0) -> None:
         log.info("rejected %s at %s: %s", key, stage, reason)
         rejects.append({"order": order, "id": key, "stage": stage, "reason": reason, "attempts": attempts})
 
-    def _prepare(self, batch: list[tuple[int, SourceRecord]], rejects: Journal,
-                 advance: Callable[[int], None]) -> Iterator[_Prepared]:
+    def _prepare(
+        self, batch: list[tuple[int, SourceRecord]], rejects: Journal, advance: Callable[[int], None]
+    ) -> Iterator[_Prepared]:
         images, kept = [], []
         for order, record in batch:
             try:
@@ -261,28 +285,39 @@ class ShardBuilder:
             name = safe_name(record.key)
             depth_file = self.work / "depth" / f"{name}_d.png"
             png = depth_png_bytes(depth)
-            _atomic_write(depth_file, png)
+            atomic_write(depth_file, png)
             if record.image_path is not None:
                 image_file = record.image_path.resolve()
             else:
                 image_file = self.work / "images" / f"{name}.png"
                 buffer = io.BytesIO()
                 image.save(buffer, format="PNG")
-                _atomic_write(image_file, buffer.getvalue())
+                atomic_write(image_file, buffer.getvalue())
             # Plan on the depth exactly as stored, so validation recomputes the same means.
             stored = DepthMap(load_depth_png(png))
             seed = record_seed(self.config.seed, record.key)
-            plan = plan_focus(record.gt_boxes, record.width, record.height, seed,
-                              select_probability=self.config.select_probability)
+            plan = plan_focus(
+                record.gt_boxes, record.width, record.height, seed, select_probability=self.config.select_probability
+            )
             request = WriteRequest(
-                record_id=record.key, question=record.question, answer=record.answer,
-                plan=attach_depths(plan, stored.box_mean), image=image, seed=seed,
+                record_id=record.key,
+                question=record.question,
+                answer=record.answer,
+                plan=attach_depths(plan, stored.box_mean),
+                image=image,
+                seed=seed,
             )
             depth_model = SYNTHETIC_DEPTH if record.depth is not None else self.config.depth_model
             yield _Prepared(order, record, image_file, depth_file, depth_model, request)
 
-    def _depths(self, records: list[SourceRecord], images: list[Any], rejects: Journal, orders: list[int],
-                advance: Callable[[int], None]) -> list[np.ndarray | None]:
+    def _depths(
+        self,
+        records: list[SourceRecord],
+        images: list[Any],
+        rejects: Journal,
+        orders: list[int],
+        advance: Callable[[int], None],
+    ) -> list[np.ndarray | None]:
         depths: list[np.ndarray | None] = [r.depth for r in records]
         missing = [i for i, d in enumerate(depths) if d is None]
         if missing:
@@ -296,13 +331,18 @@ class ShardBuilder:
                 for i in missing:
                     try:
                         depths[i] = self.estimator.estimate_one(images[i])
-                    except Exception as error:  # noqa: BLE001 - the reason is journaled
+                    except Exception as error:
                         self._reject(rejects, orders[i], records[i].key, "depth", f"{type(error).__name__}: {error}")
                         advance(1)
         for i, (record, depth) in enumerate(zip(records, depths, strict=True)):
             if depth is not None and depth.shape != (record.height, record.width):
-                self._reject(rejects, orders[i], record.key, "depth",
-                             f"depth map is {depth.shape[1]}x{depth.shape[0]}, image is {record.width}x{record.height}")
+                self._reject(
+                    rejects,
+                    orders[i],
+                    record.key,
+                    "depth",
+                    f"depth map is {depth.shape[1]}x{depth.shape[0]}, image is {record.width}x{record.height}",
+                )
                 advance(1)
                 depths[i] = None
         return depths
@@ -336,28 +376,25 @@ class ShardBuilder:
         for entry in records.entries:
             by_id.setdefault(entry["record"]["id"], entry)
         final_rejects = {e["id"]: e for e in rejects.entries if e["id"] not in by_id}
-        result = ShardResult(self.index, len(by_id), len(final_rejects),
-                             Counter(f"{e['stage']}: {_reason_class(e['reason'])}" for e in final_rejects.values()))
+        result = ShardResult(
+            self.index,
+            len(by_id),
+            len(final_rejects),
+            Counter(f"{e['stage']}: {_reason_class(e['reason'])}" for e in final_rejects.values()),
+        )
         accounted = set(by_id) | set(final_rejects)
         result.complete = all(rec.key in accounted for _, rec in self.candidates)
         if result.complete:
             ordered = sorted(by_id.values(), key=lambda e: e["order"])
             write_shard((shard_row(e["record"]) for e in ordered), self.parquet)
             summary = {"records": result.records, "rejects": result.rejects, "reasons": dict(result.reasons)}
-            _atomic_write(self.work / "summary.json", json.dumps(summary, indent=2).encode())
+            atomic_write(self.work / "summary.json", json.dumps(summary, indent=2).encode())
         return result
 
 
 def _reason_class(reason: str) -> str:
     """The reason without record-specific numbers, for counting rejects by kind."""
     return re.sub(r"[-\d.]+", "#", reason.split(":")[0] if "grammar" not in reason else reason)[:80]
-
-
-def _atomic_write(path: Path, data: bytes) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_bytes(data)
-    tmp.replace(path)
 
 
 def shard_row(record: dict[str, Any]) -> dict[str, Any]:
@@ -377,7 +414,9 @@ def make_writer(config: BuildConfig, out: Path) -> Writer:
     if config.writer == "offline":
         return OfflineTemplateWriter()
     return OpenAIWriter(
-        model=config.writer_model, base_url=config.writer_base_url, timeout=config.writer_timeout,
+        model=config.writer_model,
+        base_url=config.writer_base_url,
+        timeout=config.writer_timeout,
         cache_dir=out / "work" / "writer-cache",
     )
 
@@ -435,12 +474,12 @@ def _check_same_config(out: Path, config: BuildConfig) -> None:
                 "use another --out or the same settings to resume"
             )
     else:
-        _atomic_write(saved, json.dumps(current, indent=2).encode())
+        atomic_write(saved, json.dumps(current, indent=2).encode())
 
 
 def _write_source_rejects(out: Path, rejects: list[SourceReject]) -> None:
     lines = "".join(json.dumps({"id": r.key, "stage": "source", "reason": r.reason}) + "\n" for r in rejects)
-    _atomic_write(out / "work" / "source_rejects.jsonl", lines.encode())
+    atomic_write(out / "work" / "source_rejects.jsonl", lines.encode())
 
 
 def finalize(out: str | Path, repo_id: str | None = None) -> dict[str, Any]:
@@ -463,8 +502,10 @@ def finalize(out: str | Path, repo_id: str | None = None) -> dict[str, Any]:
     config_file = out / "work" / "config.json"
     config = json.loads(config_file.read_text(encoding="utf-8")) if config_file.is_file() else {}
     stats = _provenance_summary(out)
-    manifest = write_manifest(out, {"rejects": rejects, "rejects_by_reason": dict(reasons), "build_config": config,
-                                    "sources": stats["sources"]})
+    manifest = write_manifest(
+        out,
+        {"rejects": rejects, "rejects_by_reason": dict(reasons), "build_config": config, "sources": stats["sources"]},
+    )
     records = manifest["records"]
     offline = "offline-template" in stats["writers"]
     card = cards.render(
@@ -481,11 +522,13 @@ def finalize(out: str | Path, repo_id: str | None = None) -> dict[str, Any]:
         library_version=__version__,
         writer_note=(
             "**Note:** chains written by the `offline-template` writer are deterministic template "
-            "text for pipeline testing and demos, not model-written reasoning." if offline else ""
+            "text for pipeline testing and demos, not model-written reasoning."
+            if offline
+            else ""
         ),
         repo_id=repo_id or str(out),
     )
-    _atomic_write(out / "README.md", card.encode())
+    atomic_write(out / "README.md", card.encode())
     return manifest
 
 

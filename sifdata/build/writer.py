@@ -77,10 +77,7 @@ class Writer(Protocol):
 
 def attach_depths(plan: Sequence[PlannedStep], box_mean) -> list[PlannedFocus]:  # type: ignore[no-untyped-def]
     """Give every planned box its mean depth (3 decimals) from ``box_mean(box)``."""
-    return [
-        PlannedFocus(step.kind, list(step.boxes), [round(box_mean(box), 3) for box in step.boxes])
-        for step in plan
-    ]
+    return [PlannedFocus(step.kind, list(step.boxes), [round(box_mean(box), 3) for box in step.boxes]) for step in plan]
 
 
 # ----------------------------------------------------------------------------- checking
@@ -107,9 +104,7 @@ def check_written_chain(text: str, request: WriteRequest) -> Chain:
         raise ChainMismatch(f"expected {len(request.plan)} areas, found {len(focus)}")
     for number, (written, planned) in enumerate(zip(focus, request.plan, strict=True), 1):
         if len(written.boxes) != len(planned.boxes):
-            raise ChainMismatch(
-                f"area {number}: expected {len(planned.boxes)} boxes, found {len(written.boxes)}"
-            )
+            raise ChainMismatch(f"area {number}: expected {len(planned.boxes)} boxes, found {len(written.boxes)}")
         for box, want in zip(written.boxes, planned.boxes, strict=True):
             if any(abs(a - b) > BOX_TOLERANCE for a, b in zip(box, want, strict=True)):
                 raise ChainMismatch(f"area {number}: box {list(box)} is not the planned {list(want)}")
@@ -174,10 +169,10 @@ class OfflineTemplateWriter:
 
     _OPENERS = (
         "The question asks: {q} I start from the whole image (mean depth {d}) to find where to look.",
-        "To answer \"{q}\" I first take in the whole scene, whose mean depth is {d}.",
+        'To answer "{q}" I first take in the whole scene, whose mean depth is {d}.',
     )
     _SELECT = (
-        "I check the region at depth {d}, {where}, but it does not show what the question is about, so I move my focus.",
+        "I check the region at depth {d}, {where}, but it does not show what the question asks about, so I move on.",
         "This region ({where}, depth {d}) is not the right place; I correct my focus.",
     )
 
@@ -199,7 +194,9 @@ class OfflineTemplateWriter:
         if step.kind == "select":
             return rng.choice(self._SELECT).format(d=depths, where=_depth_words(mean))
         if step.kind == "merge":
-            return f"The relevant objects lie together in this region (mean depth {mean:.3f}); I keep all of them in view."
+            return (
+                f"The relevant objects lie together in this region (mean depth {mean:.3f}); I keep all of them in view."
+            )
         if step.kind == "expand":
             subject = "the relevant objects" if many else "the relevant object"
             return f"I narrow down to the area around {subject}, {_depth_words(mean)} (depth {depths})."
@@ -284,7 +281,10 @@ def writer_messages(request: WriteRequest, feedback: Sequence[tuple[str, str]] =
     messages: list[dict] = [{"role": "system", "content": WRITER_SYSTEM_PROMPT}, {"role": "user", "content": intro}]
     for step in request.plan:
         boxes = json.dumps(
-            [{"bbox_2d": [round(v, 3) for v in box], "depth": d} for box, d in zip(step.boxes, step.depths, strict=True)],
+            [
+                {"bbox_2d": [round(v, 3) for v in box], "depth": d}
+                for box, d in zip(step.boxes, step.depths, strict=True)
+            ],
             separators=(",", ":"),
         )
         content: list[dict] = [{"type": "text", "text": STEP_TEXT.format(boxes=boxes) + labels.get(step.kind, "")}]

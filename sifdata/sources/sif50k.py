@@ -22,9 +22,7 @@ from sifdata.version import __version__
 PUBLISHED_FILES = ("SIF-50K.json", "SIF-50K-sampled-200.json")
 
 
-def record_from_published(
-    row: dict[str, Any], index: int, image_root: Path | None = None
-) -> SIFRecord:
+def record_from_published(row: dict[str, Any], index: int, image_root: Path | None = None) -> SIFRecord:
     """One published row as a :class:`SIFRecord` (``ValidationError``/``KeyError`` if broken)."""
     messages = row["messages"]
     user = next(m["content"] for m in messages if m["role"] == "user")

@@ -26,8 +26,7 @@ from sifdata.sources.base import (
 )
 
 BOX_INSTRUCTION = (
-    " Please provide the bounding box coordinate of the region that can help you answer the "
-    "question better."
+    " Please provide the bounding box coordinate of the region that can help you answer the question better."
 )
 # Subsets the original generator dropped: their questions are about reading text.
 TEXT_HEAVY_SUBSETS = frozenset({"docvqa", "dude", "textvqa", "sroie", "infographicsvqa", "textcap"})
@@ -89,9 +88,7 @@ def _question(raw: str) -> str:
     return text.strip()
 
 
-def _parse_row(
-    row: dict[str, Any], image_root: Path, sizes: dict[str, DetectionEntry] | None
-) -> VisCoTRecord:
+def _parse_row(row: dict[str, Any], image_root: Path, sizes: dict[str, DetectionEntry] | None) -> VisCoTRecord:
     question_id = row["question_id"]
     image_field = row["image"]
     image_rel = image_field[0]

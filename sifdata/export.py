@@ -1,0 +1,187 @@
+"""Exports of a SIF shard folder for training tools.
+
+- LLaMA-Factory: a sharegpt JSON (``messages`` + ``images``, RGB then depth) and the
+  ``dataset_info.json`` entry that registers it (the paper's SFT stage used this layout).
+- TRL SFT: a dataset folder with ``messages`` (typed content: image, image, text) and
+  ``images``, loadable with ``datasets.load_dataset(folder)``.
+- TRL GRPO: ``prompt`` (conversational), ``images``, ``gt_boxes``, ``answer``, ``question``,
+  ``sample_id`` and ``depth_map`` (path of the 16-bit depth PNG), the columns the GRPO-SIF
+  rewards read.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+from sifdata.prompt import IMAGE_PLACEHOLDER, sif_user_text
+from sifdata.shards import iter_rows, shard_files
+
+
+def _rows(folder: str | Path) -> Iterator[dict[str, Any]]:
+    files = shard_files(folder)
+    if not files:
+        raise FileNotFoundError(f"{folder} has no data/train-*.parquet shards")
+    for path in files:
+        yield from iter_rows(path)
+
+
+def _image_suffix(cell: dict[str, Any]) -> str:
+    name = cell.get("path") or ""
+    suffix = Path(name).suffix.lower()
+    return suffix if suffix in (".jpg", ".jpeg", ".png", ".webp") else ".png"
+
+
+def _write_image(row: dict[str, Any], column: str, folder: Path) -> Path:
+    """The row's image bytes as a file named after the record (``<stem>_d.png`` for depth)."""
+    from sifdata.files import atomic_write, safe_name
+
+    stem = safe_name(row["id"])
+    path = folder / (f"{stem}_d.png" if column == "depth_image" else f"{stem}{_image_suffix(row[column])}")
+    if not path.is_file():
+        atomic_write(path, row[column]["bytes"])
+    return path
+
+
+def to_llamafactory(folder: str | Path, out: str | Path, *, name: str = "sif", with_depth: bool = True) -> Path:
+    """Write ``out/<name>.json`` (sharegpt), ``out/images/`` and ``out/dataset_info.json``."""
+    out = Path(out)
+    images_dir = out / "images"
+    records = []
+    for row in _rows(folder):
+        rgb, depth = _write_image(row, "image", images_dir), _write_image(row, "depth_image", images_dir)
+        images = [str(rgb.relative_to(out))] + ([str(depth.relative_to(out))] if with_depth else [])
+        records.append(
+            {
+                "messages": [
+                    {"role": "user", "content": sif_user_text(row["question"], with_depth=with_depth)},
+                    {"role": "assistant", "content": row["chain"]},
+                ],
+                "images": images,
+            }
+        )
+    data_file = out / f"{name}.json"
+    data_file.write_text(json.dumps(records, ensure_ascii=False, indent=1), encoding="utf-8")
+    info_path = out / "dataset_info.json"
+    info = json.loads(info_path.read_text(encoding="utf-8")) if info_path.is_file() else {}
+    info[name] = {
+        "file_name": data_file.name,
+        "formatting": "sharegpt",
+        "columns": {"messages": "messages", "images": "images"},
+        "tags": {"role_tag": "role", "content_tag": "content", "user_tag": "user", "assistant_tag": "assistant"},
+    }
+    info_path.write_text(json.dumps(info, indent=2), encoding="utf-8")
+    return data_file
+
+
+def user_content(question: str, *, with_depth: bool = True) -> list[dict[str, Any]]:
+    """The SIF user turn as typed content parts (image, [image,] text) for chat templates."""
+    text = sif_user_text(question, with_depth=with_depth)
+    parts: list[dict[str, Any]] = []
+    for index, piece in enumerate(text.split(IMAGE_PLACEHOLDER)):
+        if index > 0:
+            parts.append({"type": "image", "text": None})
+        if piece:
+            parts.append({"type": "text", "text": piece})
+    return parts
+
+
+def _write_dataset(rows: list[dict[str, Any]], features: Any, out: Path) -> Path:
+    import datasets
+
+    dataset = datasets.Dataset.from_list(rows, features=features)
+    (out / "data").mkdir(parents=True, exist_ok=True)
+    dataset.to_parquet(str(out / "data" / "train-00000-of-00001.parquet"))
+    (out / "README.md").write_text(
+        "---\nconfigs:\n- config_name: default\n  data_files:\n  - split: train\n    path: data/train-*.parquet\n---\n",
+        encoding="utf-8",
+    )
+    return out
+
+
+def _content_feature() -> Any:
+    from datasets import List, Value
+
+    return List({"type": Value("string"), "text": Value("string")})
+
+
+def to_trl_sft(folder: str | Path, out: str | Path, *, with_depth: bool = True) -> Path:
+    """A dataset folder with ``messages`` and ``images`` as TRL's ``SFTTrainer`` takes them."""
+    from datasets import Features, Image, List, Value
+
+    rows = []
+    for row in _rows(folder):
+        images = [row["image"]] + ([row["depth_image"]] if with_depth else [])
+        rows.append(
+            {
+                "id": row["id"],
+                "messages": [
+                    {"role": "user", "content": user_content(row["question"], with_depth=with_depth)},
+                    {"role": "assistant", "content": [{"type": "text", "text": row["chain"]}]},
+                ],
+                "images": images,
+            }
+        )
+    features = Features(
+        {
+            "id": Value("string"),
+            "messages": List({"role": Value("string"), "content": _content_feature()}),
+            "images": List(Image()),
+        }
+    )
+    return _write_dataset(rows, features, Path(out))
+
+
+def to_trl_grpo(folder: str | Path, out: str | Path, *, with_depth: bool = True) -> Path:
+    """A dataset folder for TRL's ``GRPOTrainer`` with the columns the SIF rewards read.
+
+    ``depth_map`` is the absolute path of the 16-bit depth PNG written under ``out/depth``.
+    """
+    from datasets import Features, Image, List, Value
+
+    out = Path(out)
+    rows = []
+    for row in _rows(folder):
+        depth = _write_image(row, "depth_image", out / "depth")
+        images = [row["image"]] + ([row["depth_image"]] if with_depth else [])
+        rows.append(
+            {
+                "sample_id": row["id"],
+                "prompt": [{"role": "user", "content": user_content(row["question"], with_depth=with_depth)}],
+                "images": images,
+                "question": row["question"],
+                "answer": row["answer"],
+                "gt_boxes": row["gt_boxes"],
+                "depth_map": str(depth.resolve()),
+            }
+        )
+    features = Features(
+        {
+            "sample_id": Value("string"),
+            "prompt": List({"role": Value("string"), "content": _content_feature()}),
+            "images": List(Image()),
+            "question": Value("string"),
+            "answer": Value("string"),
+            "gt_boxes": List(List(Value("float64"), length=4)),
+            "depth_map": Value("string"),
+        }
+    )
+    return _write_dataset(rows, features, out)
+
+
+def to_sif50k(folder: str | Path, out: str | Path, *, file_name: str = "SIF-50K.json") -> Path:
+    """The published SIF-50K layout: one JSON file and ``images/`` with ``<stem>_d.png`` depth twins."""
+    from sifdata.schema import SIFRecord
+    from sifdata.sources import sif50k
+
+    out = Path(out)
+    records = []
+    for row in _rows(folder):
+        rgb, depth = _write_image(row, "image", out / "images"), _write_image(row, "depth_image", out / "images")
+        record = SIFRecord.from_row(row)
+        records.append(
+            record.model_copy(update={"image": str(rgb.relative_to(out)), "depth_image": str(depth.relative_to(out))})
+        )
+    return sif50k.write(records, out / file_name)
