@@ -145,6 +145,9 @@ def _parse_strict(text: str) -> Chain:
             expect("think", closing=True)
             break
         if next_tag == "</think>":
+            stray = _NON_SPACE.search(text, cursor, tags[index].start())
+            if stray:
+                raise ChainError(stray.start(), "expected <area>, found text outside tags", text)
             raise ChainError(tags[index].start(), "think needs at least one area/text pair", text)
         expect("area", closing=False)
         content, start = content_until("area")
