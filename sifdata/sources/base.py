@@ -138,8 +138,14 @@ def make_record(
 
 
 def image_size(path: Path) -> tuple[int, int] | None:
-    """(width, height) from the file header, or None when there is no such file."""
+    """(width, height) from the file header; None when there is no such file.
+
+    A file that is there but is no image raises ``ValueError`` naming it.
+    """
     if not path.is_file():
         return None
-    with Image.open(path) as image:
-        return image.size
+    try:
+        with Image.open(path) as image:
+            return image.size
+    except OSError as error:
+        raise ValueError(f"image file unreadable ({error}): {path}") from None

@@ -50,5 +50,6 @@ def read(
         try:
             yield _parse_row(row, position, root)
         except (KeyError, TypeError, ValueError) as error:
-            key = f"{row.get('dataset', 'tallyqa') if isinstance(row, dict) else 'tallyqa'}/#{position}"
+            fields = row if isinstance(row, dict) else {}
+            key = f"{fields.get('dataset', 'tallyqa')}/{fields.get('question_id', fields.get('id', f'#{position}'))}"
             on_reject(SourceReject(key, f"{type(error).__name__}: {error}"))

@@ -1,0 +1,188 @@
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections import Counter
+from pathlib import Path
+
+import pytest
+from chat_server import ScriptedChatServer
+from PIL import Image
+
+import sifdata
+from sifdata.build.journal import Journal, JournalError
+from sifdata.build.pipeline import BuildAborted, BuildConfig, build, merge
+from sifdata.build.writer import OpenAIWriter, RetryPolicy
+from sifdata.depth import DepthEstimator
+from sifdata.shards import iter_rows, read_manifest, shard_files
+from sifdata.validate import validate_folder
+
+
+def _rows(folder: Path) -> list[dict]:
+    return [row for path in shard_files(folder) for row in iter_rows(path, columns=["id", "chain", "provenance"])]
+
+
+def test_demo_build_validates_and_loads(demo_build: Path, tiny_depth_model: Path) -> None:
+    report = validate_folder(demo_build)
+    assert report.ok, report.errors[:5]
+    assert report.records == 56 and report.shards == 2
+    dataset = sifdata.load_dataset(demo_build)
+    assert len(dataset) == 56
+    records = [sifdata.SIFRecord.from_row(row) for row in dataset]
+    assert Counter(r.source for r in records) == {"photos": 11, "synthetic": 45}
+    photo = next(r for r in records if r.source == "photos")
+    assert photo.provenance.depth_model == str(tiny_depth_model)
+    assert photo.provenance.writer_kind == "offline-template"
+    assert next(r for r in records if r.source == "synthetic").provenance.depth_model == "synthetic-exact"
+    for record in records:
+        chain = record.parsed_chain()
+        assert chain.focus_steps[0].boxes == [(0.0, 0.0, 1.0, 1.0)]
+        assert chain.last_boxes == [tuple(round(v, 3) for v in b) for b in record.gt_boxes]
+    row = dataset[0]
+    assert row["image"].size == (row["width"], row["height"])
+    assert row["depth_image"].mode.startswith("I")
+    manifest = read_manifest(demo_build)
+    assert manifest["records"] == 56 and manifest["rejects"] == 0
+    assert "configs:" in (demo_build / "README.md").read_text()
+
+
+def test_build_with_the_openai_writer_over_loopback(tmp_path: Path, tiny_depth_model: Path) -> None:
+    out = tmp_path / "openai-build"
+    config = BuildConfig(source="demo", n=50, writer="openai", concurrency=4, max_attempts=2,
+                         depth_model=str(tiny_depth_model))
+    with ScriptedChatServer() as server:
+        server.script("mug on the desk", ["garbage", "garbage"])  # rejected after 2 attempts
+        server.script("sticky notes", ["429", "garbage", "ok"])  # retried, fixed on the second attempt
+        writer = OpenAIWriter(model="scripted-writer", base_url=server.base_url, api_key="sk-secret-key",
+                              retry=RetryPolicy(base_delay=0.01), cache_dir=out / "work" / "writer-cache")
+        report = build(config, out, writer=writer, estimator=DepthEstimator(str(tiny_depth_model)), progress=False)
+    assert report.dataset_complete and report.records == 49 and report.rejects == 1
+    rejects = [json.loads(line) for path in out.glob("work/shard-*/rejects.jsonl") for line in path.read_text().splitlines()]
+    assert [r["id"] for r in rejects] == ["photos/blackmug-mug"]
+    assert rejects[0]["stage"] == "writer" and "after 2 attempts: grammar" in rejects[0]["reason"]
+    assert validate_folder(out).ok
+    rows = _rows(out)
+    assert {row["provenance"]["writer_kind"] for row in rows} == {"openai-compatible"}
+    assert {row["provenance"]["writer_model"] for row in rows} == {"scripted-writer"}
+    assert read_manifest(out)["rejects"] == 1
+    for path in out.rglob("*"):
+        if path.is_file() and path.suffix in (".json", ".jsonl", ".md", ".txt"):
+            assert "sk-secret-key" not in path.read_text(errors="ignore"), path
+
+
+def test_fatal_writer_error_stops_the_build_and_a_rerun_resumes(tmp_path: Path) -> None:
+    out = tmp_path / "aborted"
+    config = BuildConfig(source="synthetic", n=12, writer="openai", concurrency=2)
+    with ScriptedChatServer() as server:
+        server.script("Question", ["ok"] * 5 + ["401"] * 50)
+        writer = OpenAIWriter(model="m", base_url=server.base_url, retry=RetryPolicy(base_delay=0.01))
+        with pytest.raises(BuildAborted, match="HTTP 401"):
+            build(config, out, writer=writer, progress=False)
+    journaled = (out / "work" / "shard-00000-of-00001" / "records.jsonl").read_text().splitlines()
+    assert 1 <= len(journaled) <= 5 and not shard_files(out)
+    with ScriptedChatServer() as server:
+        writer = OpenAIWriter(model="m", base_url=server.base_url, retry=RetryPolicy(base_delay=0.01))
+        report = build(config, out, writer=writer, progress=False)
+        assert len(server.requests) == 12 - len(journaled)  # finished records were not redone
+    assert report.dataset_complete and report.records == 12
+    assert sorted(r["id"] for r in _rows(out)) == sorted(f"synthetic/0-{i:06d}" for i in range(12))
+
+
+def _cli(*args: str) -> list[str]:
+    return [sys.executable, "-m", "sifdata.cli", *args]
+
+
+def test_killed_build_resumes_without_losing_or_duplicating(tmp_path: Path) -> None:
+    args = ["build", "--source", "synthetic", "--n", "600", "--num-shards", "2", "--no-progress"]
+    killed, clean = tmp_path / "killed", tmp_path / "clean"
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    process = subprocess.Popen(_cli(*args, "--out", str(killed)), env=env, stdout=subprocess.DEVNULL,
+                               stderr=subprocess.PIPE)
+    journal = killed / "work" / "shard-00000-of-00002" / "records.jsonl"
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:
+        if journal.is_file() and journal.read_text().count("\n") >= 40:
+            break
+        if process.poll() is not None:
+            pytest.fail(f"build ended before it could be killed: {process.stderr.read().decode()[-2000:]}")
+        time.sleep(0.02)
+    process.send_signal(signal.SIGKILL)
+    process.wait()
+    assert not shard_files(killed) or len(shard_files(killed)) < 2
+    resumed = subprocess.run(_cli(*args, "--out", str(killed)), env=env, capture_output=True, text=True)
+    assert resumed.returncode == 0, resumed.stderr
+    subprocess.run(_cli(*args, "--out", str(clean)), env=env, check=True, capture_output=True)
+    killed_rows, clean_rows = _rows(killed), _rows(clean)
+    assert len(killed_rows) == 600 and len({r["id"] for r in killed_rows}) == 600
+    assert [(r["id"], r["chain"]) for r in killed_rows] == [(r["id"], r["chain"]) for r in clean_rows]
+    assert not list((killed / "data").glob(".*tmp"))
+    assert validate_folder(killed).ok
+
+
+def test_shard_jobs_merge_into_the_same_dataset(tmp_path: Path) -> None:
+    config = BuildConfig(source="synthetic", n=30, num_shards=3)
+    whole = build(config, tmp_path / "whole", progress=False)
+    assert whole.dataset_complete
+    parts = []
+    for index in range(3):
+        report = build(config, tmp_path / f"part{index}", shard=index, progress=False)
+        assert not report.dataset_complete and report.shards[0].complete
+        parts.append(tmp_path / f"part{index}")
+    with pytest.raises(ValueError, match="missing 1 of 3 shards"):
+        merge(parts[:2], tmp_path / "merged")
+    manifest = merge(parts, tmp_path / "merged")
+    assert manifest["records"] == 30
+    assert _rows(tmp_path / "merged") == _rows(tmp_path / "whole")
+    assert validate_folder(tmp_path / "merged").ok
+
+
+def test_resuming_with_other_settings_is_refused(tmp_path: Path) -> None:
+    build(BuildConfig(source="synthetic", n=3), tmp_path, progress=False)
+    with pytest.raises(ValueError, match="seed differ"):
+        build(BuildConfig(source="synthetic", n=3, seed=1), tmp_path, progress=False)
+    again = build(BuildConfig(source="synthetic", n=3), tmp_path, progress=False)  # idempotent
+    assert again.records == 3 and len(_rows(tmp_path)) == 3
+
+
+def test_broken_source_records_are_rejected_with_reasons(tmp_path: Path, tiny_depth_model: Path) -> None:
+    images = tmp_path / "images"
+    images.mkdir()
+    Image.new("RGB", (120, 90), "white").save(images / "ok.jpg")
+    (images / "corrupt.jpg").write_bytes(b"\xff\xd8 not really a jpeg")
+    rows = [
+        {"question": "How many cups?", "bboxs": [[10, 10, 40, 40]], "answer": 1, "image": "ok.jpg",
+         "question_id": "ok"},
+        {"question": "How many cups?", "bboxs": [[10, 10, 40, 40]], "answer": 1, "image": "corrupt.jpg",
+         "question_id": "corrupt", "width": 120, "height": 90},
+        {"question": "How many cups?", "bboxs": [[10, 10, 40, 40]], "answer": 1, "image": "gone.jpg",
+         "question_id": "gone", "width": 120, "height": 90},
+        {"question": "How many cups?", "bboxs": [[500, 500, 900, 900]], "answer": 1, "image": "ok.jpg",
+         "question_id": "far"},
+    ]
+    (images / "tally.json").write_text(json.dumps(rows))
+    config = BuildConfig(source="tallyqa", source_path=images / "tally.json", depth_model=str(tiny_depth_model))
+    report = build(config, tmp_path / "out", progress=False)
+    assert report.records == 1 and report.dataset_complete
+    source_rejects = {r.key: r.reason for r in report.source_rejects}
+    assert sorted(source_rejects) == ["tallyqa/corrupt", "tallyqa/far"]
+    assert "unreadable" in source_rejects["tallyqa/corrupt"] and "outside" in source_rejects["tallyqa/far"]
+    rejects = {json.loads(line)["id"]: json.loads(line)
+               for line in (tmp_path / "out/work/shard-00000-of-00001/rejects.jsonl").read_text().splitlines()}
+    assert rejects["tallyqa/gone"]["stage"] == "image" and "not found" in rejects["tallyqa/gone"]["reason"]
+    assert read_manifest(tmp_path / "out")["rejects"] == 3
+
+
+def test_journal_cuts_a_partial_last_line_and_refuses_corruption(tmp_path: Path) -> None:
+    path = tmp_path / "j.jsonl"
+    path.write_text('{"a": 1}\n{"a": 2}\n{"a": 3')  # killed mid-write
+    with Journal(path) as journal:
+        assert journal.entries == [{"a": 1}, {"a": 2}]
+        journal.append({"a": 4})
+    assert path.read_text() == '{"a": 1}\n{"a": 2}\n{"a": 4}\n'
+    path.write_text('{"a": 1}\nnot json\n{"a": 3}\n')
+    with pytest.raises(JournalError, match="j.jsonl:2"):
+        Journal(path)
