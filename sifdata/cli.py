@@ -257,7 +257,7 @@ def export(
             path = exports.to_trl_grpo(folder, out, with_depth=depth)
         else:
             path = exports.to_sif50k(folder, out)
-    except FileNotFoundError as error:
+    except (FileNotFoundError, exports.MissingImage) as error:
         _fail(str(error))
     console.print(f"wrote {path}")
 

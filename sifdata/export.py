@@ -34,15 +34,35 @@ def _image_suffix(cell: dict[str, Any]) -> str:
     return suffix if suffix in (".jpg", ".jpeg", ".png", ".webp") else ".png"
 
 
+class MissingImage(ValueError):
+    """A record lacks an image the export needs."""
+
+
+def _require_image(row: dict[str, Any], column: str) -> None:
+    if not row.get(column) or not row[column].get("bytes"):
+        what = "depth image" if column == "depth_image" else "RGB image"
+        hint = " (export with --no-depth to leave depth out)" if column == "depth_image" else ""
+        raise MissingImage(f"record {row['id']} has no {what}{hint}")
+
+
 def _write_image(row: dict[str, Any], column: str, folder: Path) -> Path:
     """The row's image bytes as a file named after the record (``<stem>_d.png`` for depth)."""
     from sifdata.files import atomic_write, safe_name
 
+    _require_image(row, column)
     stem = safe_name(row["id"])
     path = folder / (f"{stem}_d.png" if column == "depth_image" else f"{stem}{_image_suffix(row[column])}")
     if not path.is_file():
         atomic_write(path, row[column]["bytes"])
     return path
+
+
+def _images(row: dict[str, Any], with_depth: bool) -> list[dict[str, Any]]:
+    """The row's image cells, RGB then (optionally) depth; every one must be present."""
+    columns = ("image", "depth_image") if with_depth else ("image",)
+    for column in columns:
+        _require_image(row, column)
+    return [row[column] for column in columns]
 
 
 def to_llamafactory(folder: str | Path, out: str | Path, *, name: str = "sif", with_depth: bool = True) -> Path:
@@ -51,8 +71,9 @@ def to_llamafactory(folder: str | Path, out: str | Path, *, name: str = "sif", w
     images_dir = out / "images"
     records = []
     for row in _rows(folder):
-        rgb, depth = _write_image(row, "image", images_dir), _write_image(row, "depth_image", images_dir)
-        images = [str(rgb.relative_to(out))] + ([str(depth.relative_to(out))] if with_depth else [])
+        images = [str(_write_image(row, "image", images_dir).relative_to(out))]
+        if with_depth:
+            images.append(str(_write_image(row, "depth_image", images_dir).relative_to(out)))
         records.append(
             {
                 "messages": [
@@ -113,7 +134,7 @@ def to_trl_sft(folder: str | Path, out: str | Path, *, with_depth: bool = True) 
 
     rows = []
     for row in _rows(folder):
-        images = [row["image"]] + ([row["depth_image"]] if with_depth else [])
+        images = _images(row, with_depth)
         rows.append(
             {
                 "id": row["id"],
@@ -145,7 +166,7 @@ def to_trl_grpo(folder: str | Path, out: str | Path, *, with_depth: bool = True)
     rows = []
     for row in _rows(folder):
         depth = _write_image(row, "depth_image", out / "depth")
-        images = [row["image"]] + ([row["depth_image"]] if with_depth else [])
+        images = _images(row, with_depth)
         rows.append(
             {
                 "sample_id": row["id"],
@@ -179,9 +200,10 @@ def to_sif50k(folder: str | Path, out: str | Path, *, file_name: str = "SIF-50K.
     out = Path(out)
     records = []
     for row in _rows(folder):
-        rgb, depth = _write_image(row, "image", out / "images"), _write_image(row, "depth_image", out / "images")
-        record = SIFRecord.from_row(row)
-        records.append(
-            record.model_copy(update={"image": str(rgb.relative_to(out)), "depth_image": str(depth.relative_to(out))})
-        )
+        # The published layout allows records whose images were not shipped: keep them as such.
+        paths = {
+            column: str(_write_image(row, column, out / "images").relative_to(out)) if row.get(column) else None
+            for column in ("image", "depth_image")
+        }
+        records.append(SIFRecord.from_row(row).model_copy(update=paths))
     return sif50k.write(records, out / file_name)

@@ -50,8 +50,19 @@ def _is_shard_folder(path: Path) -> bool:
 
 
 def _load_shards(folder: Path, split: str, **kwargs: Any) -> datasets.Dataset:
+    import hashlib
+
     import datasets
 
+    from sifdata.shards import read_manifest
+
+    # datasets keys its cache of a local folder by file mtimes only, so two builds with the
+    # same folder name written in the same second would share a cache entry. The manifest's
+    # checksums identify the content exactly: key the cache by them.
+    manifest = read_manifest(folder)
+    if manifest is not None and "cache_dir" not in kwargs:
+        digest = hashlib.sha256("".join(s["sha256"] for s in manifest["shards"]).encode()).hexdigest()[:16]
+        kwargs["cache_dir"] = str(Path(datasets.config.HF_DATASETS_CACHE) / "sifdata" / digest)
     return datasets.load_dataset(str(folder), split=split, **kwargs)
 
 

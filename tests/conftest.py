@@ -3,10 +3,16 @@
 from __future__ import annotations
 
 import os
+import tempfile
 from pathlib import Path
 
 import pytest
 
+# Before anything imports huggingface_hub (it reads these once): no test touches the user's caches.
+_HOME = Path(tempfile.mkdtemp(prefix="sif-tests-home-"))
+os.environ["HF_HOME"] = str(_HOME / "hf")
+os.environ["HF_HUB_CACHE"] = str(_HOME / "hf" / "hub")
+os.environ["HF_DATASETS_CACHE"] = str(_HOME / "hf" / "datasets")
 os.environ["HF_HUB_OFFLINE"] = "1"
 os.environ["HF_DATASETS_OFFLINE"] = "1"
 os.environ["TRANSFORMERS_OFFLINE"] = "1"
@@ -18,13 +24,9 @@ VISCOT_SUBSETS = ("gqa", "vsr", "cub")
 
 
 @pytest.fixture(autouse=True)
-def _isolated_home(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch) -> None:
-    """No test reads or writes the user's caches."""
-    home = tmp_path_factory.getbasetemp() / "home"
-    monkeypatch.setenv("SIF_HOME", str(home / "sifthinker"))
-    monkeypatch.setenv("HF_HOME", str(home / "hf"))
-    monkeypatch.setenv("HF_HUB_CACHE", str(home / "hf" / "hub"))
-    monkeypatch.setenv("HF_DATASETS_CACHE", str(home / "hf" / "datasets"))
+def _isolated_sif_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Each test gets its own SIF_HOME (local builds and conversions)."""
+    monkeypatch.setenv("SIF_HOME", str(tmp_path / "sif-home"))
 
 
 @pytest.fixture(scope="session")

@@ -1,0 +1,153 @@
+from __future__ import annotations
+
+import json
+import os
+import shutil
+from pathlib import Path
+
+import pytest
+from huggingface_hub import constants
+from PIL import Image
+from typer.testing import CliRunner
+
+import sifdata
+from sifdata.build.pipeline import BuildConfig, build
+from sifdata.cli import app
+from sifdata.hub import DatasetNotAvailable, push
+from sifdata.sources import sif50k
+from test_sources import _published_row
+
+
+@pytest.fixture(scope="module")
+def small_build(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    out = tmp_path_factory.mktemp("hub") / "small"
+    build(BuildConfig(source="synthetic", n=4), out, progress=False)
+    return out
+
+
+def _published_snapshot(folder: Path) -> None:
+    """What the Hub repo jankin123/SIF-50K holds: the JSON and images under ../data."""
+    rows = [_published_row(), _published_row("How many people?")]
+    rows[1]["image"] = rows[1]["images"][0] = "../data/flickr30k/2.jpg"
+    rows[1]["depth_image"] = rows[1]["images"][1] = "../data/flickr30k/2_d.png"
+    (folder / "json").mkdir(parents=True)
+    (folder / "json" / "SIF-50K.json").write_text(json.dumps(rows, indent=2))
+    images = folder / "data" / "flickr30k"
+    images.mkdir(parents=True)
+    Image.new("RGB", (64, 48), "red").save(images / "1.jpg")
+    Image.new("RGB", (64, 48), "blue").save(images / "2.jpg")
+    Image.fromarray(__import__("numpy").full((48, 64), 30000, dtype="uint16")).save(images / "1_d.png")
+
+
+def test_load_a_published_json_file(tmp_path: Path) -> None:
+    _published_snapshot(tmp_path)
+    dataset = sifdata.load_dataset(tmp_path / "json" / "SIF-50K.json")
+    assert len(dataset) == 2
+    records = [sifdata.SIFRecord.from_row(row) for row in dataset]
+    assert records[0].answer == "Pink." and records[0].width == 64
+    assert dataset[0]["image"].size == (64, 48) and dataset[1]["depth_image"] is None  # 2_d.png was never shipped
+    assert json.loads(dataset[0]["extra"])["image_path"] == "../data/flickr30k/1.jpg"
+
+
+def test_alias_resolves_to_a_local_build(small_build: Path) -> None:
+    shutil.copytree(small_build, Path(os.environ["SIF_HOME"]) / "builds" / "sif-50k")
+    dataset = sifdata.load_dataset("sif-50k")
+    assert len(dataset) == 4
+    assert all(sifdata.SIFRecord.from_row(row) for row in dataset)
+
+
+def test_alias_resolves_to_the_hf_cache_snapshot(tmp_path: Path) -> None:
+    # The real cache layout that snapshot_download writes: refs/main -> snapshots/<commit>/...
+    repo = Path(constants.HF_HUB_CACHE) / "datasets--jankin123--SIF-50K"
+    commit = "0123456789abcdef0123456789abcdef01234567"
+    _published_snapshot(repo / "snapshots" / commit)
+    shutil.move(repo / "snapshots" / commit / "json" / "SIF-50K.json", repo / "snapshots" / commit / "SIF-50K.json")
+    (repo / "refs").mkdir(parents=True)
+    (repo / "refs" / "main").write_text(commit)
+    try:
+        dataset = sifdata.load_dataset("sif-50k")
+        assert [row["question"] for row in dataset] == ["What color is the dress?", "How many people?"]
+        converted = Path(os.environ["SIF_HOME"]) / "builds" / "sif-50k"
+        assert (converted / "manifest.json").is_file()  # converted once, loaded from there next time
+    finally:
+        shutil.rmtree(repo)
+
+
+def test_offline_and_not_cached_says_what_to_do() -> None:
+    with pytest.raises(DatasetNotAvailable) as caught:
+        sifdata.load_dataset("sif-50k")
+    message = str(caught.value)
+    assert "not available offline" in message and "sifdata build" in message and "HF_HUB_OFFLINE" in message
+    with pytest.raises(DatasetNotAvailable, match="without data"):
+        sifdata.load_dataset(Path(os.environ["SIF_HOME"]).parent)
+
+
+class FakeHfApi:
+    """Stands in for the Hub (which tests cannot reach); records what would be sent."""
+
+    def __init__(self, token: str | None = None) -> None:
+        self.token = token
+        self.calls: list[tuple[str, dict]] = []
+        FakeHfApi.last = self
+
+    def create_repo(self, repo_id: str, **kwargs: object) -> None:
+        self.calls.append(("create_repo", {"repo_id": repo_id, **kwargs}))
+
+    def upload_folder(self, **kwargs: object) -> str:
+        self.calls.append(("upload_folder", kwargs))
+        folder = Path(str(kwargs["folder_path"]))
+        import fnmatch
+
+        self.uploaded = sorted(
+            str(p.relative_to(folder))
+            for p in folder.rglob("*")
+            if p.is_file() and any(fnmatch.fnmatch(str(p.relative_to(folder)), pat) for pat in kwargs["allow_patterns"])
+        )
+        return f"https://huggingface.co/datasets/{kwargs['repo_id']}/commit/abc"
+
+
+def test_push_uploads_card_manifest_and_shards_only(small_build: Path) -> None:
+    api = FakeHfApi()
+    url = push(small_build, "me/sif-small", api=api, private=True)
+    assert url.endswith("/commit/abc")
+    assert api.calls[0] == ("create_repo", {"repo_id": "me/sif-small", "repo_type": "dataset", "private": True,
+                                            "exist_ok": True})
+    assert api.uploaded == ["README.md", "data/train-00000-of-00001.parquet", "manifest.json"]
+
+
+def test_push_refuses_invalid_folders_and_missing_tokens(small_build: Path, tmp_path: Path,
+                                                        monkeypatch: pytest.MonkeyPatch) -> None:
+    with pytest.raises(ValueError, match="does not validate"):
+        push(tmp_path, "me/x", api=FakeHfApi())
+    monkeypatch.delenv("HF_TOKEN", raising=False)
+    monkeypatch.setattr("huggingface_hub.get_token", lambda: None)
+    with pytest.raises(PermissionError, match="HF_TOKEN"):
+        push(small_build, "me/x")
+
+
+def test_cli_push_takes_the_token_from_the_environment_and_never_prints_it(
+    small_build: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    token = "hf_SECRETsecretSECRETsecret"
+    monkeypatch.setenv("HF_TOKEN", token)
+    monkeypatch.setattr("huggingface_hub.HfApi", FakeHfApi)
+    runner = CliRunner()
+    result = runner.invoke(app, ["push", str(small_build), "--repo", "me/sif-small"])
+    assert result.exit_code == 0, result.output
+    assert FakeHfApi.last.token == token
+    assert token not in result.output
+    dry = runner.invoke(app, ["push", str(small_build), "--repo", "me/sif-small", "--dry-run"])
+    assert dry.exit_code == 0 and "manifest.json" in dry.output and "work" not in dry.output
+
+
+def test_import_then_export_round_trips_the_published_layout(tmp_path: Path) -> None:
+    _published_snapshot(tmp_path)
+    runner = CliRunner()
+    result = runner.invoke(app, ["import", str(tmp_path / "json" / "SIF-50K.json"), "--out", str(tmp_path / "imp")])
+    assert result.exit_code == 0, result.output
+    assert "imported 2 records" in result.output
+    exported = runner.invoke(app, ["export", str(tmp_path / "imp"), "--format", "sif50k", "--out", str(tmp_path / "exp")])
+    assert exported.exit_code == 0, exported.output
+    again = list(sif50k.read(tmp_path / "exp" / "SIF-50K.json"))
+    original = list(sif50k.read(tmp_path / "json" / "SIF-50K.json"))
+    assert [(r.question, r.chain, r.gt_boxes) for r in again] == [(r.question, r.chain, r.gt_boxes) for r in original]
