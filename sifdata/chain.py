@@ -43,130 +43,170 @@ class _NumberError(ValueError):
     pass
 
 
-def _strict_float(literal: str) -> float:
-    if "e" in literal or "E" in literal:
-        raise _NumberError(f"number {literal} uses exponent notation")
-    decimals = len(literal.partition(".")[2])
-    if decimals > MAX_DECIMALS:
-        raise _NumberError(f"number {literal} has {decimals} decimals (at most {MAX_DECIMALS})")
-    return float(literal)
-
-
 def _reject_constant(name: str) -> float:
     raise _NumberError(f"{name} is not a number the grammar allows")
+
+
+# A number with 4+ decimals or an exponent (an exponent always follows a digit; "depth" has
+# an "e" but no digit before it). Checked on the area text after the structure is known to be
+# {"bbox_2d": [...], "depth": d} objects, so only numbers can match; one scan of a simple
+# pattern is much cheaper than a Python callback per float inside json.loads.
+_OVERLONG_HINT = re.compile(r"\.\d{4}|\d[eE]")
+_NUMBER_LITERAL = re.compile(r"-?\d+(?:\.\d+)?(?:[eE][-+]?\d+)?")
+_DECODER = json.JSONDecoder(parse_constant=_reject_constant)
+
+
+def _number_problem(literal: str) -> str:
+    if "e" in literal or "E" in literal:
+        return f"number {literal} uses exponent notation"
+    return f"number {literal} has {len(literal.partition('.')[2])} decimals (at most {MAX_DECIMALS})"
+
+
+_NUMBER_TYPES = (int, float)
+_KEYS = {"bbox_2d", "depth"}
+_new_focus = Focus.__new__
+_new_text = Text.__new__
+_set = object.__setattr__
+
+
+def _focus(boxes: list[Box], depths: list[float | None]) -> Focus:
+    """A Focus from already-checked values, without pydantic's per-field machinery (hot path)."""
+    focus = _new_focus(Focus)
+    _set(focus, "__dict__", {"kind": "focus", "boxes": boxes, "depths": depths})
+    _set(focus, "__pydantic_fields_set__", {"boxes", "depths"})
+    _set(focus, "__pydantic_extra__", None)
+    _set(focus, "__pydantic_private__", None)
+    return focus
+
+
+def _text(narration: str) -> Text:
+    text = _new_text(Text)
+    _set(text, "__dict__", {"kind": "text", "text": narration})
+    _set(text, "__pydantic_fields_set__", {"text"})
+    _set(text, "__pydantic_extra__", None)
+    _set(text, "__pydantic_private__", None)
+    return text
+
+
+def _chain(steps: list[Focus | Text], answer: str | None, issues: list[str]) -> Chain:
+    chain = Chain.__new__(Chain)
+    _set(chain, "__dict__", {"steps": steps, "answer": answer, "issues": issues})
+    _set(chain, "__pydantic_fields_set__", {"steps", "answer", "issues"})
+    _set(chain, "__pydantic_extra__", None)
+    _set(chain, "__pydantic_private__", None)
+    return chain
+
+
+def _area_error(offset: int, where: str, reason: str, text: str) -> ChainError:
+    return ChainError(offset, f"{where}{reason}", text)
 
 
 def _parse_area(content: str, offset: int, text: str) -> Focus:
     """Parse one area's JSON; ``offset`` is where ``content`` starts in ``text``."""
     try:
-        items = json.loads(content, parse_float=_strict_float, parse_constant=_reject_constant)
+        items = _DECODER.decode(content)
     except _NumberError as error:
         raise ChainError(offset, f"area: {error}", text) from None
     except json.JSONDecodeError as error:
         raise ChainError(offset + error.pos, f"area is not valid JSON: {error.msg}", text) from None
-    if not isinstance(items, list) or not items:
+    if type(items) is not list or not items:
         raise ChainError(offset, "area must hold a non-empty JSON list of boxes", text)
     boxes: list[Box] = []
     depths: list[float | None] = []
     for index, item in enumerate(items):
-        where = f"area box {index}"
-        if not isinstance(item, dict):
-            raise ChainError(offset, f"{where} must be an object", text)
-        keys = set(item)
-        if keys != {"bbox_2d", "depth"}:
-            missing = sorted({"bbox_2d", "depth"} - keys)
-            unknown = sorted(keys - {"bbox_2d", "depth"})
+        if type(item) is not dict:
+            raise _area_error(offset, f"area box {index}", " must be an object", text)
+        if item.keys() != _KEYS:
+            keys = set(item)
+            missing, unknown = sorted(_KEYS - keys), sorted(keys - _KEYS)
             detail = "; ".join(
-                part
-                for part in (
-                    f"missing {', '.join(missing)}" if missing else "",
-                    f"unknown {', '.join(unknown)}" if unknown else "",
-                )
-                if part
+                ([f"missing {', '.join(missing)}"] if missing else [])
+                + ([f"unknown {', '.join(unknown)}"] if unknown else [])
             )
-            raise ChainError(offset, f"{where} must have exactly bbox_2d and depth ({detail})", text)
+            raise _area_error(offset, f"area box {index}", f" must have exactly bbox_2d and depth ({detail})", text)
         bbox = item["bbox_2d"]
-        if not isinstance(bbox, list) or not all(_is_number(v) for v in bbox):
-            raise ChainError(offset, f"{where}: bbox_2d must be a list of 4 numbers", text)
-        reason = check_normalized_box(bbox)
-        if reason:
-            raise ChainError(offset, f"{where}: bbox_2d {reason}", text)
+        if type(bbox) is not list or len(bbox) != 4 or not all(type(v) in _NUMBER_TYPES for v in bbox):
+            raise _area_error(offset, f"area box {index}", ": bbox_2d must be a list of 4 numbers", text)
+        x1, y1, x2, y2 = bbox
+        if not (0 <= x1 < x2 <= 1 and 0 <= y1 < y2 <= 1):
+            reason = check_normalized_box(bbox)
+            raise _area_error(offset, f"area box {index}", f": bbox_2d {reason}", text)
         depth = item["depth"]
-        if not _is_number(depth) or not 0.0 <= depth <= 1.0:
-            raise ChainError(offset, f"{where}: depth must be a number in [0, 1], got {depth!r}", text)
-        boxes.append((float(bbox[0]), float(bbox[1]), float(bbox[2]), float(bbox[3])))
+        if type(depth) not in _NUMBER_TYPES or not 0 <= depth <= 1:
+            raise _area_error(offset, f"area box {index}", f": depth must be a number in [0, 1], got {depth!r}", text)
+        boxes.append((float(x1), float(y1), float(x2), float(y2)))
         depths.append(float(depth))
-    return Focus.model_construct(boxes=boxes, depths=depths)
+    if _OVERLONG_HINT.search(content):
+        for literal in _NUMBER_LITERAL.finditer(content):
+            number = literal.group(0)
+            if "e" in number or "E" in number or len(number.partition(".")[2]) > MAX_DECIMALS:
+                raise ChainError(offset + literal.start(), f"area: {_number_problem(number)}", text)
+    return _focus(boxes, depths)
 
 
 def _is_number(value: Any) -> bool:
-    return isinstance(value, int | float) and not isinstance(value, bool)
+    return type(value) in _NUMBER_TYPES
+
+
+def _first_non_space(text: str, start: int, stop: int) -> int | None:
+    """Position of the first non-whitespace character in text[start:stop], or None."""
+    if start >= stop or text[start:stop].isspace():
+        return None
+    match = _NON_SPACE.search(text, start, stop)
+    return match.start() if match else None
 
 
 def _parse_strict(text: str) -> Chain:
-    tags = list(_TAG.finditer(text))
-    cursor = 0  # end of the last consumed tag
-    index = 0
+    tags = [(*m.span(), m.group()) for m in _TAG.finditer(text)]
+    count = len(tags)
+    state = {"cursor": 0, "index": 0}  # end of the last consumed tag; next tag to consume
 
-    def expect(name: str, closing: bool) -> re.Match[str]:
-        nonlocal cursor, index
-        wanted = f"</{name}>" if closing else f"<{name}>"
-        stray = _NON_SPACE.search(text, cursor)
-        if index >= len(tags):
-            at = stray.start() if stray else len(text)
-            raise ChainError(at, f"expected {wanted}, found end of text", text)
-        tag = tags[index]
-        if stray and stray.start() < tag.start():
-            raise ChainError(stray.start(), f"expected {wanted}, found text outside tags", text)
-        if tag.group(0) != wanted:
-            raise ChainError(tag.start(), f"expected {wanted}, found {tag.group(0)}", text)
-        index += 1
-        cursor = tag.end()
-        return tag
+    def take(wanted: str, gap_must_be_empty: bool) -> tuple[int, int]:
+        """Consume the next tag, which must be ``wanted``; returns the span of what preceded it."""
+        cursor, index = state["cursor"], state["index"]
+        if index >= count:
+            stray = _first_non_space(text, cursor, len(text)) if gap_must_be_empty else None
+            raise ChainError(stray if stray is not None else len(text), f"expected {wanted}, found end of text", text)
+        start, end, tag = tags[index]
+        if gap_must_be_empty:
+            stray = _first_non_space(text, cursor, start)
+            if stray is not None:
+                raise ChainError(stray, f"expected {wanted}, found text outside tags", text)
+        if tag != wanted:
+            raise ChainError(start, f"expected {wanted}, found {tag}", text)
+        state["cursor"], state["index"] = end, index + 1
+        return cursor, start
 
-    def content_until(name: str) -> tuple[str, int]:
-        """Content between the tag just consumed and its closing tag (no other tag inside)."""
-        nonlocal cursor, index
-        start = cursor
-        if index >= len(tags):
-            raise ChainError(len(text), f"expected </{name}>, found end of text", text)
-        tag = tags[index]
-        if tag.group(0) != f"</{name}>":
-            raise ChainError(tag.start(), f"expected </{name}>, found {tag.group(0)}", text)
-        index += 1
-        cursor = tag.end()
-        return text[start : tag.start()], start
-
-    expect("think", closing=False)
+    take("<think>", True)
     steps: list[Focus | Text] = []
     while True:
-        next_tag = tags[index].group(0) if index < len(tags) else None
-        if next_tag == "</think>" and steps:
-            expect("think", closing=True)
-            break
-        if next_tag == "</think>":
-            stray = _NON_SPACE.search(text, cursor, tags[index].start())
-            if stray:
-                raise ChainError(stray.start(), "expected <area>, found text outside tags", text)
-            raise ChainError(tags[index].start(), "think needs at least one area/text pair", text)
-        expect("area", closing=False)
-        content, start = content_until("area")
-        steps.append(_parse_area(content, start, text))
-        expect("text", closing=False)
-        content, start = content_until("text")
-        narration = content.strip()
+        index = state["index"]
+        if index < count and tags[index][2] == "</think>":
+            if steps:
+                take("</think>", True)
+                break
+            stray = _first_non_space(text, state["cursor"], tags[index][0])
+            if stray is not None:
+                raise ChainError(stray, "expected <area>, found text outside tags", text)
+            raise ChainError(tags[index][0], "think needs at least one area/text pair", text)
+        take("<area>", True)
+        start, stop = take("</area>", False)
+        steps.append(_parse_area(text[start:stop], start, text))
+        take("<text>", True)
+        start, stop = take("</text>", False)
+        narration = text[start:stop].strip()
         if not narration:
             raise ChainError(start, "text step is empty", text)
-        steps.append(Text.model_construct(text=narration))
-    expect("answer", closing=False)
-    content, start = content_until("answer")
-    answer = content.strip()
+        steps.append(_text(narration))
+    take("<answer>", True)
+    start, stop = take("</answer>", False)
+    answer = text[start:stop].strip()
     if not answer:
         raise ChainError(start, "answer is empty", text)
-    stray = _NON_SPACE.search(text, cursor)
-    if stray:
-        raise ChainError(stray.start(), "content after </answer>", text)
-    return Chain.model_construct(steps=steps, answer=answer, issues=[])
+    stray = _first_non_space(text, state["cursor"], len(text))
+    if stray is not None:
+        raise ChainError(stray, "content after </answer>", text)
+    return _chain(steps, answer, [])
 
 
 # ---------------------------------------------------------------------------- lenient
@@ -271,7 +311,7 @@ def _lenient_focus(content: str, width: int | None, height: int | None, issues: 
     if not boxes:
         issues.append("area without a readable box")
         return None
-    return Focus.model_construct(boxes=boxes, depths=depths)
+    return _focus(boxes, depths)
 
 
 def _parse_lenient(text: str, width: int | None, height: int | None, reason: str) -> Chain:
@@ -287,7 +327,7 @@ def _parse_lenient(text: str, width: int | None, height: int | None, reason: str
         kind, content = match.group(1).lower(), match.group(2)
         if kind == "text":
             if content.strip():
-                steps.append(Text.model_construct(text=content.strip()))
+                steps.append(_text(content.strip()))
             continue
         focus = _lenient_focus(content, width, height, issues)
         if focus is not None:
@@ -298,7 +338,7 @@ def _parse_lenient(text: str, width: int | None, height: int | None, reason: str
         if focus is not None:
             issues.append("boxes found outside <area> tags")
             steps.append(focus)
-    return Chain.model_construct(steps=steps, answer=answer, issues=issues)
+    return _chain(steps, answer, issues)
 
 
 # ---------------------------------------------------------------------------- public

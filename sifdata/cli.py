@@ -51,7 +51,9 @@ class WriterKind(str, Enum):
 
 @app.callback()
 def _main(verbose: Annotated[bool, typer.Option("--verbose", "-v", help="log every reject and step")] = False) -> None:
-    logging.basicConfig(level=logging.INFO if verbose else logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    logging.basicConfig(
+        level=logging.INFO if verbose else logging.WARNING, format="%(levelname)s %(name)s: %(message)s"
+    )
 
 
 @app.command()
@@ -191,7 +193,9 @@ def stats(folder: Path, as_json: Annotated[bool, typer.Option("--json", help="pr
     for column in [*columns, "non_strict"]:
         table.add_column(column)
     for row in result["per_source"]:
-        table.add_row(*(f"{row[c]:.3f}" if isinstance(row[c], float) else str(row[c]) for c in [*columns, "non_strict"]))
+        table.add_row(
+            *(f"{row[c]:.3f}" if isinstance(row[c], float) else str(row[c]) for c in [*columns, "non_strict"])
+        )
     console.print(table)
     hist = result["depth_histogram"]
     peak = max(hist["counts"]) or 1

@@ -31,7 +31,9 @@ def dataset_frame(folder: str | Path) -> pl.DataFrame:
         pl.Series("depths", [f["depths"] for f in facts], dtype=pl.List(pl.Float64)),
         pl.Series("strict", [f["strict"] for f in facts], dtype=pl.Boolean),
         pl.col("gt_boxes")
-        .list.eval((pl.element().arr.get(2) - pl.element().arr.get(0)) * (pl.element().arr.get(3) - pl.element().arr.get(1)))
+        .list.eval(
+            (pl.element().arr.get(2) - pl.element().arr.get(0)) * (pl.element().arr.get(3) - pl.element().arr.get(1))
+        )
         .list.sum()
         .alias("gt_area"),
         pl.col("gt_boxes").list.len().alias("gt_box_count"),

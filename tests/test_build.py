@@ -52,16 +52,24 @@ def test_demo_build_validates_and_loads(demo_build: Path, tiny_depth_model: Path
 
 def test_build_with_the_openai_writer_over_loopback(tmp_path: Path, tiny_depth_model: Path) -> None:
     out = tmp_path / "openai-build"
-    config = BuildConfig(source="demo", n=50, writer="openai", concurrency=4, max_attempts=2,
-                         depth_model=str(tiny_depth_model))
+    config = BuildConfig(
+        source="demo", n=50, writer="openai", concurrency=4, max_attempts=2, depth_model=str(tiny_depth_model)
+    )
     with ScriptedChatServer() as server:
         server.script("mug on the desk", ["garbage", "garbage"])  # rejected after 2 attempts
         server.script("sticky notes", ["429", "garbage", "ok"])  # retried, fixed on the second attempt
-        writer = OpenAIWriter(model="scripted-writer", base_url=server.base_url, api_key="sk-secret-key",
-                              retry=RetryPolicy(base_delay=0.01), cache_dir=out / "work" / "writer-cache")
+        writer = OpenAIWriter(
+            model="scripted-writer",
+            base_url=server.base_url,
+            api_key="sk-secret-key",
+            retry=RetryPolicy(base_delay=0.01),
+            cache_dir=out / "work" / "writer-cache",
+        )
         report = build(config, out, writer=writer, estimator=DepthEstimator(str(tiny_depth_model)), progress=False)
     assert report.dataset_complete and report.records == 49 and report.rejects == 1
-    rejects = [json.loads(line) for path in out.glob("work/shard-*/rejects.jsonl") for line in path.read_text().splitlines()]
+    rejects = [
+        json.loads(line) for path in out.glob("work/shard-*/rejects.jsonl") for line in path.read_text().splitlines()
+    ]
     assert [r["id"] for r in rejects] == ["photos/blackmug-mug"]
     assert rejects[0]["stage"] == "writer" and "after 2 attempts: grammar" in rejects[0]["reason"]
     assert validate_folder(out).ok
@@ -100,8 +108,9 @@ def test_killed_build_resumes_without_losing_or_duplicating(tmp_path: Path) -> N
     args = ["build", "--source", "synthetic", "--n", "600", "--num-shards", "2", "--no-progress"]
     killed, clean = tmp_path / "killed", tmp_path / "clean"
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
-    process = subprocess.Popen(_cli(*args, "--out", str(killed)), env=env, stdout=subprocess.DEVNULL,
-                               stderr=subprocess.PIPE)
+    process = subprocess.Popen(
+        _cli(*args, "--out", str(killed)), env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
+    )
     journal = killed / "work" / "shard-00000-of-00002" / "records.jsonl"
     deadline = time.monotonic() + 120
     while time.monotonic() < deadline:
@@ -154,14 +163,38 @@ def test_broken_source_records_are_rejected_with_reasons(tmp_path: Path, tiny_de
     Image.new("RGB", (120, 90), "white").save(images / "ok.jpg")
     (images / "corrupt.jpg").write_bytes(b"\xff\xd8 not really a jpeg")
     rows = [
-        {"question": "How many cups?", "bboxs": [[10, 10, 40, 40]], "answer": 1, "image": "ok.jpg",
-         "question_id": "ok"},
-        {"question": "How many cups?", "bboxs": [[10, 10, 40, 40]], "answer": 1, "image": "corrupt.jpg",
-         "question_id": "corrupt", "width": 120, "height": 90},
-        {"question": "How many cups?", "bboxs": [[10, 10, 40, 40]], "answer": 1, "image": "gone.jpg",
-         "question_id": "gone", "width": 120, "height": 90},
-        {"question": "How many cups?", "bboxs": [[500, 500, 900, 900]], "answer": 1, "image": "ok.jpg",
-         "question_id": "far"},
+        {
+            "question": "How many cups?",
+            "bboxs": [[10, 10, 40, 40]],
+            "answer": 1,
+            "image": "ok.jpg",
+            "question_id": "ok",
+        },
+        {
+            "question": "How many cups?",
+            "bboxs": [[10, 10, 40, 40]],
+            "answer": 1,
+            "image": "corrupt.jpg",
+            "question_id": "corrupt",
+            "width": 120,
+            "height": 90,
+        },
+        {
+            "question": "How many cups?",
+            "bboxs": [[10, 10, 40, 40]],
+            "answer": 1,
+            "image": "gone.jpg",
+            "question_id": "gone",
+            "width": 120,
+            "height": 90,
+        },
+        {
+            "question": "How many cups?",
+            "bboxs": [[500, 500, 900, 900]],
+            "answer": 1,
+            "image": "ok.jpg",
+            "question_id": "far",
+        },
     ]
     (images / "tally.json").write_text(json.dumps(rows))
     config = BuildConfig(source="tallyqa", source_path=images / "tally.json", depth_model=str(tiny_depth_model))
@@ -170,8 +203,10 @@ def test_broken_source_records_are_rejected_with_reasons(tmp_path: Path, tiny_de
     source_rejects = {r.key: r.reason for r in report.source_rejects}
     assert sorted(source_rejects) == ["tallyqa/corrupt", "tallyqa/far"]
     assert "unreadable" in source_rejects["tallyqa/corrupt"] and "outside" in source_rejects["tallyqa/far"]
-    rejects = {json.loads(line)["id"]: json.loads(line)
-               for line in (tmp_path / "out/work/shard-00000-of-00001/rejects.jsonl").read_text().splitlines()}
+    rejects = {
+        json.loads(line)["id"]: json.loads(line)
+        for line in (tmp_path / "out/work/shard-00000-of-00001/rejects.jsonl").read_text().splitlines()
+    }
     assert rejects["tallyqa/gone"]["stage"] == "image" and "not found" in rejects["tallyqa/gone"]["reason"]
     assert read_manifest(tmp_path / "out")["rejects"] == 3
 
@@ -184,5 +219,5 @@ def test_journal_cuts_a_partial_last_line_and_refuses_corruption(tmp_path: Path)
         journal.append({"a": 4})
     assert path.read_text() == '{"a": 1}\n{"a": 2}\n{"a": 4}\n'
     path.write_text('{"a": 1}\nnot json\n{"a": 3}\n')
-    with pytest.raises(JournalError, match="j.jsonl:2"):
+    with pytest.raises(JournalError, match=r"j\.jsonl:2"):
         Journal(path)

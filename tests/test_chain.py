@@ -141,9 +141,11 @@ def boxes(draw: st.DrawFn) -> tuple[float, float, float, float]:
     return (x1 / 1000, y1 / 1000, x2 / 1000, y2 / 1000)
 
 
-safe_text = st.text(
-    alphabet=st.characters(blacklist_categories=("Cs",), blacklist_characters="<>"), min_size=1, max_size=40
-).map(str.strip).filter(bool)
+safe_text = (
+    st.text(alphabet=st.characters(blacklist_categories=("Cs",), blacklist_characters="<>"), min_size=1, max_size=40)
+    .map(str.strip)
+    .filter(bool)
+)
 
 
 @st.composite
@@ -163,6 +165,7 @@ def test_format_then_parse_is_identity(chain: Chain) -> None:
     text = format_chain(chain)
     parsed = parse_chain(text)
     assert parsed == chain
+    assert parsed.model_dump() == chain.model_dump()  # the parser's fast construction is a real model
     assert format_chain(parsed) == text
 
 
@@ -177,8 +180,28 @@ def test_lenient_never_crashes(text: str) -> None:
 
 tag_soup = st.lists(
     st.sampled_from(
-        ["<think>", "</think>", "<area>", "</area>", "<text>", "</text>", "<answer>", "</answer>", "[", "]", "{", "}",
-         '"bbox_2d":', "'bbox_2d':", "[0.1, 0.2, 0.3, 0.4]", "[10, 20, 300, 400]", '"depth": 0.5', ",", "x", "1e309"]
+        [
+            "<think>",
+            "</think>",
+            "<area>",
+            "</area>",
+            "<text>",
+            "</text>",
+            "<answer>",
+            "</answer>",
+            "[",
+            "]",
+            "{",
+            "}",
+            '"bbox_2d":',
+            "'bbox_2d':",
+            "[0.1, 0.2, 0.3, 0.4]",
+            "[10, 20, 300, 400]",
+            '"depth": 0.5',
+            ",",
+            "x",
+            "1e309",
+        ]
     ),
     max_size=40,
 ).map("".join)

@@ -40,11 +40,22 @@ def test_build_stats_show_export_and_schema(tmp_path: Path) -> None:
 
 def test_shard_jobs_and_merge_through_the_cli(tmp_path: Path) -> None:
     for index in range(2):
-        output = _ok("build", "--source", "synthetic", "--n", "8", "--shard", f"{index}/2",
-                     "--out", str(tmp_path / f"p{index}"), "--no-progress")
+        output = _ok(
+            "build",
+            "--source",
+            "synthetic",
+            "--n",
+            "8",
+            "--shard",
+            f"{index}/2",
+            "--out",
+            str(tmp_path / f"p{index}"),
+            "--no-progress",
+        )
         assert "shards still missing" in output
-    assert "merged 2 shards, 8 records" in _ok("merge", str(tmp_path / "p0"), str(tmp_path / "p1"),
-                                                "--out", str(tmp_path / "all"))
+    assert "merged 2 shards, 8 records" in _ok(
+        "merge", str(tmp_path / "p0"), str(tmp_path / "p1"), "--out", str(tmp_path / "all")
+    )
     assert "valid" in _ok("validate", str(tmp_path / "all"), "--no-progress")
     bad = runner.invoke(app, ["build", "--source", "synthetic", "--shard", "2/2", "--out", str(tmp_path / "x")])
     assert bad.exit_code == 1 and "i must be in 0..n-1" in bad.output

@@ -82,7 +82,12 @@ def test_metric_depth_keeps_far_is_larger() -> None:
 
 @settings(max_examples=200, deadline=None)
 @given(
-    st.integers(1, 30), st.integers(1, 30), st.floats(0, 0.99), st.floats(0, 0.99), st.floats(0.01, 1), st.floats(0.01, 1)
+    st.integers(1, 30),
+    st.integers(1, 30),
+    st.floats(0, 0.99),
+    st.floats(0, 0.99),
+    st.floats(0.01, 1),
+    st.floats(0.01, 1),
 )
 def test_box_mean_equals_the_plain_mean(height: int, width: int, x1: float, y1: float, w: float, h: float) -> None:
     values = np.random.default_rng(height * 31 + width).random((height, width)).astype(np.float32)

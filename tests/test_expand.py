@@ -92,8 +92,12 @@ small = st.integers(0, 999)
 
 
 @settings(max_examples=300, deadline=None)
-@given(st.lists(st.tuples(small, small, st.integers(1, 500), st.integers(1, 500)), min_size=1, max_size=4),
-       st.integers(16, 4000), st.integers(16, 4000), st.integers(0, 2**31))
+@given(
+    st.lists(st.tuples(small, small, st.integers(1, 500), st.integers(1, 500)), min_size=1, max_size=4),
+    st.integers(16, 4000),
+    st.integers(16, 4000),
+    st.integers(0, 2**31),
+)
 def test_any_truth_gives_a_strict_plan(raw: list, width: int, height: int, seed: int) -> None:
     boxes = [(x / 1000, y / 1000, min(x + w, 1000) / 1000, min(y + h, 1000) / 1000) for x, y, w, h in raw]
     boxes = [b for b in boxes if b[0] < b[2] and b[1] < b[3]]

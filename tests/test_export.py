@@ -29,7 +29,10 @@ def test_llamafactory_sharegpt_export(demo_build: Path, tmp_path: Path) -> None:
     for path in first["images"]:
         assert (tmp_path / path).is_file()
     info = json.loads((tmp_path / "dataset_info.json").read_text())
-    assert info["sif"]["formatting"] == "sharegpt" and info["sif"]["columns"] == {"messages": "messages", "images": "images"}
+    assert info["sif"]["formatting"] == "sharegpt" and info["sif"]["columns"] == {
+        "messages": "messages",
+        "images": "images",
+    }
     assert info["sif"]["tags"]["assistant_tag"] == "assistant"
 
 

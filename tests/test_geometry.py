@@ -70,9 +70,9 @@ def pixel_boxes(draw: st.DrawFn) -> tuple[tuple[float, float, float, float], int
 @given(pixel_boxes())
 def test_conversions_round_trip(case: tuple) -> None:
     box, width, height = case
-    assert geometry.normalized_to_pixel(geometry.pixel_to_normalized(box, width, height), width, height) == pytest.approx(
-        box, abs=1e-6
-    )
+    assert geometry.normalized_to_pixel(
+        geometry.pixel_to_normalized(box, width, height), width, height
+    ) == pytest.approx(box, abs=1e-6)
     assert geometry.padded_square_to_pixel(
         geometry.pixel_to_padded_square(box, width, height), width, height
     ) == pytest.approx(box, abs=1e-6)

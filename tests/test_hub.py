@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 from huggingface_hub import constants
 from PIL import Image
+from test_sources import _published_row
 from typer.testing import CliRunner
 
 import sifdata
@@ -15,7 +16,6 @@ from sifdata.build.pipeline import BuildConfig, build
 from sifdata.cli import app
 from sifdata.hub import DatasetNotAvailable, push
 from sifdata.sources import sif50k
-from test_sources import _published_row
 
 
 @pytest.fixture(scope="module")
@@ -110,13 +110,16 @@ def test_push_uploads_card_manifest_and_shards_only(small_build: Path) -> None:
     api = FakeHfApi()
     url = push(small_build, "me/sif-small", api=api, private=True)
     assert url.endswith("/commit/abc")
-    assert api.calls[0] == ("create_repo", {"repo_id": "me/sif-small", "repo_type": "dataset", "private": True,
-                                            "exist_ok": True})
+    assert api.calls[0] == (
+        "create_repo",
+        {"repo_id": "me/sif-small", "repo_type": "dataset", "private": True, "exist_ok": True},
+    )
     assert api.uploaded == ["README.md", "data/train-00000-of-00001.parquet", "manifest.json"]
 
 
-def test_push_refuses_invalid_folders_and_missing_tokens(small_build: Path, tmp_path: Path,
-                                                        monkeypatch: pytest.MonkeyPatch) -> None:
+def test_push_refuses_invalid_folders_and_missing_tokens(
+    small_build: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     with pytest.raises(ValueError, match="does not validate"):
         push(tmp_path, "me/x", api=FakeHfApi())
     monkeypatch.delenv("HF_TOKEN", raising=False)
@@ -146,7 +149,9 @@ def test_import_then_export_round_trips_the_published_layout(tmp_path: Path) -> 
     result = runner.invoke(app, ["import", str(tmp_path / "json" / "SIF-50K.json"), "--out", str(tmp_path / "imp")])
     assert result.exit_code == 0, result.output
     assert "imported 2 records" in result.output
-    exported = runner.invoke(app, ["export", str(tmp_path / "imp"), "--format", "sif50k", "--out", str(tmp_path / "exp")])
+    exported = runner.invoke(
+        app, ["export", str(tmp_path / "imp"), "--format", "sif50k", "--out", str(tmp_path / "exp")]
+    )
     assert exported.exit_code == 0, exported.output
     again = list(sif50k.read(tmp_path / "exp" / "SIF-50K.json"))
     original = list(sif50k.read(tmp_path / "json" / "SIF-50K.json"))

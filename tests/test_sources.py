@@ -24,7 +24,10 @@ def test_viscot_record_fields_from_sizes_file() -> None:
 
 
 def test_viscot_clips_rounding_overshoot() -> None:
-    records = {r.source_id: r for r in viscot.read(VISCOT / "benchmark" / "gqa.json", sizes=VISCOT / "benchmark_det" / "gqa.jsonl")}
+    records = {
+        r.source_id: r
+        for r in viscot.read(VISCOT / "benchmark" / "gqa.json", sizes=VISCOT / "benchmark_det" / "gqa.jsonl")
+    }
     overshoot = records["3684"]  # real record: y2 = 505 on a 500-pixel-high image
     assert overshoot.gt_boxes_pixel[0][3] == 500.0
     assert all(0 <= v <= 1 for v in overshoot.gt_boxes[0])
@@ -48,8 +51,11 @@ def _viscot_row(qid: int, box: list[int], marked: str | None = None) -> dict:
         "question_id": qid,
         "image": ["img.jpg", marked if marked is not None else f"img.jpg###{box}"],
         "conversations": [
-            {"from": "human", "value": "<image>\nWhat? Please provide the bounding box coordinate of the region that "
-             "can help you answer the question better."},
+            {
+                "from": "human",
+                "value": "<image>\nWhat? Please provide the bounding box coordinate of the region that "
+                "can help you answer the question better.",
+            },
             {"from": "gpt", "value": "[0.1, 0.1, 0.2, 0.2]"},
             {"from": "human", "value": "<image>"},
             {"from": "gpt", "value": "a cat"},
@@ -68,13 +74,24 @@ def test_viscot_broken_records_are_rejected_with_reasons(tmp_path: Path) -> None
     ]
     (tmp_path / "q.json").write_text(json.dumps(rows))
     sizes = tmp_path / "det.jsonl"
-    sizes.write_text("".join(json.dumps({"img_path": "img.jpg", "bbox": [0, 0, 1, 1], "height": 100, "width": 100,
-                                         "question_id": i}) + "\n" for i in (1, 2, 3, 4, 5)))
+    sizes.write_text(
+        "".join(
+            json.dumps({"img_path": "img.jpg", "bbox": [0, 0, 1, 1], "height": 100, "width": 100, "question_id": i})
+            + "\n"
+            for i in (1, 2, 3, 4, 5)
+        )
+    )
     rejects: list = []
     # The det file's box would override '###'; use a sizes table without boxes for this test.
-    table = {k: viscot.DetectionEntry(100, 100, tuple(json.loads(r["image"][1].split("###")[1]))
-                                      if "###" in r["image"][1] else (0, 0, 1, 1), "img.jpg")
-             for k, r in ((str(r["question_id"]), r) for r in rows[:5])}
+    table = {
+        k: viscot.DetectionEntry(
+            100,
+            100,
+            tuple(json.loads(r["image"][1].split("###")[1])) if "###" in r["image"][1] else (0, 0, 1, 1),
+            "img.jpg",
+        )
+        for k, r in ((str(r["question_id"]), r) for r in rows[:5])
+    }
     records = list(viscot.read(tmp_path / "q.json", sizes=table, on_reject=rejects.append))
     assert [r.source_id for r in records] == ["1"]
     reasons = {r.key: r.reason for r in rejects}
@@ -95,10 +112,20 @@ def test_clean_pixel_box_tolerance() -> None:
 def test_tallyqa_reads_multi_box_counting_records(tmp_path: Path) -> None:
     Image.new("RGB", (200, 100)).save(tmp_path / "a.jpg")
     rows = [
-        {"question": "How many dogs?", "bboxs": [[0, 0, 20, 20], [50, 50, 80, 90]], "answer": 2, "image": "a.jpg",
-         "dataset": "tallyqa"},
-        {"question": "How many cats?", "bboxs": [[0, 0, 20, 20]], "answer": 1, "image": "missing.jpg",
-         "dataset": "tallyqa"},
+        {
+            "question": "How many dogs?",
+            "bboxs": [[0, 0, 20, 20], [50, 50, 80, 90]],
+            "answer": 2,
+            "image": "a.jpg",
+            "dataset": "tallyqa",
+        },
+        {
+            "question": "How many cats?",
+            "bboxs": [[0, 0, 20, 20]],
+            "answer": 1,
+            "image": "missing.jpg",
+            "dataset": "tallyqa",
+        },
     ]
     (tmp_path / "t.json").write_text(json.dumps(rows))
     rejects: list = []
@@ -112,7 +139,9 @@ def test_synthetic_scenes_are_deterministic_and_exact() -> None:
     first, again = synthetic.scene(5, seed=3), synthetic.scene(5, seed=3)
     assert (first.question, first.answer, first.gt_boxes) == (again.question, again.answer, again.gt_boxes)
     assert np.array_equal(first.depth, again.depth)
-    assert synthetic.scene(6, seed=3).question != first.question or synthetic.scene(6, seed=3).gt_boxes != first.gt_boxes
+    assert (
+        synthetic.scene(6, seed=3).question != first.question or synthetic.scene(6, seed=3).gt_boxes != first.gt_boxes
+    )
     for index in range(40):
         record = synthetic.scene(index)
         assert record.depth.shape == (record.height, record.width)

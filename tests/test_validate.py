@@ -50,7 +50,9 @@ def test_wrong_depth_in_a_chain_is_caught(small_build: Path, tmp_path: Path) -> 
     def change(rows: list[dict]) -> None:
         chain = rows[2]["chain"]
         start = chain.index('"depth":') + len('"depth":')
-        rows[2]["chain"] = chain[:start] + ("0.000" if chain[start:start + 5] != "0.000" else "0.999") + chain[start + 5:]
+        rows[2]["chain"] = (
+            chain[:start] + ("0.000" if chain[start : start + 5] != "0.000" else "0.999") + chain[start + 5 :]
+        )
 
     found = _checks(_tampered(small_build, tmp_path, change))
     assert found["depth"] == {"synthetic/0-000002"}

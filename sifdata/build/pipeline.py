@@ -42,7 +42,8 @@ from sifdata.depth import (
     DepthEstimator,
     DepthMap,
     depth_png_bytes,
-    load_depth_png,
+    dequantize_depth,
+    quantize_depth,
 )
 from sifdata.files import atomic_write, safe_name
 from sifdata.progress import progress_bar
@@ -284,17 +285,17 @@ class ShardBuilder:
                 continue
             name = safe_name(record.key)
             depth_file = self.work / "depth" / f"{name}_d.png"
-            png = depth_png_bytes(depth)
-            atomic_write(depth_file, png)
+            quantized = quantize_depth(depth)
+            atomic_write(depth_file, depth_png_bytes(quantized))
             if record.image_path is not None:
                 image_file = record.image_path.resolve()
             else:
                 image_file = self.work / "images" / f"{name}.png"
                 buffer = io.BytesIO()
-                image.save(buffer, format="PNG")
+                image.save(buffer, format="PNG", compress_level=3)
                 atomic_write(image_file, buffer.getvalue())
             # Plan on the depth exactly as stored, so validation recomputes the same means.
-            stored = DepthMap(load_depth_png(png))
+            stored = DepthMap(dequantize_depth(quantized))
             seed = record_seed(self.config.seed, record.key)
             plan = plan_focus(
                 record.gt_boxes, record.width, record.height, seed, select_probability=self.config.select_probability
