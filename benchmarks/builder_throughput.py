@@ -33,8 +33,10 @@ def main() -> None:
         report = build(config, Path(tmp) / "out", progress=False)
         elapsed = time.perf_counter() - start
         assert report.records == args.records and report.dataset_complete
-    print(f"sifdata build (offline writer, depth given) {args.records / elapsed:8.1f} records/s "
-          f"({elapsed:.1f} s; {elapsed / generate:.1f}x the time of generating the scenes)")
+    print(
+        f"sifdata build (offline writer, depth given) {args.records / elapsed:8.1f} records/s "
+        f"({elapsed:.1f} s; {elapsed / generate:.1f}x the time of generating the scenes)"
+    )
     print(f"builder's own cost: {(elapsed - generate) * 1000 / args.records:.2f} ms per record")
 
 

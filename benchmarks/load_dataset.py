@@ -47,9 +47,11 @@ def make_folder(folder: Path, records: int, shards: int, side: int) -> None:
         request = WriteRequest(scene.key, scene.question, scene.answer, plan, seed=index)
         import numpy as np
 
-        pool.append((scene, rgb, depth_png_bytes(np.asarray(small_depth)), OfflineTemplateWriter().write(request), thumb.size))
+        pool.append(
+            (scene, rgb, depth_png_bytes(np.asarray(small_depth)), OfflineTemplateWriter().write(request), thumb.size)
+        )
 
-    def rows(shard: int):  # noqa: ANN202
+    def rows(shard: int):
         for number in range(shard, records, shards):
             scene, thumb, depth, chain, size = pool[number % len(pool)]
             picture = thumb.copy()
@@ -59,14 +61,24 @@ def make_folder(folder: Path, records: int, shards: int, side: int) -> None:
             picture.save(buffer, format="PNG")
             rgb = buffer.getvalue()
             yield {
-                "id": f"bench/{number:06d}", "source": "synthetic", "source_id": str(number),
-                "question": scene.question, "answer": scene.answer,
+                "id": f"bench/{number:06d}",
+                "source": "synthetic",
+                "source_id": str(number),
+                "question": scene.question,
+                "answer": scene.answer,
                 "gt_boxes": [[round(v, 3) for v in box] for box in scene.gt_boxes],
-                "width": size[0], "height": size[1],
-                "image": {"bytes": rgb, "path": "x.png"}, "depth_image": {"bytes": depth, "path": "x_d.png"},
+                "width": size[0],
+                "height": size[1],
+                "image": {"bytes": rgb, "path": "x.png"},
+                "depth_image": {"bytes": depth, "path": "x_d.png"},
                 "chain": chain,
-                "provenance": {"writer_kind": "offline-template", "writer_model": "templates-v1", "seed": number,
-                               "depth_model": "synthetic-exact", "library_version": "bench"},
+                "provenance": {
+                    "writer_kind": "offline-template",
+                    "writer_model": "templates-v1",
+                    "seed": number,
+                    "depth_model": "synthetic-exact",
+                    "library_version": "bench",
+                },
                 "extra": json.dumps({}),
             }
 
@@ -98,7 +110,7 @@ def timed_pyarrow(folder: str, queue: multiprocessing.Queue) -> None:
     queue.put((time.perf_counter() - start, table.num_rows, rss_mb() - before, ""))
 
 
-def run(target, *args):  # noqa: ANN001, ANN201
+def run(target, *args):
     context = multiprocessing.get_context("spawn")  # a fresh interpreter: honest memory figures
     queue = context.Queue()
     process = context.Process(target=target, args=(*args, queue))
@@ -119,16 +131,21 @@ def main() -> None:
         start = time.perf_counter()
         make_folder(folder, args.records, args.shards, args.side)
         size = sum(p.stat().st_size for p in (folder / "data").glob("*.parquet")) / 1e6
-        print(f"wrote {args.records:,} records in {args.shards} shards ({size:.0f} MB) in {time.perf_counter() - start:.1f} s")
+        print(
+            f"wrote {args.records:,} records in {args.shards} shards ({size:.0f} MB) "
+            f"in {time.perf_counter() - start:.1f} s"
+        )
         arrow = run(timed_pyarrow, str(folder))
         print(f"baseline pyarrow read_table:      {arrow[0]:6.2f} s, +{arrow[2]:6.0f} MB resident")
         worst = 0.0
         for label in ("cold (builds Arrow cache)", "warm (cache hit, mmap)"):
-            elapsed, rows, memory, first = run(timed_load, str(folder), str(cache))
+            elapsed, rows, memory, _first = run(timed_load, str(folder), str(cache))
             worst = max(worst, elapsed)
             assert rows == args.records, rows
-            print(f"sifdata.load_dataset {label:26s} {elapsed:6.2f} s, +{memory:6.0f} MB resident "
-                  f"({elapsed / arrow[0]:.1f}x the pyarrow read)")
+            print(
+                f"sifdata.load_dataset {label:26s} {elapsed:6.2f} s, +{memory:6.0f} MB resident "
+                f"({elapsed / arrow[0]:.1f}x the pyarrow read)"
+            )
         print(f"target < 2 s, cold and warm: {'met' if worst < 2 else 'NOT met'}")
 
 

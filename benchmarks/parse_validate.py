@@ -24,7 +24,9 @@ def make_chains(count: int, seed: int = 0) -> list[str]:
             boxes = []
             for _ in range(rng.choice((1, 1, 1, 2))):
                 x1, y1 = rng.randint(0, 800), rng.randint(0, 800)
-                boxes.append((x1 / 1000, y1 / 1000, (x1 + rng.randint(1, 199)) / 1000, (y1 + rng.randint(1, 199)) / 1000))
+                boxes.append(
+                    (x1 / 1000, y1 / 1000, (x1 + rng.randint(1, 199)) / 1000, (y1 + rng.randint(1, 199)) / 1000)
+                )
             steps.append(Focus(boxes=boxes, depths=[rng.randint(0, 1000) / 1000 for _ in boxes]))
             steps.append(Text(text="I look at this region, which shows part of the scene, and narrow my focus."))
         texts.append(format_chain(Chain(steps=steps, answer="The red cup is closer.")))
@@ -45,8 +47,10 @@ def main() -> None:
         os.sched_setaffinity(0, {min(os.sched_getaffinity(0))})  # one core
     chains = make_chains(args.chains)
     timings = {}
-    for name, function in (("sifdata strict parse", lambda t: parse_chain(t, strict=True)),
-                           ("baseline: pydantic-validated", validated_baseline)):
+    for name, function in (
+        ("sifdata strict parse", lambda t: parse_chain(t, strict=True)),
+        ("baseline: pydantic-validated", validated_baseline),
+    ):
         best = float("inf")
         for _ in range(args.repeats):
             start = time.perf_counter()
@@ -56,8 +60,10 @@ def main() -> None:
         timings[name] = best
         print(f"{name:32s} {args.chains / best:10,.0f} chains/s  ({best * 1e6 / args.chains:.1f} us/chain)")
     ratio = timings["baseline: pydantic-validated"] / timings["sifdata strict parse"]
-    print(f"speed-up over the baseline: {ratio:.2f}x; target >= 20,000 chains/s: "
-          f"{'met' if args.chains / timings['sifdata strict parse'] >= 20_000 else 'NOT met'}")
+    print(
+        f"speed-up over the baseline: {ratio:.2f}x; target >= 20,000 chains/s: "
+        f"{'met' if args.chains / timings['sifdata strict parse'] >= 20_000 else 'NOT met'}"
+    )
 
 
 if __name__ == "__main__":

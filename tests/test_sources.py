@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import json
+from collections import Counter
 from pathlib import Path
 
 import numpy as np
@@ -84,13 +85,13 @@ def test_viscot_broken_records_are_rejected_with_reasons(tmp_path: Path) -> None
     rejects: list = []
     # The det file's box would override '###'; use a sizes table without boxes for this test.
     table = {
-        k: viscot.DetectionEntry(
+        viscot.detection_key("img.jpg", r["question_id"]): viscot.DetectionEntry(
             100,
             100,
             tuple(json.loads(r["image"][1].split("###")[1])) if "###" in r["image"][1] else (0, 0, 1, 1),
             "img.jpg",
         )
-        for k, r in ((str(r["question_id"]), r) for r in rows[:5])
+        for r in rows[:5]
     }
     records = list(viscot.read(tmp_path / "q.json", sizes=table, on_reject=rejects.append))
     assert [r.source_id for r in records] == ["1"]
@@ -233,3 +234,30 @@ def test_published_sif50k_rejects_broken_rows(tmp_path: Path) -> None:
     assert "chain" in reasons[0] and "text outside tags" in reasons[0]
     assert "x1 < x2" in reasons[1]
     assert "problem" in reasons[2]
+
+
+def test_viscot_folder_of_subsets_with_a_folder_of_sizes() -> None:
+    records = list(viscot.read(VISCOT / "benchmark", sizes=VISCOT / "benchmark_det"))
+    assert Counter(r.source for r in records) == {"gqa": 978, "vsr": 404, "cub": 492}
+    by_key = {r.key: r for r in records}
+    assert len(by_key) == len(records)  # question ids repeat across subsets; keys do not
+    assert by_key["gqa/7"].width == 391 and by_key["cub/7"].width == 500  # each from its own subset
+
+
+def test_candidate_selection_filters_caps_and_samples_by_seed() -> None:
+    from sifdata.build.pipeline import BuildConfig, select_candidates
+
+    def pick(**kwargs: object) -> list[str]:
+        config = BuildConfig(
+            source="viscot", source_path=VISCOT / "benchmark", sizes=VISCOT / "benchmark_det", **kwargs
+        )
+        return [r.key for r in select_candidates(config, lambda reject: None)]
+
+    capped = pick(per_subset_cap=10)
+    assert Counter(k.split("/")[0] for k in capped) == {"gqa": 10, "vsr": 10, "cub": 10}
+    assert capped == pick(per_subset_cap=10)  # same seed, same sample
+    assert capped != pick(per_subset_cap=10, seed=1)
+    assert capped[:10] != [f"cub/{r}" for r in range(10)]  # sampled, not the first rows of the file
+    assert {k.split("/")[0] for k in pick(subsets=["vsr"], n=5)} == {"vsr"}
+    assert len(pick(n=25)) == 25
+    assert pick(subsets=["textvqa"]) == []  # text-heavy subsets are dropped by default

@@ -47,8 +47,19 @@ class DetectionEntry:
     img_path: str
 
 
+def detection_key(image_path: str, question_id: object) -> str:
+    """Question ids repeat across subsets; with the image path they identify a record."""
+    return f"{image_path}#{question_id}"
+
+
 def read_detection(path: str | Path) -> dict[str, DetectionEntry]:
-    """``benchmark_det``-style JSONL: question id (as a string) -> image size and pixel box."""
+    """``benchmark_det``-style JSONL (or a folder of them): record -> image size and pixel box."""
+    path = Path(path)
+    if path.is_dir():
+        merged: dict[str, DetectionEntry] = {}
+        for file in sorted(path.glob("*.jsonl")):
+            merged.update(read_detection(file))
+        return merged
     entries: dict[str, DetectionEntry] = {}
     with open(path, encoding="utf-8") as handle:
         for line_number, line in enumerate(handle, 1):
@@ -56,7 +67,7 @@ def read_detection(path: str | Path) -> dict[str, DetectionEntry]:
                 continue
             try:
                 row = json.loads(line)
-                entries[str(row["question_id"])] = DetectionEntry(
+                entries[detection_key(row["img_path"], row["question_id"])] = DetectionEntry(
                     width=int(row["width"]),
                     height=int(row["height"]),
                     bbox=tuple(float(v) for v in row["bbox"]),  # type: ignore[arg-type]
@@ -68,6 +79,10 @@ def read_detection(path: str | Path) -> dict[str, DetectionEntry]:
 
 
 def _rows(path: Path) -> Iterator[dict[str, Any]]:
+    if path.is_dir():  # a folder of subset files, e.g. viscot_benchmark/benchmark
+        for file in sorted(path.glob("*.json")) + sorted(path.glob("*.jsonl")):
+            yield from _rows(file)
+        return
     if path.suffix == ".jsonl":
         with open(path, encoding="utf-8") as handle:
             for line in handle:
@@ -103,7 +118,7 @@ def _parse_row(row: dict[str, Any], image_root: Path, sizes: dict[str, Detection
         raise ValueError("image field has no '###[x1,y1,x2,y2]' box")
     image_path = image_root / image_rel
     size = image_size(image_path)
-    detection = sizes.get(str(question_id)) if sizes else None
+    detection = sizes.get(detection_key(image_rel, question_id)) if sizes else None
     if size is None and detection is not None:
         size = (detection.width, detection.height)
     if size is None:
@@ -135,7 +150,7 @@ def read(
     image_root: str | Path | None = None,
     on_reject: RejectHandler = log_reject,
 ) -> Iterator[VisCoTRecord]:
-    """Yield the usable records of a Visual-CoT file.
+    """Yield the usable records of a Visual-CoT file (or a folder of subset files).
 
     Image sizes come from the image file under ``image_root`` (default: the file's folder)
     when it exists, else from ``sizes`` (a ``benchmark_det`` JSONL or its parsed mapping).
@@ -143,7 +158,7 @@ def read(
     with the reason (default: a warning in the log) and are not yielded.
     """
     path = Path(path)
-    root = Path(image_root) if image_root is not None else path.parent
+    root = Path(image_root) if image_root is not None else (path if path.is_dir() else path.parent)
     size_table = read_detection(sizes) if isinstance(sizes, str | Path) else sizes
     for position, row in enumerate(_rows(path)):
         key = f"{row.get('dataset', 'viscot')}/{row.get('question_id', f'#{position}')}"
