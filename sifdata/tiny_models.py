@@ -29,7 +29,7 @@ def build_tiny_depth_anything(path: str | Path, seed: int = 0) -> Path:
     )
 
     torch.manual_seed(seed)
-    backbone = Dinov2Config(
+    backbone = Dinov2Config(  # type: ignore[call-arg]  # config kwargs are dynamic
         image_size=56,
         patch_size=14,
         hidden_size=32,

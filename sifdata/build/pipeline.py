@@ -335,14 +335,14 @@ class ShardBuilder:
                     except Exception as error:
                         self._reject(rejects, orders[i], records[i].key, "depth", f"{type(error).__name__}: {error}")
                         advance(1)
-        for i, (record, depth) in enumerate(zip(records, depths, strict=True)):
-            if depth is not None and depth.shape != (record.height, record.width):
+        for i, (record, estimate) in enumerate(zip(records, depths, strict=True)):
+            if estimate is not None and estimate.shape != (record.height, record.width):
                 self._reject(
                     rejects,
                     orders[i],
                     record.key,
                     "depth",
-                    f"depth map is {depth.shape[1]}x{depth.shape[0]}, image is {record.width}x{record.height}",
+                    f"depth map is {estimate.shape[1]}x{estimate.shape[0]}, image is {record.width}x{record.height}",
                 )
                 advance(1)
                 depths[i] = None
