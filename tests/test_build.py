@@ -16,8 +16,9 @@ from PIL import Image
 import sifdata
 from sifdata.build.journal import Journal, JournalError
 from sifdata.build.pipeline import BuildAborted, BuildConfig, build, merge
-from sifdata.build.writer import OpenAIWriter, RetryPolicy
+from sifdata.build.writer import OpenAIWriter
 from sifdata.depth import DepthEstimator
+from sifdata.llm import RetryPolicy
 from sifdata.shards import iter_rows, read_manifest, shard_files
 from sifdata.validate import validate_folder
 

@@ -13,13 +13,13 @@ from sifdata.build.expand import plan_focus
 from sifdata.build.writer import (
     OfflineTemplateWriter,
     OpenAIWriter,
-    RetryPolicy,
     WriteRequest,
     WriterError,
     attach_depths,
     check_written_chain,
     write_checked,
 )
+from sifdata.llm import RetryPolicy
 
 SECRET = "sk-test-SECRET-never-logged-12345"
 
@@ -105,7 +105,10 @@ def test_persistent_errors_reject_the_record_with_the_reason() -> None:
     with ScriptedChatServer(default="500") as server:
         outcome = write_checked(_writer(server, attempts=3), _request())
         assert outcome.chain is None
-        assert outcome.reject_reason == "writer failed: gave up after 3 attempts (HTTP 500)"
+        assert (
+            outcome.reject_reason
+            == "writer failed: record test/What color is the cup?: gave up after 3 attempts (HTTP 500)"
+        )
 
 
 def test_timeouts_are_retried_then_reported() -> None:

@@ -21,7 +21,6 @@ import json
 import os
 import random
 import re
-import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -32,6 +31,7 @@ from PIL import Image, ImageDraw
 from sifdata.build.answers import answers_agree
 from sifdata.build.expand import PlannedStep
 from sifdata.chain import ChainError, format_area, parse_chain
+from sifdata.llm import ChatClient, ChatError, RetryPolicy
 from sifdata.schema import Box, Chain
 
 DEPTH_TOLERANCE = 0.002  # 3-decimal rounding plus 16-bit quantization, with room to spare
@@ -323,18 +323,6 @@ class ResponseCache:
         tmp.replace(path)
 
 
-@dataclass
-class RetryPolicy:
-    attempts: int = 5
-    base_delay: float = 1.0
-    max_delay: float = 30.0
-
-    def delay(self, attempt: int, retry_after: float | None = None) -> float:
-        if retry_after is not None:
-            return min(retry_after, self.max_delay)
-        return min(self.base_delay * 2 ** (attempt - 1), self.max_delay) * random.uniform(0.5, 1.0)
-
-
 class OpenAIWriter:
     """A writer over any OpenAI-compatible chat endpoint.
 
@@ -360,78 +348,32 @@ class OpenAIWriter:
         cache_dir: str | Path | None = None,
         image_max_side: int = 768,
     ) -> None:
-        from openai import OpenAI
-
         self.model = model or os.environ.get("SIF_WRITER_MODEL")
         self.base_url = base_url or os.environ.get("SIF_WRITER_BASE_URL")
         if not self.model:
             raise WriterError("no writer model: pass --writer-model or set SIF_WRITER_MODEL", fatal=True)
-        key = api_key or os.environ.get("SIF_WRITER_API_KEY") or os.environ.get("OPENAI_API_KEY") or "EMPTY"
-        # max_retries=0: retries are ours, so that every one is counted and bounded.
-        self._client = OpenAI(base_url=self.base_url, api_key=key, timeout=timeout, max_retries=0)
-        self.retry = retry or RetryPolicy()
+        self._chat = ChatClient(
+            self.model, self.base_url, api_key, key_env="SIF_WRITER_API_KEY", timeout=timeout, retry=retry
+        )
         self.temperature = temperature
         self.max_tokens = max_tokens
         self.cache = ResponseCache(cache_dir) if cache_dir else None
         self.image_max_side = image_max_side
-        self.transport_retries = 0
+
+    @property
+    def transport_retries(self) -> int:
+        return self._chat.retries
 
     def write(self, request: WriteRequest, feedback: Sequence[tuple[str, str]] = ()) -> str:
         messages = writer_messages(request, feedback, self.image_max_side)
         key = ResponseCache.key(self.model or "", messages) if self.cache else ""
         if self.cache and (cached := self.cache.get(key)) is not None:
             return cached
-        text = self._complete(messages, request.record_id)
+        try:
+            text = self._chat.complete(messages, temperature=self.temperature, max_tokens=self.max_tokens).text
+        except ChatError as error:
+            reason = error.reason if error.fatal else f"record {request.record_id}: {error.reason}"
+            raise WriterError(reason, fatal=error.fatal) from None
         if self.cache:
             self.cache.put(key, text)
         return text
-
-    def _complete(self, messages: list[dict], record_id: str) -> str:
-        import openai
-
-        last = ""
-        for attempt in range(1, self.retry.attempts + 1):
-            retry_after: float | None = None
-            try:
-                response = self._client.chat.completions.create(
-                    model=self.model or "",
-                    messages=messages,  # type: ignore[arg-type]
-                    temperature=self.temperature,
-                    max_tokens=self.max_tokens,
-                )
-            except (openai.APITimeoutError, openai.APIConnectionError) as error:
-                last = f"{type(error).__name__} talking to {self.base_url}"
-            except openai.APIStatusError as error:
-                status = error.status_code
-                if status in (401, 403, 404):
-                    raise WriterError(
-                        f"the writer endpoint {self.base_url} answered HTTP {status} for model "
-                        f"{self.model!r}: check the model name and SIF_WRITER_API_KEY",
-                        fatal=True,
-                    ) from None
-                if status != 429 and status < 500:
-                    raise WriterError(f"HTTP {status} for record {record_id}: {_short(error.message)}") from None
-                last = f"HTTP {status}"
-                header = error.response.headers.get("retry-after") if error.response is not None else None
-                retry_after = _seconds(header)
-            else:
-                choice = response.choices[0] if response.choices else None
-                content = choice.message.content if choice is not None else None
-                if not content:
-                    raise WriterError(f"empty completion for record {record_id}")
-                return content
-            if attempt < self.retry.attempts:
-                self.transport_retries += 1
-                time.sleep(self.retry.delay(attempt, retry_after))
-        raise WriterError(f"gave up after {self.retry.attempts} attempts ({last})")
-
-
-def _seconds(header: str | None) -> float | None:
-    try:
-        return float(header) if header is not None else None
-    except ValueError:
-        return None
-
-
-def _short(text: str, limit: int = 200) -> str:
-    return text if len(text) <= limit else text[:limit] + "..."

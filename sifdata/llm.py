@@ -1,0 +1,130 @@
+"""One client for OpenAI-compatible chat endpoints, shared by the data writer, the model
+backend and the judge: bounded retries with backoff on 429/5xx/timeouts/connection errors
+(``Retry-After`` honoured), typed errors, token counts and latency, and a key that is handed
+to the HTTP client and never appears in a message, a log line or a result.
+"""
+
+from __future__ import annotations
+
+import os
+import random
+import threading
+import time
+from dataclasses import dataclass
+from typing import Any
+
+
+@dataclass
+class RetryPolicy:
+    attempts: int = 5
+    base_delay: float = 1.0
+    max_delay: float = 30.0
+
+    def delay(self, attempt: int, retry_after: float | None = None) -> float:
+        if retry_after is not None:
+            return min(retry_after, self.max_delay)
+        return min(self.base_delay * 2 ** (attempt - 1), self.max_delay) * random.uniform(0.5, 1.0)
+
+
+@dataclass(frozen=True)
+class ChatResult:
+    text: str
+    prompt_tokens: int | None
+    completion_tokens: int | None
+    latency_s: float
+    attempts: int
+
+
+class ChatError(RuntimeError):
+    """A chat call that failed. ``fatal``: every other call would fail the same way (bad key,
+    unknown model); ``status``: the HTTP status when there was one."""
+
+    def __init__(self, reason: str, *, fatal: bool = False, status: int | None = None) -> None:
+        self.reason = reason
+        self.fatal = fatal
+        self.status = status
+        super().__init__(reason)
+
+
+def _seconds(header: str | None) -> float | None:
+    try:
+        return float(header) if header is not None else None
+    except ValueError:
+        return None
+
+
+def _short(text: str, limit: int = 200) -> str:
+    return text if len(text) <= limit else text[:limit] + "..."
+
+
+class ChatClient:
+    """Chat completions against ``base_url`` for ``model``.
+
+    ``api_key`` falls back to the environment variable named by ``key_env`` (then
+    ``OPENAI_API_KEY``); local servers that need no key get a dummy one.
+    """
+
+    def __init__(
+        self,
+        model: str,
+        base_url: str | None,
+        api_key: str | None = None,
+        *,
+        key_env: str | None = None,
+        timeout: float = 120.0,
+        retry: RetryPolicy | None = None,
+    ) -> None:
+        from openai import OpenAI
+
+        self.model = model
+        self.base_url = base_url
+        key = api_key or (os.environ.get(key_env) if key_env else None) or os.environ.get("OPENAI_API_KEY") or "EMPTY"
+        # max_retries=0: the retries are ours, so that each one is bounded and counted.
+        self._client = OpenAI(base_url=base_url, api_key=key, timeout=timeout, max_retries=0)
+        self.retry = retry or RetryPolicy()
+        self._lock = threading.Lock()
+        self.retries = 0
+
+    def complete(self, messages: list[dict[str, Any]], **params: Any) -> ChatResult:
+        """One completion's text, or :class:`ChatError` once the retries are spent."""
+        import openai
+
+        last = ""
+        started = time.perf_counter()
+        for attempt in range(1, self.retry.attempts + 1):
+            retry_after: float | None = None
+            try:
+                response = self._client.chat.completions.create(model=self.model, messages=messages, **params)
+            except (openai.APITimeoutError, openai.APIConnectionError) as error:
+                last = f"{type(error).__name__} talking to {self.base_url}"
+            except openai.APIStatusError as error:
+                status = error.status_code
+                if status in (401, 403, 404):
+                    raise ChatError(
+                        f"{self.base_url} answered HTTP {status} for model {self.model!r}: check the model and key",
+                        fatal=True,
+                        status=status,
+                    ) from None
+                if status != 429 and status < 500:
+                    raise ChatError(f"HTTP {status}: {_short(error.message)}", status=status) from None
+                last = f"HTTP {status}"
+                header = error.response.headers.get("retry-after") if error.response is not None else None
+                retry_after = _seconds(header)
+            else:
+                choice = response.choices[0] if response.choices else None
+                text = choice.message.content if choice is not None else None
+                if not text:
+                    raise ChatError("empty completion")
+                usage = response.usage
+                return ChatResult(
+                    text=text,
+                    prompt_tokens=usage.prompt_tokens if usage else None,
+                    completion_tokens=usage.completion_tokens if usage else None,
+                    latency_s=time.perf_counter() - started,
+                    attempts=attempt,
+                )
+            if attempt < self.retry.attempts:
+                with self._lock:
+                    self.retries += 1
+                time.sleep(self.retry.delay(attempt, retry_after))
+        raise ChatError(f"gave up after {self.retry.attempts} attempts ({last})")

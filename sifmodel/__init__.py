@@ -1,0 +1,1 @@
+"""sifmodel: prompts, rewards, training recipes, merge and inference backends for SIF models."""
