@@ -290,3 +290,27 @@ class DepthEstimator:
 
     def estimate_one(self, image: Image.Image) -> np.ndarray:
         return self.estimate([image])[0]
+
+
+def depth_to_image(depth: np.ndarray, style: str = "gray") -> Image.Image:
+    """An 8-bit RGB picture of a SIF depth map, the form a vision-language model sees.
+
+    Processors convert every image to 8-bit RGB; a 16-bit PNG converted that way saturates to
+    white, so depth goes to models through this function. ``gray``: closer = brighter (the
+    Depth Anything convention, ``255 * (1 - depth)``); ``spectral_r``: the legacy colour map.
+    """
+    nearness = np.round(255 * (1.0 - np.clip(depth, 0.0, 1.0))).astype(np.uint8)
+    if style == "gray":
+        return Image.fromarray(np.repeat(nearness[:, :, None], 3, axis=2))
+    if style == "spectral_r":
+        return Image.fromarray(spectral_r_palette()[nearness])
+    raise ValueError(f"unknown depth image style {style!r} (gray or spectral_r)")
+
+
+def model_depth_image(image: Image.Image, style: str = "gray") -> Image.Image:
+    """A depth image ready for a model: 16-bit depth PNGs are rendered with
+    :func:`depth_to_image`; 8-bit images are taken as already rendered."""
+    if image.mode in ("I;16", "I;16B", "I;16L", "I"):
+        values, _ = decode_depth_image(image, DepthEncoding.SIF16)
+        return depth_to_image(values, style)
+    return image.convert("RGB")

@@ -2,6 +2,10 @@
 
 - LLaMA-Factory: a sharegpt JSON (``messages`` + ``images``, RGB then depth) and the
   ``dataset_info.json`` entry that registers it (the paper's SFT stage used this layout).
+
+Depth goes to training tools as an 8-bit picture (closer = brighter), since they convert
+every image to 8-bit RGB; the lossless 16-bit map stays in the shards, in the published
+layout, and in GRPO's ``depth_map`` column for the rewards.
 - TRL SFT: a dataset folder with ``messages`` (typed content: image, image, text) and
   ``images``, loadable with ``datasets.load_dataset(folder)``.
 - TRL GRPO: ``prompt`` (conversational), ``images``, ``gt_boxes``, ``answer``, ``question``,
@@ -57,12 +61,31 @@ def _write_image(row: dict[str, Any], column: str, folder: Path) -> Path:
     return path
 
 
+def _model_depth_png(row: dict[str, Any]) -> bytes:
+    """The depth image as models see it (8-bit RGB, closer = brighter), PNG-encoded.
+
+    Training tools convert images to 8-bit RGB, which would saturate a 16-bit depth PNG.
+    """
+    import io
+
+    from PIL import Image
+
+    from sifdata.depth import model_depth_image
+
+    _require_image(row, "depth_image")
+    buffer = io.BytesIO()
+    with Image.open(io.BytesIO(row["depth_image"]["bytes"])) as depth:
+        model_depth_image(depth).save(buffer, format="PNG")
+    return buffer.getvalue()
+
+
 def _images(row: dict[str, Any], with_depth: bool) -> list[dict[str, Any]]:
-    """The row's image cells, RGB then (optionally) depth; every one must be present."""
-    columns = ("image", "depth_image") if with_depth else ("image",)
-    for column in columns:
-        _require_image(row, column)
-    return [row[column] for column in columns]
+    """Model-input image cells: RGB then (optionally) the rendered depth; both must exist."""
+    _require_image(row, "image")
+    cells = [row["image"]]
+    if with_depth:
+        cells.append({"bytes": _model_depth_png(row), "path": f"{row['id']}_d.png"})
+    return cells
 
 
 def to_llamafactory(folder: str | Path, out: str | Path, *, name: str = "sif", with_depth: bool = True) -> Path:
@@ -73,7 +96,10 @@ def to_llamafactory(folder: str | Path, out: str | Path, *, name: str = "sif", w
     for row in _rows(folder):
         images = [str(_write_image(row, "image", images_dir).relative_to(out))]
         if with_depth:
-            images.append(str(_write_image(row, "depth_image", images_dir).relative_to(out)))
+            from sifdata.files import atomic_write, safe_name
+
+            rendered = atomic_write(images_dir / f"{safe_name(row['id'])}_d.png", _model_depth_png(row))
+            images.append(str(rendered.relative_to(out)))
         records.append(
             {
                 "messages": [

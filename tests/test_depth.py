@@ -125,3 +125,18 @@ def test_estimator_on_tiny_model_gives_sif_maps_at_image_size(tiny_depth_model: 
 def test_depth_png_refuses_nan() -> None:
     with pytest.raises(ValueError, match="NaN"):
         depth_png_bytes(np.full((2, 2), np.nan))
+
+
+def test_depth_for_models_is_8_bit_and_keeps_polarity() -> None:
+    from sifdata.depth import depth_to_image, model_depth_image
+
+    depth = np.array([[0.0, 0.2, 1.0]], dtype=np.float32)
+    gray = np.asarray(depth_to_image(depth))
+    assert gray.dtype == np.uint8 and gray.shape == (1, 3, 3)
+    assert gray[0, :, 0].tolist() == [255, 204, 0]  # closer = brighter
+    sixteen = Image.open(io.BytesIO(depth_png_bytes(depth)))
+    assert np.array_equal(np.asarray(model_depth_image(sixteen)), gray)
+    # What a processor would do to the raw 16-bit PNG: everything saturates.
+    assert np.asarray(sixteen.convert("RGB")).max() == 255 and len(np.unique(np.asarray(sixteen.convert("RGB")))) <= 2
+    spectral = np.asarray(depth_to_image(depth, "spectral_r"))
+    assert np.array_equal(spectral[0, 0], spectral_r_palette()[255])

@@ -1,13 +1,15 @@
 from __future__ import annotations
 
+import io
 import json
 from pathlib import Path
 
 import datasets
 import numpy as np
+from PIL import Image
 
 from sifdata import export, parse_chain
-from sifdata.depth import load_depth_png
+from sifdata.depth import load_depth_png, model_depth_image
 from sifdata.prompt import SIF_INSTRUCTION, sif_user_text
 from sifdata.shards import iter_rows, shard_files
 
@@ -44,7 +46,9 @@ def test_trl_sft_export_loads_with_datasets(demo_build: Path, tmp_path: Path) ->
     user, assistant = row["messages"]
     assert [part["type"] for part in user["content"]] == ["text", "image", "text", "image", "text"]
     assert sum(part["type"] == "image" for part in user["content"]) == len(row["images"]) == 2
-    assert row["images"][0].mode == "RGB" and row["images"][1].mode.startswith("I")
+    assert row["images"][0].mode == "RGB" and row["images"][1].mode == "RGB"  # depth rendered for models
+    expected = model_depth_image(Image.open(io.BytesIO(_shard_rows(demo_build)[row["id"]]["depth_image"]["bytes"])))
+    assert np.array_equal(np.asarray(row["images"][1]), np.asarray(expected))
     text = "".join(part["text"] if part["type"] == "text" else "<image>" for part in user["content"])
     shard_row = _shard_rows(demo_build)[row["id"]]
     assert text == sif_user_text(shard_row["question"])
