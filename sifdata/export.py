@@ -20,7 +20,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from sifdata.prompt import IMAGE_PLACEHOLDER, sif_user_text
+from sifdata.prompt import sif_user_parts, sif_user_text
 from sifdata.shards import iter_rows, shard_files
 
 
@@ -125,14 +125,7 @@ def to_llamafactory(folder: str | Path, out: str | Path, *, name: str = "sif", w
 
 def user_content(question: str, *, with_depth: bool = True) -> list[dict[str, Any]]:
     """The SIF user turn as typed content parts (image, [image,] text) for chat templates."""
-    text = sif_user_text(question, with_depth=with_depth)
-    parts: list[dict[str, Any]] = []
-    for index, piece in enumerate(text.split(IMAGE_PLACEHOLDER)):
-        if index > 0:
-            parts.append({"type": "image", "text": None})
-        if piece:
-            parts.append({"type": "text", "text": piece})
-    return parts
+    return [{"type": kind, "text": text} for kind, text in sif_user_parts(question, with_depth=with_depth)]
 
 
 def _write_dataset(rows: list[dict[str, Any]], features: Any, out: Path) -> Path:

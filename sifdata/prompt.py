@@ -18,3 +18,14 @@ def sif_user_text(question: str, *, with_depth: bool = True) -> str:
     if with_depth:
         header += f"Depth image: {IMAGE_PLACEHOLDER}\n"
     return f"{header}{question.strip()} {SIF_INSTRUCTION}"
+
+
+def sif_user_parts(question: str, *, with_depth: bool = True) -> list[tuple[str, str | None]]:
+    """The user turn as ``("text", text)`` and ``("image", None)`` parts, in order."""
+    parts: list[tuple[str, str | None]] = []
+    for index, piece in enumerate(sif_user_text(question, with_depth=with_depth).split(IMAGE_PLACEHOLDER)):
+        if index > 0:
+            parts.append(("image", None))
+        if piece:
+            parts.append(("text", piece))
+    return parts

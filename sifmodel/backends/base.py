@@ -1,0 +1,97 @@
+"""The one small interface every inference backend has: ``generate(requests) -> responses``.
+
+A response carries text or a typed error, never an error string posing as an answer, with
+token counts and latency. Requests name their prompt mode; a request in mode ``sif`` without
+a depth image gets one from sifdata's depth estimator (:class:`DepthProvider`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Protocol
+
+from PIL import Image
+
+from sifdata.depth import DEFAULT_DEPTH_MODEL, DepthEstimator, depth_to_image
+from sifmodel.prompts import Prompt, PromptMode, build_messages
+
+
+@dataclass(frozen=True)
+class GenerationSettings:
+    max_new_tokens: int = 2048
+    temperature: float = 0.0  # 0 = greedy
+    top_p: float = 1.0
+    seed: int | None = None
+
+    @property
+    def greedy(self) -> bool:
+        return self.temperature <= 0.0
+
+
+@dataclass(frozen=True)
+class GenerationRequest:
+    id: str
+    question: str
+    images: tuple[Image.Image, ...]
+    depth_image: Image.Image | None = field(default=None, compare=False)
+    mode: PromptMode = "sif"
+    settings: GenerationSettings = GenerationSettings()
+    system: str | None = None
+
+
+@dataclass(frozen=True)
+class GenerationError:
+    kind: str  # "request" (this request failed), "backend" (the backend is unusable), "timeout", ...
+    message: str
+
+
+@dataclass(frozen=True)
+class GenerationResponse:
+    id: str
+    text: str | None
+    error: GenerationError | None = None
+    prompt_tokens: int | None = None
+    completion_tokens: int | None = None
+    latency_s: float | None = None
+
+    @property
+    def ok(self) -> bool:
+        return self.error is None and self.text is not None
+
+
+class Backend(Protocol):
+    name: str
+
+    def generate(self, requests: Sequence[GenerationRequest]) -> list[GenerationResponse]: ...
+
+
+class DepthProvider:
+    """Estimates depth for requests that need it, with one estimator loaded on first use."""
+
+    def __init__(self, model: str = DEFAULT_DEPTH_MODEL, device: str | None = None) -> None:
+        self.model = model
+        self.device = device
+        self._estimator: DepthEstimator | None = None
+
+    def depth_images(self, images: Sequence[Image.Image]) -> list[Image.Image]:
+        if self._estimator is None:
+            self._estimator = DepthEstimator(self.model, device=self.device)
+        return [depth_to_image(depth) for depth in self._estimator.estimate(list(images))]
+
+
+def prompts_for(requests: Sequence[GenerationRequest], depth: DepthProvider | None) -> list[Prompt]:
+    """Build each request's prompt, estimating depth (in one batch) where mode ``sif`` needs it."""
+    missing = [i for i, r in enumerate(requests) if r.mode == "sif" and r.depth_image is None]
+    estimated: dict[int, Image.Image] = {}
+    if missing:
+        if depth is None:
+            raise ValueError(
+                f"{len(missing)} request(s) in mode 'sif' have no depth image and no depth model was given"
+            )
+        for index, picture in zip(missing, depth.depth_images([requests[i].images[0] for i in missing]), strict=True):
+            estimated[index] = picture
+    return [
+        build_messages(r.question, r.images, estimated.get(i, r.depth_image), r.mode, system=r.system)
+        for i, r in enumerate(requests)
+    ]

@@ -1,0 +1,111 @@
+"""transformers backend: Qwen2.5-VL or any image-text-to-text model, batched, greedy or sampled."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+from typing import Any
+
+from sifmodel.backends.base import (
+    DepthProvider,
+    GenerationError,
+    GenerationRequest,
+    GenerationResponse,
+    GenerationSettings,
+    prompts_for,
+)
+
+
+def load_processor(path: str, **kwargs: Any) -> Any:
+    """``AutoProcessor`` that is really a processor: on a folder without an image processor,
+    transformers quietly returns just the tokenizer, which would fail much later."""
+    from transformers import AutoProcessor, ProcessorMixin
+
+    processor = AutoProcessor.from_pretrained(path, **kwargs)
+    if not isinstance(processor, ProcessorMixin) or getattr(processor, "image_processor", None) is None:
+        raise ValueError(f"{path} has no image processor (AutoProcessor gave {type(processor).__name__})")
+    if getattr(processor, "tokenizer", None) is not None:
+        processor.tokenizer.padding_side = "left"  # generation pads on the left
+    return processor
+
+
+class TransformersBackend:
+    name = "transformers"
+
+    def __init__(
+        self,
+        model: str,
+        *,
+        device: str | None = None,
+        dtype: str = "auto",
+        batch_size: int = 4,
+        depth: DepthProvider | None = None,
+        revision: str | None = None,
+    ) -> None:
+        import torch
+        from transformers import AutoModelForImageTextToText
+
+        from sifdata.depth import default_device
+
+        self.model_id = model
+        self.device = device or default_device()
+        self.processor = load_processor(model, revision=revision)
+        torch_dtype = "auto" if dtype == "auto" else getattr(torch, dtype)
+        self.model = AutoModelForImageTextToText.from_pretrained(model, dtype=torch_dtype, revision=revision)
+        self.model.to(self.device).eval()
+        self.batch_size = batch_size
+        self.depth = depth
+
+    def _run(self, requests: Sequence[GenerationRequest], settings: GenerationSettings) -> list[GenerationResponse]:
+        import torch
+
+        prompts = prompts_for(requests, self.depth)
+        conversations = [prompt.hf_messages() for prompt in prompts]
+        inputs = self.processor.apply_chat_template(
+            conversations,
+            add_generation_prompt=True,
+            tokenize=True,
+            return_dict=True,
+            return_tensors="pt",
+            processor_kwargs={"padding": True},
+        ).to(self.device)
+        options: dict[str, Any] = {"max_new_tokens": settings.max_new_tokens, "do_sample": not settings.greedy}
+        if not settings.greedy:
+            options.update(temperature=settings.temperature, top_p=settings.top_p)
+        if settings.seed is not None:
+            torch.manual_seed(settings.seed)
+        started = time.perf_counter()
+        with torch.inference_mode():
+            output = self.model.generate(**inputs, **options)
+        latency = (time.perf_counter() - started) / len(requests)
+        prompt_length = inputs["input_ids"].shape[1]
+        new_tokens = output[:, prompt_length:]
+        texts = self.processor.batch_decode(new_tokens, skip_special_tokens=True)
+        pad = self.processor.tokenizer.pad_token_id
+        responses = []
+        for index, (request, text) in enumerate(zip(requests, texts, strict=True)):
+            prompt_tokens = int(inputs["attention_mask"][index].sum())
+            completion_tokens = int((new_tokens[index] != pad).sum())
+            responses.append(GenerationResponse(request.id, text, None, prompt_tokens, completion_tokens, latency))
+        return responses
+
+    def generate(self, requests: Sequence[GenerationRequest]) -> list[GenerationResponse]:
+        results: dict[str, GenerationResponse] = {}
+        by_settings: dict[GenerationSettings, list[GenerationRequest]] = {}
+        for request in requests:
+            by_settings.setdefault(request.settings, []).append(request)
+        for settings, group in by_settings.items():
+            for start in range(0, len(group), self.batch_size):
+                batch = group[start : start + self.batch_size]
+                try:
+                    responses = self._run(batch, settings)
+                except Exception:  # one bad request must not sink the batch: run them one by one
+                    responses = [self._one(request, settings) for request in batch]
+                results.update((response.id, response) for response in responses)
+        return [results[request.id] for request in requests]
+
+    def _one(self, request: GenerationRequest, settings: GenerationSettings) -> GenerationResponse:
+        try:
+            return self._run([request], settings)[0]
+        except Exception as error:  # the reason is returned, typed, for this request only
+            return GenerationResponse(request.id, None, GenerationError("request", f"{type(error).__name__}: {error}"))
