@@ -111,10 +111,10 @@ class ChatClient:
                 header = error.response.headers.get("retry-after") if error.response is not None else None
                 retry_after = _seconds(header)
             else:
-                choice = response.choices[0] if response.choices else None
-                text = choice.message.content if choice is not None else None
-                if not text:
-                    raise ChatError("empty completion")
+                if not response.choices:
+                    raise ChatError("the response has no choices")
+                # An empty completion is an answer (the caller decides what it is worth).
+                text = response.choices[0].message.content or ""
                 usage = response.usage
                 return ChatResult(
                     text=text,

@@ -374,6 +374,8 @@ class OpenAIWriter:
         except ChatError as error:
             reason = error.reason if error.fatal else f"record {request.record_id}: {error.reason}"
             raise WriterError(reason, fatal=error.fatal) from None
+        if not text.strip():
+            raise WriterError(f"record {request.record_id}: empty completion")
         if self.cache:
             self.cache.put(key, text)
         return text

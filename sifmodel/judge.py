@@ -1,0 +1,221 @@
+"""Judging an answer against a reference: rules where the answer type allows, a model otherwise.
+
+- :func:`rule_score`: multiple choice, yes/no and numbers, exactly; ``None`` when no rule
+  applies (free-form answers).
+- :class:`LLMJudge`: an OpenAI-compatible judge model returning ``{"score": s}``, s in [0, 1];
+  concurrent with a bounded pool, a response cache, timeouts and retries. A failed judgement
+  is a :class:`JudgeResult` with an error, never a score of 0; what happens next is the
+  caller's explicit failure policy.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import re
+import threading
+from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from typing import Any, Literal
+
+from PIL import Image
+
+from sifdata.build.answers import first_number, normalize_answer
+from sifdata.build.writer import image_data_url
+from sifdata.llm import ChatClient, ChatError, RetryPolicy
+
+_YES = {"yes", "true", "correct"}
+_NO = {"no", "false", "incorrect"}
+_OPTION_REFERENCE = re.compile(r"^\(?([A-Z])\)?(?:[.:)]\s*.*)?$")
+
+
+def extract_choice(text: str, letters: str = "ABCDEFGH") -> str | None:
+    """The option letter a reply commits to: "(B)", "B.", "B) ...", "The answer is B", "B".
+
+    Never the first letter of a word ("Based on ..." is not B).
+    """
+    stripped = text.strip()
+    patterns = [
+        rf"\(([{letters}])\)",
+        rf"(?:answer|option|choice)\s*(?:is|:)?\s*\(?([{letters}])\b",
+        rf"^([{letters}])(?:[.:)]|\s*$)",
+        rf"^([{letters}])\s",
+    ]
+    for pattern in patterns:
+        match = re.search(pattern, stripped, re.IGNORECASE if "answer" in pattern else 0)
+        if match:
+            return match.group(1).upper()
+    return None
+
+
+def rule_score(prediction: str, reference: str) -> float | None:
+    """1.0 / 0.0 when a rule decides (options, yes/no, numbers); None for free-form answers."""
+    reference = reference.strip()
+    option = _OPTION_REFERENCE.match(reference)
+    if option and (reference.startswith("(") or len(reference) == 1):
+        chosen = extract_choice(prediction)
+        return 1.0 if chosen == option.group(1) else 0.0
+    truth = normalize_answer(reference)
+    if truth in _YES or truth in _NO:
+        words = normalize_answer(prediction).split()
+        said = next((w for w in words if w in _YES or w in _NO), None)
+        return 1.0 if said is not None and (said in _YES) == (truth in _YES) else 0.0
+    if re.fullmatch(r"-?\d+(?:\.\d+)?", truth.replace(" ", "")):
+        number = first_number(prediction)
+        return 1.0 if number is not None and abs(number - float(truth)) < 1e-9 else 0.0
+    return None
+
+
+JUDGE_PROMPT = """You grade answers to questions about an image.
+Question: {question}
+Reference answer: {reference}
+Model answer: {prediction}
+How close is the model answer to the reference answer in meaning? Reply with JSON only:
+{{"score": s}} where s is a number from 0 (wrong) to 1 (same meaning)."""
+
+
+@dataclass(frozen=True)
+class JudgeItem:
+    question: str
+    reference: str
+    prediction: str
+    image: Image.Image | None = None
+
+
+@dataclass(frozen=True)
+class JudgeResult:
+    score: float | None
+    source: Literal["rule", "llm", "cache", "none"]
+    error: str | None = None
+
+    @property
+    def ok(self) -> bool:
+        return self.score is not None
+
+
+def parse_judge_reply(text: str) -> float:
+    """The score in ``{"score": s}`` (or "score: s"); ValueError for anything else."""
+    match = re.search(r"\{[^{}]*\}", text)
+    if match:
+        try:
+            value = json.loads(match.group(0)).get("score")
+        except (json.JSONDecodeError, AttributeError):
+            value = None
+        if isinstance(value, int | float) and not isinstance(value, bool):
+            if 0.0 <= value <= 1.0:
+                return float(value)
+            raise ValueError(f"judge score {value} is outside [0, 1]")
+    match = re.search(r"score\s*[:=]\s*(-?\d+(?:\.\d+)?)", text, re.IGNORECASE)
+    if match and 0.0 <= float(match.group(1)) <= 1.0:
+        return float(match.group(1))
+    raise ValueError(f"judge reply has no score: {text[:120]!r}")
+
+
+class LLMJudge:
+    """A judge model behind an OpenAI-compatible endpoint.
+
+    Configured by arguments or ``SIF_JUDGE_BASE_URL``, ``SIF_JUDGE_MODEL`` and
+    ``SIF_JUDGE_API_KEY``. ``concurrency`` calls run at once (the judge is the slow part of a
+    GRPO step); results are cached by (model, question, reference, prediction).
+    """
+
+    def __init__(
+        self,
+        model: str | None = None,
+        base_url: str | None = None,
+        api_key: str | None = None,
+        *,
+        concurrency: int = 32,
+        timeout: float = 60.0,
+        retry: RetryPolicy | None = None,
+        with_image: bool = False,
+    ) -> None:
+        self.model = model or os.environ.get("SIF_JUDGE_MODEL")
+        base_url = base_url or os.environ.get("SIF_JUDGE_BASE_URL")
+        if not self.model or not base_url:
+            raise ValueError(
+                "the judge needs a model and an endpoint: set SIF_JUDGE_BASE_URL and SIF_JUDGE_MODEL "
+                "(and SIF_JUDGE_API_KEY), or pass them in the config"
+            )
+        self.client = ChatClient(
+            self.model, base_url, api_key, key_env="SIF_JUDGE_API_KEY", timeout=timeout, retry=retry or RetryPolicy(3)
+        )
+        self.concurrency = concurrency
+        self.with_image = with_image
+        self._cache: dict[str, float] = {}
+        self._lock = threading.Lock()
+
+    def _key(self, item: JudgeItem) -> str:
+        payload = json.dumps([self.model, item.question, item.reference, item.prediction])
+        return hashlib.sha256(payload.encode()).hexdigest()
+
+    def _messages(self, item: JudgeItem) -> list[dict[str, Any]]:
+        text = JUDGE_PROMPT.format(question=item.question, reference=item.reference, prediction=item.prediction)
+        if self.with_image and item.image is not None:
+            url = image_data_url(item.image, max_side=512)
+            return [
+                {
+                    "role": "user",
+                    "content": [{"type": "image_url", "image_url": {"url": url}}, {"type": "text", "text": text}],
+                }
+            ]
+        return [{"role": "user", "content": text}]
+
+    def _judge(self, item: JudgeItem) -> JudgeResult:
+        key = self._key(item)
+        with self._lock:
+            if key in self._cache:
+                return JudgeResult(self._cache[key], "cache")
+        try:
+            reply = self.client.complete(self._messages(item), temperature=0.0, max_tokens=32)
+            score = parse_judge_reply(reply.text)
+        except ChatError as error:
+            return JudgeResult(None, "llm", error.reason)
+        except ValueError as error:
+            return JudgeResult(None, "llm", str(error))
+        with self._lock:
+            self._cache[key] = score
+        return JudgeResult(score, "llm")
+
+    def score_many(self, items: Sequence[JudgeItem]) -> list[JudgeResult]:
+        if not items:
+            return []
+        with ThreadPoolExecutor(max_workers=min(self.concurrency, len(items)), thread_name_prefix="sif-judge") as pool:
+            return list(pool.map(self._judge, items))
+
+
+def judge_answers(items: Sequence[JudgeItem], llm: LLMJudge | MatchJudge | None) -> list[JudgeResult]:
+    """Rules first; the remaining free-form answers go to ``llm`` together (concurrently).
+
+    Without a judge model, free-form answers come back as errors saying so, not as zeros.
+    """
+    results: list[JudgeResult | None] = []
+    pending: list[int] = []
+    for index, item in enumerate(items):
+        score = rule_score(item.prediction, item.reference)
+        results.append(JudgeResult(score, "rule") if score is not None else None)
+        if score is None:
+            pending.append(index)
+    if pending:
+        if llm is None:
+            for index in pending:
+                results[index] = JudgeResult(None, "none", "free-form answer and no judge model configured")
+        else:
+            for index, result in zip(pending, llm.score_many([items[i] for i in pending]), strict=True):
+                results[index] = result
+    return [r for r in results if r is not None]
+
+
+class MatchJudge:
+    """Free-form answers scored by agreement with the reference (normalized containment,
+    numbers, yes/no), with no model. Weaker than a judge model; for offline runs, and
+    labelled as such in the training config."""
+
+    model = "answer-match"
+
+    def score_many(self, items: Sequence[JudgeItem]) -> list[JudgeResult]:
+        from sifdata.build.answers import answers_agree
+
+        return [JudgeResult(1.0 if answers_agree(item.prediction, item.reference) else 0.0, "rule") for item in items]
