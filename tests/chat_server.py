@@ -4,7 +4,8 @@ It stands in for the writer LLM (which no test can reach): it speaks the real
 ``/v1/chat/completions`` protocol over real sockets, so the client, retries, timeouts and
 error handling are exercised for real. For each request it picks a behaviour:
 
-- ``ok``: the correct chain, read back from the plan in the request, in a code fence;
+- ``ok``: the correct chain, read back from the plan in the request, in a code fence; or, for
+  a judge prompt, ``{"score": 1.0}`` for an exact match and ``{"score": 0.25}`` otherwise;
 - ``429`` / ``500`` / ``401`` / ``400``: that HTTP status (429 with ``Retry-After: 0``);
 - ``slow``: sleeps past the client's timeout, then answers;
 - ``garbage``: prose with no chain; ``wrong_boxes`` / ``wrong_answer``: a chain that fails
@@ -35,6 +36,8 @@ def chain_for(messages: list[dict[str, Any]], *, wrong_boxes: bool = False, wron
         parts = [content] if isinstance(content, str) else [p.get("text", "") for p in content if p["type"] == "text"]
         texts.extend(parts)
     joined = "\n".join(texts)
+    if "Correct answer:" not in joined:  # not a writer request: any model-like reply will do
+        return "<think><area>[{\"bbox_2d\":[0.000,0.000,1.000,1.000],\"depth\":0.500}]</area><text>x</text></think><answer>A</answer>"
     answer = re.search(r"Correct answer: (.*)", joined).group(1).strip()  # type: ignore[union-attr]
     lines = ["<think>"]
     for number, match in enumerate(STEP.finditer(joined)):
@@ -49,6 +52,14 @@ def chain_for(messages: list[dict[str, Any]], *, wrong_boxes: bool = False, wron
         lines.append(f"<text>Step {number + 1}: I look at this region.</text>")
     lines += ["</think>", "<answer>", "banana" if wrong_answer else answer, "</answer>"]
     return "```\n" + "\n".join(lines) + "\n```"
+
+
+def judge_score(messages: list[dict[str, Any]]) -> float:
+    """The scripted judge: 1.0 for an exact match, 0.25 otherwise."""
+    text = json.dumps(messages)
+    reference = re.search(r"Reference answer: (.*?)\\nModel answer", text).group(1)  # type: ignore[union-attr]
+    prediction = re.search(r"Model answer: (.*?)\\nHow close", text).group(1)  # type: ignore[union-attr]
+    return 1.0 if reference.strip().lower() == prediction.strip().lower() else 0.25
 
 
 class ScriptedChatServer:
@@ -99,8 +110,11 @@ class ScriptedChatServer:
                 if behaviour == "fix_on_feedback":
                     fixed = any("was rejected" in str(m.get("content")) for m in messages)
                     behaviour = "ok" if fixed else "garbage"
+                judging = "You grade answers" in json.dumps(messages[0])
                 if behaviour == "garbage":
                     text = "I'm sorry, I can't produce that format."
+                elif judging:
+                    text = json.dumps({"score": judge_score(messages)})
                 else:
                     text = chain_for(
                         messages, wrong_boxes=behaviour == "wrong_boxes", wrong_answer=behaviour == "wrong_answer"

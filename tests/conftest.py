@@ -47,3 +47,55 @@ def demo_build(tmp_path_factory: pytest.TempPathFactory, tiny_depth_model: Path)
     report = build(config, out, estimator=DepthEstimator(str(tiny_depth_model), device="cpu"), progress=False)
     assert report.dataset_complete and report.records == 56 and report.rejects == 0
     return out
+
+
+@pytest.fixture(scope="session")
+def tiny_vlm(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    from sifmodel.tiny_models import build_tiny_qwen2_5_vl
+
+    return build_tiny_qwen2_5_vl(tmp_path_factory.mktemp("models") / "tiny-qwen2.5-vl")
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@pytest.fixture(scope="session")
+def served_tiny_vlm(tiny_vlm: Path, tmp_path_factory: pytest.TempPathFactory):  # noqa: ANN201
+    """`transformers serve` (a real OpenAI-compatible server) with the tiny VLM on loopback."""
+    import shutil
+    import subprocess
+    import time
+    import urllib.request
+
+    port = _free_port()
+    log = tmp_path_factory.mktemp("serve") / "serve.log"
+    executable = shutil.which("transformers") or str(Path(os.sys.executable).parent / "transformers")
+    with open(log, "w") as handle:
+        process = subprocess.Popen(
+            [executable, "serve", str(tiny_vlm), "--host", "127.0.0.1", "--port", str(port), "--device", "cpu"],
+            stdout=handle,
+            stderr=subprocess.STDOUT,
+        )
+    base = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 120
+    try:
+        while True:
+            try:
+                with urllib.request.urlopen(f"{base}/health", timeout=2):
+                    break
+            except OSError:
+                if process.poll() is not None or time.monotonic() > deadline:
+                    raise RuntimeError(f"transformers serve did not come up:\n{log.read_text()[-3000:]}") from None
+                time.sleep(0.5)
+        yield f"{base}/v1"
+    finally:
+        process.terminate()
+        try:
+            process.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            process.kill()

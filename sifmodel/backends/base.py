@@ -80,15 +80,22 @@ class DepthProvider:
         return [depth_to_image(depth) for depth in self._estimator.estimate(list(images))]
 
 
+def check_depth_available(requests: Sequence[GenerationRequest], depth: DepthProvider | None) -> None:
+    """A configuration error, raised before any work: ``sif`` requests without depth and no model."""
+    missing = sum(r.mode == "sif" and r.depth_image is None for r in requests)
+    if missing and depth is None:
+        raise ValueError(
+            f"{missing} request(s) in mode 'sif' have no depth image and no depth model was given "
+            "(pass depth_model=..., or give depth images, or use mode 'sif-rgb')"
+        )
+
+
 def prompts_for(requests: Sequence[GenerationRequest], depth: DepthProvider | None) -> list[Prompt]:
     """Build each request's prompt, estimating depth (in one batch) where mode ``sif`` needs it."""
+    check_depth_available(requests, depth)
     missing = [i for i, r in enumerate(requests) if r.mode == "sif" and r.depth_image is None]
     estimated: dict[int, Image.Image] = {}
-    if missing:
-        if depth is None:
-            raise ValueError(
-                f"{len(missing)} request(s) in mode 'sif' have no depth image and no depth model was given"
-            )
+    if missing and depth is not None:
         for index, picture in zip(missing, depth.depth_images([requests[i].images[0] for i in missing]), strict=True):
             estimated[index] = picture
     return [

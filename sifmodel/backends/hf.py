@@ -12,6 +12,7 @@ from sifmodel.backends.base import (
     GenerationRequest,
     GenerationResponse,
     GenerationSettings,
+    check_depth_available,
     prompts_for,
 )
 
@@ -90,6 +91,7 @@ class TransformersBackend:
         return responses
 
     def generate(self, requests: Sequence[GenerationRequest]) -> list[GenerationResponse]:
+        check_depth_available(requests, self.depth)
         results: dict[str, GenerationResponse] = {}
         by_settings: dict[GenerationSettings, list[GenerationRequest]] = {}
         for request in requests:

@@ -1,0 +1,172 @@
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from sifdata.depth import DepthMap, save_depth_png
+from sifmodel import rewards as module
+from sifmodel.judge import MatchJudge
+from sifmodel.rewards import (
+    DepthMapCache,
+    JudgeFailure,
+    ProgressState,
+    SIFRewards,
+    box_iou_score,
+    depth_consistency_score,
+    format_score,
+)
+
+
+def chain(*areas: list[tuple[float, ...]], depths: list[list[float]] | None = None, answer: str = "(A)") -> str:
+    parts = ["<think>"]
+    for index, boxes in enumerate(areas):
+        values = depths[index] if depths else [0.5] * len(boxes)
+        items = ",".join(
+            '{"bbox_2d":[' + ",".join(f"{v:.3f}" for v in box) + f'],"depth":{d:.3f}' + "}"
+            for box, d in zip(boxes, values, strict=True)
+        )
+        parts += [f"<area>[{items}]</area>", "<text>look</text>"]
+    parts += ["</think>", f"<answer>{answer}</answer>"]
+    return "\n".join(parts)
+
+
+FULL = (0.0, 0.0, 1.0, 1.0)
+TRUTH = [(0.1, 0.1, 0.3, 0.3)]
+
+
+def test_format_reward_full_marks_and_each_violation() -> None:
+    good = chain([FULL], [TRUTH[0]])
+    assert format_score(good) == 1.0
+    broken = [
+        good.replace("<think>", ""),
+        good.replace("</answer>", ""),
+        good.replace("<text>look</text>", "<text> </text>", 1),
+        good.replace('"depth":0.500', '"depth":0.5000', 1),
+        good.replace("0.100", "10", 1),
+        good.replace('"bbox_2d"', "'bbox_2d'", 1),
+        good + " trailing prose",
+        good.replace("<text>look</text>", "", 1),
+    ]
+    assert [format_score(text) for text in broken] == [0.0] * len(broken)
+
+
+@pytest.mark.parametrize(
+    ("areas", "expected"),
+    [
+        (([FULL], [TRUTH[0]]), 1.0),  # straight to the truth: end 1, start 1
+        (([FULL], [(0.0, 0.0, 0.5, 0.5)], [TRUTH[0]]), 1.0 + (1.0 - 0.16)),  # progress bonus: start H = 0.16
+        (([FULL],), 0.04),  # never left the full image: H = IoU 0.04
+        (([FULL], [TRUTH[0]], [(0.6, 0.6, 0.9, 0.9)]), 0.0 + 0.0),  # ended somewhere wrong: no bonus
+    ],
+)
+def test_box_iou_reward_with_progress(areas: tuple, expected: float) -> None:
+    assert box_iou_score(chain(*areas), TRUTH) == pytest.approx(expected)
+
+
+def test_box_iou_reward_multi_box_steps() -> None:
+    truth = [(0.1, 0.1, 0.3, 0.3), (0.6, 0.6, 0.8, 0.8)]
+    swapped = chain([FULL], [truth[1], truth[0]])
+    assert box_iou_score(swapped, truth) == pytest.approx(1.0)
+    half = chain([FULL], [truth[0]])  # one of two objects: union IoU 0.5, matched 1/1
+    assert box_iou_score(half, truth) == pytest.approx((0.5 + 1.0) / 2)
+    assert box_iou_score("no chain at all", truth) == 0.0
+
+
+def test_depth_consistency_tolerance_edges(tmp_path: Path) -> None:
+    depth = DepthMap(np.full((20, 20), 0.2, dtype=np.float32))
+    box = (0.1, 0.1, 0.5, 0.5)
+    for stated, right in [(0.2, 1.0), (0.22, 1.0), (0.18, 1.0), (0.221, 0.0), (0.179, 0.0)]:
+        assert depth_consistency_score(chain([box], depths=[[stated]]), depth) == right, stated
+    two = chain([box, (0.5, 0.5, 0.9, 0.9)], depths=[[0.2, 0.9]])
+    assert depth_consistency_score(two, depth) == 0.5
+    assert depth_consistency_score("<answer>x</answer>", depth) == 0.0
+
+
+def test_depth_maps_are_decoded_once_per_image(tmp_path: Path) -> None:
+    path = save_depth_png(np.full((10, 10), 0.2, dtype=np.float32), tmp_path / "d.png")
+    rewards = SIFRewards()
+    completions = [chain([(0.0, 0.0, 0.5, 0.5)], depths=[[0.2]])] * 8
+    assert rewards.depth_consistency(completions, depth_map=[str(path)] * 8) == [1.0] * 8
+    assert rewards.depth_cache.decoded == 1
+    rewards.depth_consistency(completions, depth_map=[str(path)] * 8)
+    assert rewards.depth_cache.decoded == 1  # a later group reuses it too
+
+
+def test_depth_cache_evicts_least_recently_used(tmp_path: Path) -> None:
+    cache = DepthMapCache(size=2)
+    paths = [save_depth_png(np.zeros((4, 4)), tmp_path / f"{i}.png") for i in range(3)]
+    for path in [*paths, paths[0]]:
+        cache.get(path)
+    assert cache.decoded == 4
+
+
+def test_accuracy_progress_bonus_and_group_update() -> None:
+    rewards = SIFRewards()
+    right, wrong = chain([FULL], answer="(A)"), chain([FULL], answer="(B)")
+    columns = {"answer": ["(A)", "(A)"], "question": ["q", "q"], "sample_id": ["s1", "s1"]}
+    assert rewards.accuracy([right, wrong], **columns) == [1.0, 0.0]
+    assert rewards.progress.previous("s1") == 0.5  # group mean of this reward
+    assert rewards.accuracy([right, wrong], **columns) == [1.5, 0.0]  # 1 >= 0.5: 1 + (1 - 0.5)
+    assert rewards.progress.previous("s1") == 0.75
+    assert rewards.accuracy([right], answer=["(A)"], question=["q"], sample_id=["other"]) == [1.0]
+
+
+def test_accuracy_reads_conversational_completions_and_counts_missing_answers() -> None:
+    rewards = SIFRewards()
+    completions = [[{"role": "assistant", "content": chain([FULL], answer="Yes, it is.")}], [{"role": "assistant", "content": "no tags"}]]
+    assert rewards.accuracy(completions, answer=["yes", "yes"], question=["q", "q"]) == [1.0, 0.0]
+    assert rewards.stats.no_answer == 1 and rewards.stats.judged_by_rule == 1
+
+
+def test_free_form_answers_without_a_judge_are_masked_or_raise_never_zero() -> None:
+    completion = chain([FULL], answer="A small brown dog.")
+    masked = SIFRewards(failure_policy="mask")
+    assert masked.accuracy([completion], answer=["a puppy"], question=["what?"], sample_id=["x"]) == [None]
+    assert masked.stats.masked == 1 and "no judge model" in (masked.stats.last_failure or "")
+    assert masked.progress.previous("x") is None  # a masked sample does not move the state
+    with pytest.raises(JudgeFailure, match="sample x"):
+        SIFRewards(failure_policy="raise").accuracy([completion], answer=["a puppy"], question=["q"], sample_id=["x"])
+
+
+def test_match_judge_scores_free_form_answers_offline() -> None:
+    rewards = SIFRewards(MatchJudge())
+    completions = [chain([FULL], answer="The cup is red."), chain([FULL], answer="Blue.")]
+    assert rewards.accuracy(completions, answer=["Red.", "Red."], question=["q", "q"]) == [1.0, 0.0]
+
+
+def test_progress_state_round_trips(tmp_path: Path) -> None:
+    state = ProgressState()
+    state.update({"a": 0.5, "b": 1.25})
+    state.save(tmp_path)
+    restored = ProgressState()
+    assert restored.load(tmp_path) and restored.values == {"a": 0.5, "b": 1.25}
+    assert not ProgressState().load(tmp_path / "missing")
+
+
+def test_reward_functions_have_trl_names_and_signatures() -> None:
+    functions = SIFRewards(MatchJudge()).functions()
+    assert [f.__name__ for f in functions] == [
+        "format_reward",
+        "accuracy_reward",
+        "box_iou_reward",
+        "depth_consistency_reward",
+    ]
+    assert module.format_reward([chain([FULL])], gt_boxes=[TRUTH], unrelated_column=[1]) == [1.0]
+
+
+box_values = st.integers(0, 1000).map(lambda v: v / 1000)
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(st.tuples(box_values, box_values, box_values, box_values), min_size=1, max_size=4), st.text(max_size=80))
+def test_reward_ranges(raw: list, noise: str) -> None:
+    boxes = [(min(a, c), min(b, d), max(a, c), max(b, d)) for a, b, c, d in raw]
+    boxes = [b for b in boxes if b[0] < b[2] and b[1] < b[3]]
+    text = chain([FULL], boxes) + noise if boxes else noise
+    assert 0.0 <= box_iou_score(text, TRUTH) <= 2.0
+    assert 0.0 <= depth_consistency_score(text, DepthMap(np.full((8, 8), 0.5, dtype=np.float32))) <= 1.0
+    assert format_score(text) in (0.0, 1.0)
