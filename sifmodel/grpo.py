@@ -1,0 +1,102 @@
+"""Stage 2, GRPO-SIF: TRL's GRPOTrainer with the four SIF rewards on RGB + depth prompts.
+
+Read top to bottom: settings -> model and processor -> SIF data as prompts + reward columns
+-> judge and rewards (progress state restored when resuming) -> GRPOTrainer -> adapter,
+processor, settings and the final progress state saved in ``output_dir``.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+from sifmodel.config import GRPOSettings, JudgeSettings, dump_settings
+from sifmodel.data import grpo_dataset
+from sifmodel.judge import LLMJudge, MatchJudge
+from sifmodel.rewards import SIFRewards
+from sifmodel.training import SIFRewardsCallback, common_arguments, load_model_and_processor, lora_config, pixel_limits
+
+
+def make_judge(settings: JudgeSettings) -> LLMJudge | MatchJudge:
+    if settings.kind == "match":
+        return MatchJudge()
+    return LLMJudge(
+        settings.model,
+        settings.base_url,
+        concurrency=settings.concurrency,
+        timeout=settings.timeout,
+        with_image=settings.with_image,
+    )
+
+
+def _checkpoint(settings: GRPOSettings) -> str | None:
+    """The checkpoint folder to resume from (``true`` means the newest in ``output_dir``)."""
+    resume = settings.resume_from_checkpoint
+    if resume is True:
+        from transformers.trainer_utils import get_last_checkpoint
+
+        return get_last_checkpoint(settings.output_dir)
+    return resume or None
+
+
+def train_grpo(settings: GRPOSettings, *, callbacks: list[Any] | None = None) -> Path:
+    from trl import GRPOConfig, GRPOTrainer
+
+    if settings.use_vllm:
+        try:
+            import vllm  # noqa: F401
+        except ImportError as error:
+            raise ImportError("use_vllm=true needs vLLM on a GPU machine: pip install 'sifthinker[vllm]'") from error
+    output = Path(settings.output_dir)
+    model, processor = load_model_and_processor(settings)
+    dataset = grpo_dataset(
+        settings.data,
+        output / "depth_maps",
+        with_depth=settings.with_depth,
+        max_samples=settings.max_samples,
+        max_pixels=pixel_limits(processor.image_processor)[1],
+    )
+    rewards = SIFRewards(
+        make_judge(settings.judge),
+        failure_policy=settings.judge.failure_policy,
+        depth_tolerance=settings.depth_tolerance,
+    )
+    checkpoint = _checkpoint(settings)
+    if checkpoint is not None:
+        rewards.progress.load(checkpoint)
+    processes = int(os.environ.get("WORLD_SIZE", "1"))
+    # One generation round per optimizer step, with every prompt's group complete.
+    generation_batch = settings.num_generations * settings.per_device_train_batch_size
+    generation_batch *= settings.gradient_accumulation_steps * processes
+    args = GRPOConfig(
+        **common_arguments(settings),
+        num_generations=settings.num_generations,
+        generation_batch_size=generation_batch,
+        max_completion_length=settings.max_completion_length,
+        temperature=settings.temperature,
+        top_p=settings.top_p,
+        beta=settings.beta,
+        epsilon=settings.epsilon,
+        loss_type=settings.loss_type,
+        scale_rewards=settings.scale_rewards,
+        reward_weights=settings.reward_weights,
+        use_vllm=settings.use_vllm,
+        vllm_mode=settings.vllm_mode,
+        remove_unused_columns=False,
+    )
+    trainer = GRPOTrainer(
+        model=model,
+        reward_funcs=rewards.functions(),
+        args=args,
+        train_dataset=dataset,
+        processing_class=processor,
+        peft_config=lora_config(settings),
+        callbacks=[SIFRewardsCallback(rewards), *(callbacks or [])],
+    )
+    trainer.train(resume_from_checkpoint=checkpoint)
+    trainer.save_model(str(output))
+    processor.save_pretrained(str(output))
+    rewards.progress.save(output)
+    dump_settings(settings, output / "sif_grpo_config.yaml")
+    return output
