@@ -37,7 +37,7 @@ def chain_for(messages: list[dict[str, Any]], *, wrong_boxes: bool = False, wron
         texts.extend(parts)
     joined = "\n".join(texts)
     if "Correct answer:" not in joined:  # not a writer request: any model-like reply will do
-        return "<think><area>[{\"bbox_2d\":[0.000,0.000,1.000,1.000],\"depth\":0.500}]</area><text>x</text></think><answer>A</answer>"
+        return '<think><area>[{"bbox_2d":[0.000,0.000,1.000,1.000],"depth":0.500}]</area><text>x</text></think><answer>A</answer>'
     answer = re.search(r"Correct answer: (.*)", joined).group(1).strip()  # type: ignore[union-attr]
     lines = ["<think>"]
     for number, match in enumerate(STEP.finditer(joined)):

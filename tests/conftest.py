@@ -65,7 +65,7 @@ def _free_port() -> int:
 
 
 @pytest.fixture(scope="session")
-def served_tiny_vlm(tiny_vlm: Path, tmp_path_factory: pytest.TempPathFactory):  # noqa: ANN201
+def served_tiny_vlm(tiny_vlm: Path, tmp_path_factory: pytest.TempPathFactory):
     """`transformers serve` (a real OpenAI-compatible server) with the tiny VLM on loopback."""
     import shutil
     import subprocess

@@ -17,7 +17,9 @@ SHORT = GenerationSettings(max_new_tokens=6)
 
 
 def _request(rid: str, mode: str = "sif", **kwargs) -> GenerationRequest:
-    return GenerationRequest(rid, "What color is the bag?", (PHOTO,), mode=mode, settings=kwargs.pop("settings", SHORT), **kwargs)
+    return GenerationRequest(
+        rid, "What color is the bag?", (PHOTO,), mode=mode, settings=kwargs.pop("settings", SHORT), **kwargs
+    )
 
 
 def test_prompt_modes() -> None:
@@ -38,7 +40,11 @@ def test_prompt_modes() -> None:
 
 def test_spec_parsing() -> None:
     assert parse_spec("hf:/models/x?batch_size=2&device=cpu") == ("hf", "/models/x", {"batch_size": 2, "device": "cpu"})
-    assert parse_spec("openai:Qwen/Qwen2.5-VL-7B@http://h:8000/v1") == ("openai", "Qwen/Qwen2.5-VL-7B@http://h:8000/v1", {})
+    assert parse_spec("openai:Qwen/Qwen2.5-VL-7B@http://h:8000/v1") == (
+        "openai",
+        "Qwen/Qwen2.5-VL-7B@http://h:8000/v1",
+        {},
+    )
     for bad in ("x:y", "hf:", "model-without-kind"):
         with pytest.raises(ValueError):
             parse_spec(bad)
@@ -83,7 +89,11 @@ def test_openai_backend_errors_are_typed_never_answers() -> None:
         bad = GenerationRequest("x", "first question", (PHOTO,), mode="plain", settings=SHORT)
         fine = GenerationRequest("y", "second question", (PHOTO,), mode="plain", settings=SHORT)
         responses = backend.generate([bad, fine])
-        assert responses[0].text is None and responses[0].error.kind == "request" and "HTTP 500" in responses[0].error.message
+        assert (
+            responses[0].text is None
+            and responses[0].error.kind == "request"
+            and "HTTP 500" in responses[0].error.message
+        )
         assert responses[1].error is None
     with ScriptedChatServer(default="401") as server:
         (response,) = OpenAIBackend("m", server.base_url).generate([fine])

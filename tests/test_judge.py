@@ -76,9 +76,7 @@ def test_llm_judge_errors_are_typed_and_counted() -> None:
         server.script("q-garbage", ["garbage"] * 5)
         server.script("q-down", ["500"] * 5)
         judge = _judge(server)
-        results = judge.score_many(
-            [JudgeItem(q, "a red cup", "a mug") for q in ("q-rate", "q-garbage", "q-down")]
-        )
+        results = judge.score_many([JudgeItem(q, "a red cup", "a mug") for q in ("q-rate", "q-garbage", "q-down")])
         assert results[0].score == 0.25
         assert results[1].score is None and "no score" in (results[1].error or "")
         assert results[2].score is None and "HTTP 500" in (results[2].error or "")

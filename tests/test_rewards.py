@@ -117,7 +117,10 @@ def test_accuracy_progress_bonus_and_group_update() -> None:
 
 def test_accuracy_reads_conversational_completions_and_counts_missing_answers() -> None:
     rewards = SIFRewards()
-    completions = [[{"role": "assistant", "content": chain([FULL], answer="Yes, it is.")}], [{"role": "assistant", "content": "no tags"}]]
+    completions = [
+        [{"role": "assistant", "content": chain([FULL], answer="Yes, it is.")}],
+        [{"role": "assistant", "content": "no tags"}],
+    ]
     assert rewards.accuracy(completions, answer=["yes", "yes"], question=["q", "q"]) == [1.0, 0.0]
     assert rewards.stats.no_answer == 1 and rewards.stats.judged_by_rule == 1
 
@@ -162,7 +165,9 @@ box_values = st.integers(0, 1000).map(lambda v: v / 1000)
 
 
 @settings(max_examples=200, deadline=None)
-@given(st.lists(st.tuples(box_values, box_values, box_values, box_values), min_size=1, max_size=4), st.text(max_size=80))
+@given(
+    st.lists(st.tuples(box_values, box_values, box_values, box_values), min_size=1, max_size=4), st.text(max_size=80)
+)
 def test_reward_ranges(raw: list, noise: str) -> None:
     boxes = [(min(a, c), min(b, d), max(a, c), max(b, d)) for a, b, c, d in raw]
     boxes = [b for b in boxes if b[0] < b[2] and b[1] < b[3]]
