@@ -7,6 +7,7 @@ processor, settings and the final progress state saved in ``output_dir``.
 
 from __future__ import annotations
 
+import math
 import os
 from pathlib import Path
 from typing import Any
@@ -65,10 +66,12 @@ def train_grpo(settings: GRPOSettings, *, callbacks: list[Any] | None = None) ->
     checkpoint = _checkpoint(settings)
     if checkpoint is not None:
         rewards.progress.load(checkpoint)
+    # per_device_train_batch_size counts completions (TRL's meaning). A generation round must
+    # hold whole groups of num_generations: the smallest multiple of both is one round (one
+    # optimizer step when the batch already holds whole groups, a few steps otherwise).
     processes = int(os.environ.get("WORLD_SIZE", "1"))
-    # One generation round per optimizer step, with every prompt's group complete.
-    generation_batch = settings.num_generations * settings.per_device_train_batch_size
-    generation_batch *= settings.gradient_accumulation_steps * processes
+    step_batch = settings.per_device_train_batch_size * settings.gradient_accumulation_steps * processes
+    generation_batch = math.lcm(step_batch, settings.num_generations)
     args = GRPOConfig(
         **common_arguments(settings),
         num_generations=settings.num_generations,

@@ -92,7 +92,8 @@ def build_tiny_qwen2_5_vl(path: str | Path, seed: int = 0) -> Path:
     ``AutoProcessor.from_pretrained(path)``, and servable with ``transformers serve``.
     """
     path = Path(path)
-    if (path / "config.json").is_file() and (path / "preprocessor_config.json").is_file():
+    processor_files = ("processor_config.json", "preprocessor_config.json")
+    if (path / "config.json").is_file() and any((path / name).is_file() for name in processor_files):
         return path
     import torch
     from transformers import (
