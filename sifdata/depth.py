@@ -110,7 +110,7 @@ def quantize_depth(depth: np.ndarray) -> np.ndarray:
 
 def dequantize_depth(quantized: np.ndarray) -> np.ndarray:
     """The float32 SIF depth a 16-bit PNG's values stand for."""
-    return (quantized.astype(np.float64) / _UINT16_MAX).astype(np.float32)
+    return quantized.astype(np.float32) / np.float32(_UINT16_MAX)
 
 
 def depth_png_bytes(depth: np.ndarray, compress_level: int = 3) -> bytes:

@@ -110,6 +110,8 @@ def union_iou(boxes_a: Sequence[BoxLike], boxes_b: Sequence[BoxLike]) -> float:
     """
     if not boxes_a or not boxes_b:
         return 0.0
+    if len(boxes_a) == 1 and len(boxes_b) == 1:  # the common case, exactly the plain IoU
+        return iou(boxes_a[0], boxes_b[0])
     all_boxes = np.asarray(list(boxes_a) + list(boxes_b), dtype=np.float64)
     xs = np.unique(np.concatenate([all_boxes[:, 0], all_boxes[:, 2]]))
     ys = np.unique(np.concatenate([all_boxes[:, 1], all_boxes[:, 3]]))
@@ -153,7 +155,9 @@ def hungarian_match(boxes_a: Sequence[BoxLike], boxes_b: Sequence[BoxLike]) -> l
 
 def matched_iou(boxes_a: Sequence[BoxLike], boxes_b: Sequence[BoxLike]) -> float:
     """Sum of Hungarian-matched IoUs divided by min(|A|, |B|) (grpo-sif.md); 0 if either is empty."""
-    pairs = hungarian_match(boxes_a, boxes_b)
-    if not pairs:
+    if not boxes_a or not boxes_b:
         return 0.0
+    if len(boxes_a) == 1 or len(boxes_b) == 1:  # one-to-one matching of a single box: the best pair
+        return max(iou(a, b) for a in boxes_a for b in boxes_b)
+    pairs = hungarian_match(boxes_a, boxes_b)
     return sum(value for _, _, value in pairs) / min(len(boxes_a), len(boxes_b))

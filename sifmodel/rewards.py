@@ -29,12 +29,14 @@ import threading
 from collections import OrderedDict
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from functools import lru_cache
 from pathlib import Path
 from typing import Any, Literal
 
-from sifdata.chain import ChainError, parse_chain
+from sifdata.chain import parse_chain
 from sifdata.depth import DepthMap, load_depth_png
 from sifdata.geometry import matched_iou, union_iou
+from sifdata.schema import Chain
 from sifmodel.judge import JudgeItem, LLMJudge, MatchJudge, judge_answers
 
 FULL_IMAGE = (0.0, 0.0, 1.0, 1.0)
@@ -179,8 +181,17 @@ def localization_score(predicted: Sequence[Sequence[float]], truth: Sequence[Seq
     return (union_iou(predicted, truth) + matched_iou(predicted, truth)) / 2
 
 
+@lru_cache(maxsize=8192)
+def parsed(text: str) -> Chain:
+    """The lenient parse of a completion, shared by every reward of its group (parsed once).
+
+    A chain that passed the strict grammar has no ``issues``, so the format reward reads it too.
+    """
+    return parse_chain(text, strict=False)
+
+
 def box_iou_score(text: str, gt_boxes: Sequence[Sequence[float]]) -> float:
-    focus = parse_chain(text, strict=False).focus_steps
+    focus = parsed(text).focus_steps
     if not focus:
         return 0.0
     end = localization_score(focus[-1].boxes, gt_boxes)
@@ -192,7 +203,7 @@ def box_iou_score(text: str, gt_boxes: Sequence[Sequence[float]]) -> float:
 def depth_consistency_score(text: str, depth: DepthMap, tolerance: float = 0.1) -> float:
     pairs = [
         (box, stated)
-        for step in parse_chain(text, strict=False).focus_steps
+        for step in parsed(text).focus_steps
         for box, stated in zip(step.boxes, step.depths, strict=True)
         if stated is not None
     ]
@@ -204,11 +215,7 @@ def depth_consistency_score(text: str, depth: DepthMap, tolerance: float = 0.1) 
 
 
 def format_score(text: str) -> float:
-    try:
-        parse_chain(text, strict=True)
-    except ChainError:
-        return 0.0
-    return 1.0
+    return 0.0 if parsed(text).issues else 1.0
 
 
 # ----------------------------------------------------------------------------- rewards
@@ -257,7 +264,7 @@ class SIFRewards:
     ) -> list[float | None]:
         count = len(completions)
         questions = list(question) if question is not None else [""] * count
-        predictions = [parse_chain(completion_text(c), strict=False).answer for c in completions]
+        predictions = [parsed(completion_text(c)).answer for c in completions]
         items = [JudgeItem(q, a, p or "") for q, a, p in zip(questions, answer, predictions, strict=True)]
         judged = judge_answers([item for item, p in zip(items, predictions, strict=True) if p], self.judge)
         scores: list[float | None] = []

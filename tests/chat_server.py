@@ -54,6 +54,10 @@ def chain_for(messages: list[dict[str, Any]], *, wrong_boxes: bool = False, wron
     return "```\n" + "\n".join(lines) + "\n```"
 
 
+class _Server(ThreadingHTTPServer):
+    request_queue_size = 128  # socketserver's default of 5 drops bursts of connections from thread pools
+
+
 def judge_score(messages: list[dict[str, Any]]) -> float:
     """The scripted judge: 1.0 for an exact match, 0.25 otherwise."""
     text = json.dumps(messages)
@@ -133,7 +137,7 @@ class ScriptedChatServer:
                     },
                 )
 
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self._server = _Server(("127.0.0.1", 0), Handler)
         self._server.daemon_threads = True
         self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
 

@@ -250,3 +250,19 @@ def test_paper_defaults() -> None:
         0.2,
         200,
     )
+
+
+def test_shipped_configs_load() -> None:
+    import yaml
+
+    configs = Path(__file__).parent.parent / "configs"
+    sft = load_settings(SFTSettings, configs / "sft.yaml")
+    grpo = load_settings(GRPOSettings, configs / "grpo.yaml")
+    assert sft == SFTSettings(**{**SFTSettings().model_dump(), "report_to": "none"})  # the file states the defaults
+    assert grpo.data == "sif-50k-sampled-200" and grpo.judge.failure_policy == "mask"
+    for path in (configs / "accelerate").glob("*.yaml"):
+        launcher = yaml.safe_load(path.read_text())
+        assert launcher["distributed_type"] in ("NO", "MULTI_GPU", "DEEPSPEED"), path
+        deepspeed = launcher.get("deepspeed_config", {}).get("deepspeed_config_file")
+        if deepspeed:
+            json.loads((configs.parent / deepspeed).read_text())
