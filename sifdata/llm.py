@@ -94,7 +94,11 @@ class ChatClient:
         for attempt in range(1, self.retry.attempts + 1):
             retry_after: float | None = None
             try:
-                response = self._client.chat.completions.create(model=self.model, messages=messages, **params)
+                response = self._client.chat.completions.create(
+                    model=self.model,
+                    messages=messages,  # type: ignore[arg-type]  # plain dicts of the same shape
+                    **params,
+                )
             except (openai.APITimeoutError, openai.APIConnectionError) as error:
                 last = f"{type(error).__name__} talking to {self.base_url}"
             except openai.APIStatusError as error:

@@ -90,7 +90,7 @@ def train_grpo(settings: GRPOSettings, *, callbacks: list[Any] | None = None) ->
     )
     trainer = GRPOTrainer(
         model=model,
-        reward_funcs=rewards.functions(),
+        reward_funcs=rewards.functions(),  # type: ignore[arg-type]  # list invariance only
         args=args,
         train_dataset=dataset,
         processing_class=processor,

@@ -138,7 +138,7 @@ class DepthMapCache:
         self._lock = threading.Lock()
         self.decoded = 0
 
-    def get(self, path: str | os.PathLike[str]) -> DepthMap:
+    def get(self, path: str | Path) -> DepthMap:
         key = (str(path), os.stat(path).st_mtime_ns)
         with self._lock:
             if key in self._maps:
@@ -315,20 +315,20 @@ class SIFRewards:
         self.progress.update({key: sum(values) / len(values) for key, values in sums.items()})
         return rewards
 
-    def functions(self) -> list[Callable[..., list[Any]]]:
+    def functions(self) -> list[Callable[..., list[float | None]]]:
         """The four rewards as named functions, in the order of the paper."""
 
-        def format_reward(completions: Sequence[Any], **columns: Any) -> list[float]:
-            return self.format(completions, **columns)
+        def format_reward(completions: Sequence[Any], **columns: Any) -> list[float | None]:
+            return list(self.format(completions, **columns))
 
         def accuracy_reward(completions: Sequence[Any], **columns: Any) -> list[float | None]:
             return self.accuracy(completions, **columns)
 
-        def box_iou_reward(completions: Sequence[Any], **columns: Any) -> list[float]:
-            return self.box_iou(completions, **columns)
+        def box_iou_reward(completions: Sequence[Any], **columns: Any) -> list[float | None]:
+            return list(self.box_iou(completions, **columns))
 
-        def depth_consistency_reward(completions: Sequence[Any], **columns: Any) -> list[float]:
-            return self.depth_consistency(completions, **columns)
+        def depth_consistency_reward(completions: Sequence[Any], **columns: Any) -> list[float | None]:
+            return list(self.depth_consistency(completions, **columns))
 
         return [format_reward, accuracy_reward, box_iou_reward, depth_consistency_reward]
 

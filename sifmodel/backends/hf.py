@@ -53,7 +53,7 @@ class TransformersBackend:
         self.processor = load_processor(model, revision=revision)
         torch_dtype = "auto" if dtype == "auto" else getattr(torch, dtype)
         self.model = AutoModelForImageTextToText.from_pretrained(model, dtype=torch_dtype, revision=revision)
-        self.model.to(self.device).eval()
+        self.model.to(self.device).eval()  # type: ignore[arg-type]
         self.batch_size = batch_size
         self.depth = depth
 
