@@ -1,0 +1,156 @@
+"""The one benchmark adapter interface, its registry, and the shared answer extraction.
+
+An adapter declares its source, loads samples (expanded by its protocol) from the Hub or a
+local folder in the upstream layout, turns a sample into a generation request in ``plain``
+or ``sif`` mode, scores a response, and aggregates by the official formula (the headline
+under ``"score"``, on a 0-100 scale, plus per-category keys).
+"""
+
+from __future__ import annotations
+
+import string
+from abc import ABC, abstractmethod
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any, ClassVar
+
+from sifdata.build.answers import normalize_answer
+from sifdata.chain import parse_chain
+from sifeval.types import Sample, ScoredSample, Source
+from sifmodel.backends import GenerationRequest, GenerationSettings
+from sifmodel.judge import extract_choice
+from sifmodel.prompts import PromptMode
+
+LETTERS = string.ascii_uppercase
+ANSWER_WITH_LETTER = "Answer with the option's letter from the given choices directly."
+
+
+# ----------------------------------------------------------------------------- extraction
+
+
+def answer_text(response: str, mode: str) -> str | None:
+    """The part of a response that is the answer: the ``<answer>`` of a SIF chain (None if the
+    chain has none: a parse failure, never replaced by anything), or the whole plain reply."""
+    if mode.startswith("sif"):
+        return parse_chain(response, strict=False).answer
+    text = response.strip()
+    return text or None
+
+
+def choice_letter(text: str | None, choices: Sequence[str]) -> str | None:
+    """The option a reply commits to: a letter ("(B)", "B.", "The answer is B"), or else the
+    text of exactly one option. None when it commits to none."""
+    if not text:
+        return None
+    letter = extract_choice(text, LETTERS[: len(choices)] if choices else "ABCDEFGH")
+    if letter is not None:
+        return letter
+    said = normalize_answer(text)
+    matches = [i for i, choice in enumerate(choices) if normalize_answer(choice) and normalize_answer(choice) in said]
+    return LETTERS[matches[0]] if len(matches) == 1 else None
+
+
+def options_block(choices: Sequence[str]) -> str:
+    return "\n".join(f"({LETTERS[i]}) {choice}" for i, choice in enumerate(choices))
+
+
+# ----------------------------------------------------------------------------- the interface
+
+
+class Benchmark(ABC):
+    name: ClassVar[str]
+    title: ClassVar[str]
+    source: ClassVar[Source]
+    protocols: ClassVar[tuple[str, ...]]
+    default_protocol: ClassVar[str]
+    categories_key: ClassVar[str] = "category"
+
+    def __init__(self, protocol: str | None = None) -> None:
+        self.protocol = protocol or self.default_protocol
+        if self.protocol not in self.protocols:
+            raise ValueError(
+                f"{self.name}: unknown protocol {self.protocol!r}; choose one of {', '.join(self.protocols)}"
+            )
+
+    @abstractmethod
+    def load(self, data_dir: str | Path | None = None) -> list[Sample]:
+        """Samples, expanded by the protocol, from ``data_dir`` (upstream layout) or the Hub."""
+
+    def request(self, sample: Sample, mode: PromptMode, settings: GenerationSettings) -> GenerationRequest:
+        images = tuple(ref.load() for ref in sample.images)
+        if mode == "plain":
+            return GenerationRequest(sample.id, sample.question, images, mode="plain", settings=settings)
+        depth = sample.depth_image.load() if sample.depth_image is not None and mode == "sif" else None
+        question = sample.sif_question or sample.question
+        return GenerationRequest(sample.id, question, images, depth_image=depth, mode=mode, settings=settings)
+
+    @abstractmethod
+    def score(self, sample: Sample, response_text: str, mode: str = "sif") -> ScoredSample:
+        """Score one response (``mode`` says where the answer is: in ``<answer>`` or the reply)."""
+
+    @abstractmethod
+    def aggregate(self, scored: Sequence[ScoredSample]) -> dict[str, float]:
+        """The official metric under ``score`` (0-100) and per-category figures."""
+
+    def dataset_info(self, data_dir: str | Path | None) -> dict[str, Any]:
+        return {
+            "hub_id": self.source.hub_id,
+            "split": self.source.split,
+            "config": self.source.config,
+            "revision": self.source.revision,
+            "license": self.source.license,
+            "local_path": str(data_dir) if data_dir else None,
+        }
+
+
+class MultipleChoiceBenchmark(Benchmark):
+    """Scoring shared by option-letter benchmarks: the letter the reply commits to must be the
+    target letter; a reply committing to none is a parse failure and scores 0."""
+
+    def score(self, sample: Sample, response_text: str, mode: str = "sif") -> ScoredSample:
+        letter = choice_letter(answer_text(response_text, mode), sample.choices)
+        return ScoredSample(
+            sample, response_text, extracted=letter, parse_ok=letter is not None, score=float(letter == sample.target)
+        )
+
+
+def accuracy(scored: Sequence[ScoredSample]) -> float:
+    """Mean score (0-100) of the answered samples."""
+    answered = [s.score for s in scored if s.score is not None]
+    return 100.0 * sum(answered) / len(answered) if answered else float("nan")
+
+
+def by(scored: Sequence[ScoredSample], key: Callable[[ScoredSample], str]) -> dict[str, list[ScoredSample]]:
+    groups: dict[str, list[ScoredSample]] = {}
+    for item in scored:
+        groups.setdefault(key(item), []).append(item)
+    return groups
+
+
+# ----------------------------------------------------------------------------- the registry
+
+_REGISTRY: dict[str, type[Benchmark]] = {}
+
+
+def register(cls: type[Benchmark]) -> type[Benchmark]:
+    if cls.name in _REGISTRY:
+        raise ValueError(f"benchmark {cls.name!r} is registered twice")
+    _REGISTRY[cls.name] = cls
+    return cls
+
+
+def _load_adapters() -> None:
+    from sifeval import cvbench, sat, spatialbench, viscot, vstar  # noqa: F401 - they register themselves
+
+
+def get_benchmark(name: str, protocol: str | None = None) -> Benchmark:
+    """The adapter for ``name`` (``cvbench``, ``vstar``, ``sat``, ``spatialbench``, ``viscot``)."""
+    _load_adapters()
+    if name not in _REGISTRY:
+        raise KeyError(f"unknown benchmark {name!r}; known: {', '.join(sorted(_REGISTRY))}")
+    return _REGISTRY[name](protocol)
+
+
+def list_benchmarks() -> list[type[Benchmark]]:
+    _load_adapters()
+    return [_REGISTRY[name] for name in sorted(_REGISTRY)]

@@ -1,0 +1,224 @@
+"""``sifeval``: run, list, report, re-score and merge benchmark runs; build the local mirrors."""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import sys
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+app = typer.Typer(help="Evaluate SIF models on five benchmarks by their official protocols.", no_args_is_help=True)
+console = Console()
+errors = Console(stderr=True)
+
+
+def _fail(message: str) -> None:
+    errors.print(f"[bold red]error:[/] {message}")
+    raise typer.Exit(1)
+
+
+@app.callback()
+def _main(verbose: Annotated[bool, typer.Option("--verbose", "-v")] = False) -> None:
+    level = logging.INFO if verbose else logging.WARNING
+    logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s")
+
+
+def _bench(name: str, protocol: str | None, judge: str) -> object:
+    from sifeval.adapters import get_benchmark
+
+    try:
+        bench = get_benchmark(name, protocol)
+    except (KeyError, ValueError) as error:
+        _fail(str(error.args[0] if error.args else error))
+    if hasattr(bench, "judge"):
+        from sifmodel.config import JudgeSettings
+        from sifmodel.grpo import make_judge
+
+        try:
+            bench.judge = make_judge(JudgeSettings(kind=judge))  # type: ignore[attr-defined]
+        except ValueError as error:
+            _fail(str(error))
+    return bench
+
+
+def _print_result(result: object) -> None:
+    data = result.to_json()  # type: ignore[attr-defined]
+    table = Table(title=f"{data['benchmark']} ({data['mode']}, {data['protocol']}): n={data['n']}")
+    table.add_column("metric")
+    table.add_column("value", justify="right")
+    for key, value in data["metrics"].items():
+        table.add_row(key, "-" if isinstance(value, float) and math.isnan(value) else f"{value:.2f}")
+    table.add_row("parse failures", f"{100 * data['parse_failure_rate']:.1f}%" if data["n_scored"] else "-")
+    table.add_row("request errors", f"{100 * data['request_error_rate']:.1f}%" if data["n"] else "-")
+    console.print(table)
+    for note in data["notes"]:
+        console.print(f"note: {note}")
+
+
+@app.command()
+def run(
+    bench: Annotated[str, typer.Option("--bench", help="cvbench, vstar, sat, spatialbench, viscot")],
+    model: Annotated[str, typer.Option(help="hf:PATH, openai:MODEL@URL or vllm:PATH")],
+    out: Annotated[Path, typer.Option(help="run folder (samples.jsonl, results.json)")],
+    data: Annotated[Path | None, typer.Option(help="local folder in the upstream layout (default: the Hub)")] = None,
+    mode: Annotated[str, typer.Option(help="sif (RGB + depth + SIF instruction), sif-rgb or plain")] = "sif",
+    protocol: Annotated[str | None, typer.Option(help="the benchmark's protocol (default: official)")] = None,
+    limit: Annotated[int | None, typer.Option(help="the first N samples")] = None,
+    shard: Annotated[
+        str | None, typer.Option(help="i/n: every n-th sample from i (merge with `sifeval merge`)")
+    ] = None,
+    resume: Annotated[bool, typer.Option(help="continue a run: keep answered samples, retry failed ones")] = False,
+    max_new_tokens: int = 2048,
+    temperature: float = 0.0,
+    depth_model: Annotated[str, typer.Option(help="estimates depth for sif mode where a benchmark has none")] = (
+        "depth-anything/Depth-Anything-V2-Small-hf"
+    ),
+    judge: Annotated[str, typer.Option(help="answer judge for VisCoT: llm (SIF_JUDGE_*) or match")] = "llm",
+    batch_size: int = 16,
+    cache: Annotated[bool, typer.Option(help="reuse responses for identical (model, request)")] = True,
+    progress: bool = True,
+) -> None:
+    """Evaluate a model on one benchmark; writes OUT/samples.jsonl as it goes and OUT/results.json."""
+    from sifeval.runner import ResponseCache
+    from sifeval.runner import run as run_benchmark
+    from sifmodel.backends import GenerationSettings, load
+
+    if mode not in ("sif", "sif-rgb", "plain"):
+        _fail("--mode takes sif, sif-rgb or plain")
+    shard_spec = None
+    if shard:
+        try:
+            index, count = (int(v) for v in shard.split("/"))
+        except ValueError:
+            _fail(f"--shard takes i/n, got {shard!r}")
+        if not 0 <= index < count:
+            _fail("--shard i/n needs 0 <= i < n")
+        shard_spec = (index, count)
+    adapter = _bench(bench, protocol, judge)
+    backend = load(model, depth_model=depth_model if mode == "sif" else None)
+    try:
+        result = run_benchmark(
+            adapter,  # type: ignore[arg-type]
+            backend,
+            model,
+            out,
+            data_dir=data,
+            mode=mode,
+            settings=GenerationSettings(max_new_tokens=max_new_tokens, temperature=temperature),
+            limit=limit,
+            shard=shard_spec,
+            resume=resume,
+            cache=ResponseCache() if cache else None,
+            batch_size=batch_size,
+            progress=progress,
+        )
+    except (FileExistsError, FileNotFoundError, ValueError) as error:
+        _fail(str(error))
+    _print_result(result)
+    console.print(f"results: {out / 'results.json'}")
+
+
+@app.command(name="list")
+def list_command() -> None:
+    """The benchmarks, their sources and protocols."""
+    from sifeval.adapters import list_benchmarks
+
+    table = Table()
+    for column in ("name", "benchmark", "Hub id", "split", "licence", "protocols"):
+        table.add_column(column)
+    for cls in list_benchmarks():
+        source = cls.source
+        gated = " (gated)" if source.gated else ""
+        protocols = ", ".join(p + (" *" if p == cls.default_protocol else "") for p in cls.protocols)
+        table.add_row(cls.name, cls.title, source.hub_id + gated, source.split, source.license, protocols)
+    console.print(table)
+    console.print("* default protocol")
+
+
+@app.command()
+def report(
+    runs: Annotated[list[Path], typer.Argument(help="run folders (or results.json files)")],
+    format: Annotated[str, typer.Option(help="md or html")] = "md",
+    out: Annotated[Path | None, typer.Option(help="write the report here (default: print)")] = None,
+    published: Annotated[bool, typer.Option(help="add published numbers beside ours")] = True,
+) -> None:
+    """A side-by-side table of runs and published numbers, per category."""
+    from sifeval.report import load_results, report_rows, to_html, to_markdown
+
+    try:
+        tables = report_rows(load_results(runs), with_published=published)
+    except FileNotFoundError as error:
+        _fail(str(error))
+    text = to_html(tables) if format == "html" else to_markdown(tables)
+    if out:
+        out.write_text(text, encoding="utf-8")
+        console.print(f"wrote {out}")
+    else:
+        print(text)
+
+
+@app.command()
+def rescore(
+    run_dir: Annotated[Path | None, typer.Argument(help="a run folder to re-score in place")] = None,
+    bench: Annotated[str | None, typer.Option("--bench", help="benchmark (default: the run's)")] = None,
+    from_lmms_eval: Annotated[Path | None, typer.Option(help="an lmms-eval --log_samples JSONL file")] = None,
+    out: Annotated[Path | None, typer.Option(help="write the re-scored run here")] = None,
+    judge: Annotated[str, typer.Option(help="answer judge for VisCoT: llm or match")] = "llm",
+) -> None:
+    """Score saved responses again without the model (or an lmms-eval sample log by our protocol)."""
+    from sifeval.rescore import rescore_lmms_eval, rescore_run
+
+    if from_lmms_eval is not None:
+        if bench is None or out is None:
+            _fail("--from-lmms-eval needs --bench and --out")
+        result = rescore_lmms_eval(_bench(bench, None, judge), from_lmms_eval, out)  # type: ignore[arg-type]
+    else:
+        if run_dir is None:
+            _fail("give a run folder or --from-lmms-eval FILE")
+        name = bench or json.loads((run_dir / "results.json").read_text())["benchmark"]
+        result = rescore_run(_bench(name, None, judge), run_dir, out)  # type: ignore[arg-type]
+    _print_result(result)
+
+
+@app.command()
+def merge(
+    runs: Annotated[list[Path], typer.Argument(help="run folders of --shard i/n jobs")],
+    out: Annotated[Path, typer.Option(help="the merged run folder")],
+    judge: Annotated[str, typer.Option(help="answer judge for VisCoT: llm or match")] = "match",
+) -> None:
+    """Combine sharded runs into one (each sample once) and aggregate."""
+    from sifeval.rescore import merge_runs
+
+    name = json.loads((runs[0] / "results.json").read_text())["benchmark"]
+    _print_result(merge_runs(_bench(name, None, judge), runs, out))  # type: ignore[arg-type]
+
+
+@app.command()
+def mirror(
+    name: Annotated[str, typer.Argument(help="a benchmark name, or all")],
+    out: Annotated[Path, typer.Option(help="folder to write")],
+) -> None:
+    """Build the tiny local mirror(s) in the upstream layout (synthetic scenes, known answers)."""
+    from sifeval.mirrors import build_all, build_mirror
+
+    paths = build_all(out) if name == "all" else {name: build_mirror(name, out)}
+    for key, path in paths.items():
+        console.print(f"{key}: {path}")
+
+
+def main() -> None:
+    try:
+        app()
+    except KeyboardInterrupt:
+        errors.print("interrupted: scored samples are kept; rerun with --resume")
+        sys.exit(130)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,169 @@
+"""CV-Bench (``nyu-visionx/CV-Bench``): 2,638 multiple-choice questions, 2D (ADE20K, COCO) and
+3D (Omni3D).
+
+Official score: acc_2D = (acc_ADE20K + acc_COCO) / 2, acc_3D = acc_Omni3D, CV-Bench =
+(acc_2D + acc_3D) / 2; also per task and per source. Micro accuracy is reported beside it under
+its own name, never as the score. The reply's option letter is read by the shared extractor
+("The answer is (B)" is B, not "T").
+"""
+
+from __future__ import annotations
+
+import io
+import json
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from sifeval.adapters import (
+    ANSWER_WITH_LETTER,
+    LETTERS,
+    MultipleChoiceBenchmark,
+    accuracy,
+    by,
+    options_block,
+    register,
+)
+from sifeval.types import ImageRef, Sample, ScoredSample, Source
+
+CARD = """---
+license: apache-2.0
+configs:
+- config_name: default
+  data_files:
+  - split: test
+    path:
+    - test_2d.parquet
+    - test_3d.parquet
+- config_name: 2D
+  data_files:
+  - split: test
+    path: test_2d.parquet
+- config_name: 3D
+  data_files:
+  - split: test
+    path: test_3d.parquet
+---
+"""
+
+
+def _image_bytes(cell: Any) -> bytes:
+    if isinstance(cell, dict):
+        return cell["bytes"]
+    buffer = io.BytesIO()
+    cell.save(buffer, format="PNG")
+    return buffer.getvalue()
+
+
+def sample_from_row(row: dict[str, Any]) -> Sample:
+    choices = tuple(row["choices"])
+    target = row["answer"].strip().strip("()").upper()
+    question = f"{row['question']}\n{options_block(choices)}"
+    return Sample(
+        id=str(row["idx"]),
+        question=f"{row['prompt']}\n{ANSWER_WITH_LETTER}",
+        target=target,
+        category=row["task"],
+        images=(ImageRef(data=_image_bytes(row["image"])),) if row.get("image") is not None else (),
+        choices=choices,
+        sif_question=question,
+        metadata={"type": row["type"], "source": row["source"], "task": row["task"]},
+    )
+
+
+@register
+class CVBench(MultipleChoiceBenchmark):
+    name = "cvbench"
+    title = "CV-Bench"
+    source = Source(hub_id="nyu-visionx/CV-Bench", split="test", license="apache-2.0", config="default")
+    protocols = ("official",)
+    default_protocol = "official"
+
+    def load(self, data_dir: str | Path | None = None) -> list[Sample]:
+        import datasets
+
+        path = str(data_dir) if data_dir else self.source.hub_id
+        rows = datasets.load_dataset(path, self.source.config, split=self.source.split, revision=self.source.revision)
+        rows = rows.cast_column("image", datasets.Image(decode=False))
+        return [sample_from_row(row) for row in rows]
+
+    def aggregate(self, scored: Sequence[ScoredSample]) -> dict[str, float]:
+        sources = {name: accuracy(group) for name, group in by(scored, lambda s: s.sample.metadata["source"]).items()}
+        two_d = [sources[name] for name in ("ADE20K", "COCO") if name in sources]
+        acc_2d = sum(two_d) / len(two_d) if two_d else float("nan")
+        acc_3d = sources.get("Omni3D", float("nan"))
+        metrics = {
+            "score": (acc_2d + acc_3d) / 2,
+            "acc_2D": acc_2d,
+            "acc_3D": acc_3d,
+            "micro_accuracy": accuracy(scored),
+        }
+        metrics.update({f"source/{name}": value for name, value in sorted(sources.items())})
+        tasks = by(scored, lambda s: s.sample.metadata["task"])
+        metrics.update({f"task/{name}": accuracy(group) for name, group in sorted(tasks.items())})
+        return metrics
+
+
+# ----------------------------------------------------------------------------- mirror
+
+
+def build_mirror(out: str | Path, per_task: int = 4, seed: int = 0) -> Path:
+    """A tiny CV-Bench in the upstream layout (``test_2d.parquet``, ``test_3d.parquet``, card with
+    the three configs), from synthetic scenes whose answers are known exactly."""
+    import datasets
+
+    from sifeval.mirror_scenes import questions_for_tasks
+
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    rows: dict[str, list[dict[str, Any]]] = {"2D": [], "3D": []}
+    for index, (task, level, source, item) in enumerate(
+        questions_for_tasks(("Count", "Relation", "Depth", "Distance"), per_task, seed)
+    ):
+        choices = item["choices"]
+        rows[level].append(
+            {
+                "idx": index,
+                "type": level,
+                "task": task,
+                "image": {"bytes": item["image_png"], "path": f"{index}.png"},
+                "question": item["question"],
+                "choices": choices,
+                "answer": f"({LETTERS[item['answer_index']]})",
+                "prompt": f"{item['question']} Select from the following choices.\n{options_block(choices)}",
+                "source": source,
+                "filename": f"img/{level}/{task.lower()}/{index}.png",
+                "source_dataset": source,
+                "source_filename": f"{index}.png",
+                "target_class": item.get("target_class"),
+                "target_size": None,
+                "bbox": None,
+            }
+        )
+    features = datasets.Features(
+        {
+            "idx": datasets.Value("int32"),
+            "type": datasets.Value("string"),
+            "task": datasets.Value("string"),
+            "image": datasets.Image(),
+            "question": datasets.Value("string"),
+            "choices": datasets.List(datasets.Value("string")),
+            "answer": datasets.Value("string"),
+            "prompt": datasets.Value("string"),
+            "source": datasets.Value("string"),
+            "filename": datasets.Value("string"),
+            "source_dataset": datasets.Value("string"),
+            "source_filename": datasets.Value("string"),
+            "target_class": datasets.Value("string"),
+            "target_size": datasets.Value("int64"),
+            "bbox": datasets.List(datasets.Value("float64")),
+        }
+    )
+    for level, name in (("2D", "test_2d"), ("3D", "test_3d")):
+        table = datasets.Dataset.from_list(rows[level], features=features)
+        table.to_parquet(str(out / f"{name}.parquet"))
+        (out / f"{name}.jsonl").write_text(
+            "".join(json.dumps({k: v for k, v in r.items() if k != "image"}) + "\n" for r in rows[level])
+        )
+    (out / "README.md").write_text(CARD)
+    return out

@@ -1,0 +1,128 @@
+"""Side-by-side reports of runs and published numbers, per category, in Markdown or HTML."""
+
+from __future__ import annotations
+
+import html
+import math
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from sifeval.runner import RESULTS
+
+
+def published() -> dict[str, Any]:
+    text = (resources.files("sifeval") / "data" / "published.yaml").read_text(encoding="utf-8")
+    return yaml.safe_load(text)
+
+
+def _number(value: Any) -> str:
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return "-"
+    return f"{value:.1f}" if isinstance(value, int | float) else str(value)
+
+
+def load_results(runs: list[str | Path]) -> list[dict[str, Any]]:
+    import json
+
+    loaded = []
+    for run in runs:
+        path = Path(run) / RESULTS if Path(run).is_dir() else Path(run)
+        if not path.is_file():
+            raise FileNotFoundError(f"{run} has no {RESULTS}")
+        loaded.append(json.loads(path.read_text(encoding="utf-8")))
+    return loaded
+
+
+def report_rows(results: list[dict[str, Any]], with_published: bool = True) -> list[dict[str, Any]]:
+    """One table per benchmark: our runs first, then published rows, protocol differences flagged."""
+    tables = []
+    reference = published() if with_published else {}
+    for benchmark in sorted({r["benchmark"] for r in results}):
+        ours = [r for r in results if r["benchmark"] == benchmark]
+        columns = ["score", *sorted({k for r in ours for k in r["metrics"] if k != "score"})]
+        rows = []
+        for result in ours:
+            rows.append(
+                {
+                    "model": result["model"].get("spec", "?"),
+                    "kind": f"this run ({result['mode']}, {result['protocol']})",
+                    "metrics": result["metrics"],
+                    "n": result["n"],
+                    "parse_failures": result["parse_failure_rate"],
+                    "request_errors": result["request_error_rate"],
+                    "flag": "" if result.get("complete", True) else "incomplete: request errors",
+                }
+            )
+        entry = reference.get(benchmark, {})
+        for row in entry.get("rows", []):
+            same = row.get("protocol") in ("official", entry.get("ours"))
+            rows.append(
+                {
+                    "model": row["model"],
+                    "kind": f"published: {row['source']}",
+                    "metrics": row["metrics"],
+                    "n": None,
+                    "parse_failures": None,
+                    "request_errors": None,
+                    "flag": "" if same else f"protocol differs: {row.get('protocol', 'unknown')}",
+                }
+            )
+        tables.append({"benchmark": benchmark, "columns": columns, "rows": rows, "missing": entry.get("missing")})
+    return tables
+
+
+def to_markdown(tables: list[dict[str, Any]]) -> str:
+    parts = []
+    for table in tables:
+        columns = table["columns"]
+        head = ["model", "source", *columns, "n", "parse fail", "req. errors", "note"]
+        lines = [f"## {table['benchmark']}", "", "| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+        for row in table["rows"]:
+            cells = [
+                row["model"],
+                row["kind"],
+                *(_number(row["metrics"].get(c)) for c in columns),
+                _number(row["n"]),
+                _rate(row["parse_failures"]),
+                _rate(row["request_errors"]),
+                row["flag"],
+            ]
+            lines.append("| " + " | ".join(str(c) for c in cells) + " |")
+        if table["missing"]:
+            lines += ["", f"Published: {table['missing']}"]
+        parts.append("\n".join(lines))
+    return "\n\n".join(parts) + "\n"
+
+
+def _rate(value: float | None) -> str:
+    return "-" if value is None or (isinstance(value, float) and math.isnan(value)) else f"{100 * value:.1f}%"
+
+
+def to_html(tables: list[dict[str, Any]]) -> str:
+    body = []
+    for table in tables:
+        columns = table["columns"]
+        head = "".join(
+            f"<th>{html.escape(c)}</th>"
+            for c in ["model", "source", *columns, "n", "parse fail", "req. errors", "note"]
+        )
+        rows = []
+        for row in table["rows"]:
+            cells = [
+                row["model"],
+                row["kind"],
+                *(_number(row["metrics"].get(c)) for c in columns),
+                _number(row["n"]),
+                _rate(row["parse_failures"]),
+                _rate(row["request_errors"]),
+                row["flag"],
+            ]
+            rows.append("<tr>" + "".join(f"<td>{html.escape(str(c))}</td>" for c in cells) + "</tr>")
+        missing = f"<p>Published: {html.escape(table['missing'])}</p>" if table["missing"] else ""
+        body.append(f"<h2>{html.escape(table['benchmark'])}</h2><table><tr>{head}</tr>{''.join(rows)}</table>{missing}")
+    style = "table{border-collapse:collapse}td,th{border:1px solid #ccc;padding:4px 8px;font:13px sans-serif}"
+    head = f"<head><meta charset='utf-8'><style>{style}</style></head>"
+    return f"<!doctype html><html>{head}<body>{''.join(body)}</body></html>\n"

@@ -1,0 +1,141 @@
+"""Scoring again without the model: a run's saved responses, or lmms-eval sample logs."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from sifeval.adapters import Benchmark
+from sifeval.runner import RESULTS, SAMPLES, read_run, score_many, scored_to_json, summarize
+from sifeval.types import BenchmarkResult, Sample, ScoredSample
+
+
+def rescore_run(bench: Benchmark, run_dir: str | Path, out: str | Path | None = None) -> BenchmarkResult:
+    """Re-score every saved response of ``run_dir`` with ``bench``'s current scoring; request
+    errors stay errors. Writes ``samples.jsonl`` and ``results.json`` into ``out`` (default: in
+    place, the old files kept as ``*.before-rescore``)."""
+    run_dir = Path(run_dir)
+    previous, scored = read_run(run_dir)
+    mode = previous.get("mode", "sif")
+    answered = [s for s in scored if s.response is not None and s.request_error is None]
+    rescored = score_many(bench, [s.sample for s in answered], [s.response or "" for s in answered], mode)
+    by_id = {s.sample.id: s for s in rescored}
+    final = [by_id.get(s.sample.id, s) for s in scored]
+    target = Path(out) if out else run_dir
+    target.mkdir(parents=True, exist_ok=True)
+    if target == run_dir:
+        for name in (SAMPLES, RESULTS):
+            if (run_dir / name).is_file():
+                (run_dir / name).replace(run_dir / f"{name}.before-rescore")
+    (target / SAMPLES).write_text("".join(json.dumps(scored_to_json(s)) + "\n" for s in final), encoding="utf-8")
+    result = summarize(
+        bench,
+        final,
+        mode,
+        previous.get("dataset", {}).get("local_path"),
+        previous.get("model", {}),
+        None,
+        {"notes": ["re-scored from saved responses"]},
+    )
+    result.generation = previous.get("generation", {})
+    (target / RESULTS).write_text(json.dumps(result.to_json(), indent=2) + "\n", encoding="utf-8")
+    return result
+
+
+def _lmms_docs(bench_name: str) -> Callable[[dict[str, Any], int], list[Sample]]:
+    """How an lmms-eval ``doc`` (the upstream dataset row) becomes our sample(s)."""
+    if bench_name == "cvbench":
+        from sifeval.cvbench import sample_from_row
+
+        return lambda doc, _: [sample_from_row({**doc, "image": None})]
+    if bench_name == "sat":
+        from sifeval.sat import samples_from_row
+
+        # lmms-eval asks each question once, in one order: score that order as our rotation 0.
+        return lambda doc, i: samples_from_row(i, {**doc, "image_bytes": []}, circular=False)
+    if bench_name == "vstar":
+        from sifeval.vstar import ANSWER_LINE, _parse_options
+
+        def vstar(doc: dict[str, Any], _: int) -> list[Sample]:
+            _question, choices = _parse_options(doc["text"])
+            return [
+                Sample(
+                    id=str(doc["question_id"]),
+                    question=doc["text"],
+                    target=doc["label"].strip("() ").upper(),
+                    category=doc["category"],
+                    choices=choices,
+                    metadata={"lmms_eval": True, "instruction": ANSWER_LINE},
+                )
+            ]
+
+        return vstar
+    raise ValueError(f"re-scoring lmms-eval logs is supported for cvbench, vstar and sat, not {bench_name}")
+
+
+def rescore_lmms_eval(bench: Benchmark, samples_file: str | Path, out: str | Path) -> BenchmarkResult:
+    """Official scores from an lmms-eval ``--log_samples`` file (cv_bench, vstar_bench, sat).
+
+    Each line's ``doc`` is the upstream row and ``resps`` (or ``filtered_resps``) the raw reply;
+    the reply is scored by our extractor and aggregated by the official formula (CV-Bench's
+    macro formula, not micro accuracy; letters read properly, not the reply's first character).
+    """
+    to_samples = _lmms_docs(bench.name)
+    scored: list[ScoredSample] = []
+    with open(samples_file, encoding="utf-8") as handle:
+        for number, line in enumerate(handle):
+            if not line.strip():
+                continue
+            entry = json.loads(line)
+            reply = entry.get("resps") or entry.get("filtered_resps")
+            while isinstance(reply, list):
+                reply = reply[0] if reply else ""
+            for sample in to_samples(entry["doc"], entry.get("doc_id", number)):
+                scored.append(bench.score(sample, str(reply), "plain"))
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / SAMPLES).write_text("".join(json.dumps(scored_to_json(s)) + "\n" for s in scored), encoding="utf-8")
+    result = summarize(
+        bench,
+        scored,
+        "plain",
+        None,
+        {"spec": f"lmms-eval log {Path(samples_file).name}"},
+        None,
+        {"notes": ["re-scored from an lmms-eval sample log by the official protocol"]},
+    )
+    (out / RESULTS).write_text(json.dumps(result.to_json(), indent=2) + "\n", encoding="utf-8")
+    return result
+
+
+def merge_runs(bench: Benchmark, runs: list[str | Path], out: str | Path) -> BenchmarkResult:
+    """Combine the runs of ``--shard i/n`` jobs into one run (each sample once)."""
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    merged: dict[str, ScoredSample] = {}
+    first: dict[str, Any] = {}
+    for run in runs:
+        results, scored = read_run(run)
+        first = first or results
+        if results and results.get("benchmark") not in (None, bench.name):
+            raise ValueError(f"{run} is a {results.get('benchmark')} run, not {bench.name}")
+        for item in scored:
+            if item.sample.id in merged and merged[item.sample.id].request_error is None:
+                continue
+            merged[item.sample.id] = item
+    final = list(merged.values())
+    (out / SAMPLES).write_text("".join(json.dumps(scored_to_json(s)) + "\n" for s in final), encoding="utf-8")
+    result = summarize(
+        bench,
+        final,
+        first.get("mode", "sif"),
+        first.get("dataset", {}).get("local_path"),
+        first.get("model", {}),
+        None,
+        {"notes": [f"merged from {len(runs)} shard runs"]},
+    )
+    result.generation = first.get("generation", {})
+    (out / RESULTS).write_text(json.dumps(result.to_json(), indent=2) + "\n", encoding="utf-8")
+    return result

@@ -1,0 +1,140 @@
+"""V* Bench (``craigwu/vstar_bench``): 191 high-resolution questions, ``direct_attributes`` (115)
+and ``relative_position`` (76).
+
+Layout: ``test_questions.jsonl`` (``image``, ``text`` with shuffled "(A) ..." options and the
+letter instruction, ``category``, ``question_id``, ``label``) and per-image JSON in each
+category folder (``target_object``, ``bbox`` as x, y, w, h, ``question``, ``options`` with the
+correct option first).
+
+Protocol ``generation``: the shuffled order of the jsonl (the unshuffled order inflates scores
+by ~5 points). The original likelihood protocol (the option with the lowest mean token
+cross-entropy wins) needs log-probabilities from the backend and is not offered yet.
+Reported: overall (micro over all questions) and per category.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from sifeval.adapters import LETTERS, MultipleChoiceBenchmark, accuracy, by, options_block, register
+from sifeval.types import ImageRef, Sample, ScoredSample, Source
+
+ANSWER_LINE = "Answer with the option's letter from the given choices directly."
+_OPTION = re.compile(r"^\(([A-Z])\)\s*(.*)$")
+
+
+def _parse_options(text: str) -> tuple[str, tuple[str, ...]]:
+    """The question and its options from a V* ``text`` field."""
+    question_lines, options = [], []
+    for line in text.splitlines():
+        match = _OPTION.match(line.strip())
+        if match:
+            options.append(match.group(2).strip())
+        elif line.strip() and line.strip() != ANSWER_LINE:
+            question_lines.append(line.strip())
+    return " ".join(question_lines), tuple(options)
+
+
+def _download(source: Source) -> Path:
+    from huggingface_hub import snapshot_download
+
+    return Path(snapshot_download(source.hub_id, repo_type="dataset", revision=source.revision))
+
+
+@register
+class VStar(MultipleChoiceBenchmark):
+    name = "vstar"
+    title = "V* Bench"
+    source = Source(hub_id="craigwu/vstar_bench", split="test", license="mit")
+    protocols = ("generation",)
+    default_protocol = "generation"
+
+    def load(self, data_dir: str | Path | None = None) -> list[Sample]:
+        root = Path(data_dir) if data_dir else _download(self.source)
+        samples = []
+        with open(root / "test_questions.jsonl", encoding="utf-8") as handle:
+            for line in handle:
+                if not line.strip():
+                    continue
+                row = json.loads(line)
+                question, choices = _parse_options(row["text"])
+                samples.append(
+                    Sample(
+                        id=str(row["question_id"]),
+                        question=row["text"],
+                        target=row["label"].strip().strip("()").upper(),
+                        category=row["category"],
+                        images=(ImageRef(path=str(root / row["image"])),),
+                        choices=choices,
+                        sif_question=f"{question}\n{options_block(choices)}",
+                        metadata={"image": row["image"], "question_core": question},
+                    )
+                )
+        return samples
+
+    def aggregate(self, scored: Sequence[ScoredSample]) -> dict[str, float]:
+        metrics = {"score": accuracy(scored)}
+        metrics.update(
+            {
+                f"category/{name}": accuracy(group)
+                for name, group in sorted(by(scored, lambda s: s.sample.category).items())
+            }
+        )
+        return metrics
+
+
+def build_mirror(out: str | Path, per_category: int = 6, seed: int = 0) -> Path:
+    """A tiny V* in the upstream layout, from synthetic scenes with known answers."""
+    import numpy as np
+
+    from sifeval.mirror_scenes import _centre, _pick, scene
+
+    out = Path(out)
+    lines = []
+    qid = 0
+    for category in ("direct_attributes", "relative_position"):
+        folder = out / category
+        folder.mkdir(parents=True, exist_ok=True)
+        for _ in range(per_category):
+            image, _, objects = scene(qid, seed)
+            rng = np.random.default_rng([seed, qid])
+            if category == "direct_attributes":
+                target = objects[0]
+                question = f"What is the color of the {target.shape}?"
+                others = sorted({o.colour for o in objects if o.shape != target.shape} - {target.colour})
+                wrong = [*others, *[c for c in ("white", "black", "pink") if c not in others]][:3]
+                options = [target.colour, *wrong]
+                box = target.box
+            else:
+                a, b = _pick(rng, objects, 2)
+                question = f"Is the {a.name} on the left or right side of the {b.name}?"
+                right = "left" if _centre(a)[0] < _centre(b)[0] else "right"
+                options = [
+                    f"The {a.name} is on the {right} side of the {b.name}.",
+                    f"The {a.name} is on the {'right' if right == 'left' else 'left'} side of the {b.name}.",
+                ]
+                box = a.box
+            name = f"sa_{qid:05d}.jpg"
+            image.save(folder / name, quality=95)
+            x1, y1, x2, y2 = box
+            meta: dict[str, Any] = {
+                "target_object": [question.split("the ")[-1].rstrip("?")],
+                "bbox": [[x1, y1, x2 - x1, y2 - y1]],
+                "question": question,
+                "options": options,
+            }
+            (folder / name.replace(".jpg", ".json")).write_text(json.dumps(meta))
+            order = list(rng.permutation(len(options)))
+            shuffled = [options[i] for i in order]
+            label = LETTERS[shuffled.index(options[0])]
+            text = f"{question}\n{options_block(shuffled)}\n{ANSWER_LINE}"
+            lines.append(
+                {"image": f"{category}/{name}", "text": text, "category": category, "question_id": qid, "label": label}
+            )
+            qid += 1
+    (out / "test_questions.jsonl").write_text("".join(json.dumps(line) + "\n" for line in lines))
+    return out
