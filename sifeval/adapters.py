@@ -8,6 +8,7 @@ under ``"score"``, on a 0-100 scale, plus per-category keys).
 
 from __future__ import annotations
 
+import re
 import string
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Sequence
@@ -46,7 +47,8 @@ def choice_letter(text: str | None, choices: Sequence[str]) -> str | None:
     if letter is not None:
         return letter
     said = normalize_answer(text)
-    matches = [i for i, choice in enumerate(choices) if normalize_answer(choice) and normalize_answer(choice) in said]
+    options = [normalize_answer(choice) for choice in choices]
+    matches = [i for i, option in enumerate(options) if option and re.search(rf"\b{re.escape(option)}\b", said)]
     return LETTERS[matches[0]] if len(matches) == 1 else None
 
 

@@ -41,7 +41,7 @@ def _bench(name: str, protocol: str | None, judge: str) -> object:
         from sifmodel.grpo import make_judge
 
         try:
-            bench.judge = make_judge(JudgeSettings(kind=judge))  # type: ignore[attr-defined]
+            bench.judge = make_judge(JudgeSettings(kind=judge))  # type: ignore[attr-defined,arg-type]
         except ValueError as error:
             _fail(str(error))
     return bench
@@ -137,8 +137,9 @@ def list_command() -> None:
         gated = " (gated)" if source.gated else ""
         protocols = ", ".join(p + (" *" if p == cls.default_protocol else "") for p in cls.protocols)
         table.add_row(cls.name, cls.title, source.hub_id + gated, source.split, source.license, protocols)
-    console.print(table)
-    console.print("* default protocol")
+    wide = Console(width=max(console.width, 160))  # Hub ids and licences are not to be cut
+    wide.print(table)
+    wide.print("* default protocol")
 
 
 @app.command()
@@ -152,7 +153,7 @@ def report(
     from sifeval.report import load_results, report_rows, to_html, to_markdown
 
     try:
-        tables = report_rows(load_results(runs), with_published=published)
+        tables = report_rows(load_results(list(runs)), with_published=published)
     except FileNotFoundError as error:
         _fail(str(error))
     text = to_html(tables) if format == "html" else to_markdown(tables)
@@ -181,6 +182,7 @@ def rescore(
     else:
         if run_dir is None:
             _fail("give a run folder or --from-lmms-eval FILE")
+            return
         name = bench or json.loads((run_dir / "results.json").read_text())["benchmark"]
         result = rescore_run(_bench(name, None, judge), run_dir, out)  # type: ignore[arg-type]
     _print_result(result)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import html
 import math
+from collections.abc import Sequence
 from importlib import resources
 from pathlib import Path
 from typing import Any
@@ -24,7 +25,7 @@ def _number(value: Any) -> str:
     return f"{value:.1f}" if isinstance(value, int | float) else str(value)
 
 
-def load_results(runs: list[str | Path]) -> list[dict[str, Any]]:
+def load_results(runs: Sequence[str | Path]) -> list[dict[str, Any]]:
     import json
 
     loaded = []

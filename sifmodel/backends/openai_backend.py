@@ -31,10 +31,14 @@ class OpenAIBackend:
         concurrency: int = 16,
         timeout: float = 300.0,
         retry: RetryPolicy | None = None,
+        retries: int | None = None,
+        retry_delay: float | None = None,
         depth: DepthProvider | None = None,
         image_max_side: int | None = None,
     ) -> None:
         self.model_id = model
+        if retry is None and (retries is not None or retry_delay is not None):
+            retry = RetryPolicy(attempts=retries or 5, base_delay=retry_delay if retry_delay is not None else 1.0)
         self.client = ChatClient(model, base_url, api_key, key_env="SIF_MODEL_API_KEY", timeout=timeout, retry=retry)
         self.concurrency = concurrency
         self.depth = depth

@@ -1,0 +1,485 @@
+from __future__ import annotations
+
+import json
+import math
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import datasets
+import numpy as np
+import pytest
+from chat_server import ScriptedChatServer
+from PIL import Image
+from typer.testing import CliRunner
+
+from sifeval import get_benchmark
+from sifeval.adapters import choice_letter
+from sifeval.cli import app
+from sifeval.mirrors import build_all
+from sifeval.types import Sample, ScoredSample
+
+runner = CliRunner()
+
+
+@pytest.fixture(scope="module")
+def mirrors(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    return build_all(tmp_path_factory.mktemp("mirrors"))
+
+
+def _scored(category: str, score: float | None, **metadata: object) -> ScoredSample:
+    sample = Sample(
+        id=f"{category}-{len(metadata)}-{score}-{id(metadata)}",
+        question="q",
+        target="A",
+        category=category,
+        metadata=dict(metadata),
+    )
+    return ScoredSample(sample, "r", "A", True, score)
+
+
+# ----------------------------------------------------------------------------- official formulas
+
+
+def test_cvbench_macro_formula_is_not_micro_accuracy() -> None:
+    rows = [_scored("Count", 1.0, source="ADE20K", task="Count") for _ in range(3)]
+    rows += [_scored("Count", 0.0, source="COCO", task="Count")]
+    rows += [_scored("Depth", s, source="Omni3D", task="Depth") for s in (1.0, 0.0, 0.0, 0.0)]
+    metrics = get_benchmark("cvbench").aggregate(rows)
+    assert metrics["acc_2D"] == 50.0 and metrics["acc_3D"] == 25.0
+    assert metrics["score"] == 37.5 and metrics["micro_accuracy"] == 50.0
+
+
+def test_sat_circular_averages_over_rotations() -> None:
+    rows = [
+        _scored("ego_movement", 1.0, question_index=0, rotation=0),
+        _scored("ego_movement", 0.0, question_index=0, rotation=1),
+        _scored("goal_aim", 1.0, question_index=1, rotation=0),
+        _scored("goal_aim", 1.0, question_index=1, rotation=1),
+    ]
+    metrics = get_benchmark("sat").aggregate(rows)
+    assert metrics["score"] == 75.0 and metrics["question_type/ego_movement"] == 50.0
+    assert metrics["all_rotations_right"] == 50.0
+
+
+def test_spatialbench_pairs_and_counting() -> None:
+    bench = get_benchmark("spatialbench")
+
+    def sample(category: str, position: int, target: str) -> Sample:
+        return Sample(
+            id=f"{category}/{position}", question="q", target=target, category=category, metadata={"position": position}
+        )
+
+    def chain(answer: str) -> str:
+        return f"<think><area>[]</area><text>x</text></think><answer>{answer}</answer>"
+
+    scored = [
+        bench.score(sample("existence", 0, "Yes"), chain("Yes, there is.")),
+        bench.score(sample("existence", 1, "No"), chain("No.")),
+        bench.score(sample("existence", 2, "Yes"), chain("Yes.")),
+        bench.score(sample("existence", 3, "No"), chain("Yes.")),
+        bench.score(sample("reach", 0, "Yes"), chain("Yes")),
+        bench.score(sample("reach", 1, "No"), chain("No")),
+        bench.score(sample("reach", 2, "Yes"), chain("Yes")),
+        bench.score(sample("reach", 3, "No"), chain("Yes")),
+        bench.score(sample("counting", 0, "4"), chain("3")),
+        bench.score(sample("counting", 1, "4"), chain("several")),  # non-numeric: parse failure, worst case
+        bench.score(sample("positional", 0, "left"), chain("It is on the left.")),
+        bench.score(sample("positional", 1, "right"), "no answer tag at all"),
+        bench.score(sample("size", 0, "Yes"), chain("Yes")),
+        bench.score(sample("size", 1, "No"), chain("No")),
+    ]
+    assert [s.parse_ok for s in scored[8:12]] == [True, False, True, False]
+    metrics = bench.aggregate(scored)
+    assert metrics["category/existence"] == 50.0  # one of two pairs both right
+    assert metrics["category/reach"] == pytest.approx(100 * 4 / 6)  # 3 + 1 points of 6
+    assert metrics["category/counting"] == pytest.approx(100 - (25 + 100) / 2)
+    assert metrics["category/positional"] == 50.0 and metrics["category/size"] == 100.0
+    assert metrics["score"] == pytest.approx((50 + 100 * 4 / 6 + 37.5 + 50 + 100) / 5)
+
+
+@pytest.mark.parametrize(
+    ("reply", "choices", "letter"),
+    [
+        ("The answer is (B).", ("x", "y"), "B"),
+        ("Based on the image, yes.", ("x", "y"), None),  # never the first letter of a word
+        ("the red cup", ("a blue chair", "the red cup"), "B"),  # an option's text commits too
+        ("", ("x",), None),
+    ],
+)
+def test_letter_extraction(reply: str, choices: tuple, letter: str | None) -> None:
+    assert choice_letter(reply, choices) == letter
+
+
+def test_viscot_detection_in_padded_square_coordinates() -> None:
+    bench = get_benchmark("viscot")
+    bench.judge = None
+    # A 200 x 100 image: the padded square is 200 x 200 with the image 50 px down.
+    sample = Sample(
+        id="gqa/1",
+        question="q",
+        target="red",
+        category="gqa",
+        metadata={"gt_box_padded": [0.25, 0.25, 0.5, 0.5], "width": 200, "height": 100},
+    )
+    hit = '<think><area>[{"bbox_2d":[0.250,0.000,0.500,0.500],"depth":0.5}]</area><text>x</text></think>'
+    miss = '<think><area>[{"bbox_2d":[0.600,0.500,0.900,1.000],"depth":0.5}]</area><text>x</text></think>'
+    assert bench._detection(sample, hit)[0] and not bench._detection(sample, miss)[0]
+    with pytest.raises(ValueError, match="needs a judge"):
+        bench.score(sample, hit + "<answer>red</answer>")
+
+
+# ----------------------------------------------------------------------------- mirrors
+
+
+def test_mirrors_have_the_upstream_layouts(mirrors: dict[str, Path]) -> None:
+    two_d = datasets.load_dataset(str(mirrors["cvbench"]), "2D", split="test")
+    assert {"idx", "type", "task", "image", "question", "choices", "answer", "prompt", "source"} <= set(
+        two_d.column_names
+    )
+    assert set(two_d["source"]) == {"ADE20K", "COCO"} and two_d[0]["answer"].startswith("(")
+    assert len(datasets.load_dataset(str(mirrors["cvbench"]), split="test")) == 16
+    sat = datasets.load_dataset(str(mirrors["sat"]), split="test")
+    assert set(sat.column_names) == {"image_bytes", "question", "answers", "question_type", "correct_answer"}
+    first = json.loads((mirrors["vstar"] / "test_questions.jsonl").read_text().splitlines()[0])
+    assert set(first) == {"image", "text", "category", "question_id", "label"}
+    meta = json.loads((mirrors["vstar"] / first["image"].replace(".jpg", ".json")).read_text())
+    assert meta["options"][0] in first["text"] and len(meta["bbox"][0]) == 4  # correct option first; x, y, w, h
+    positional = json.loads((mirrors["spatialbench"] / "positional.json").read_text())
+    depth = Image.open(mirrors["spatialbench"] / "positional_d" / Path(positional[0]["image"]).name)
+    assert depth.mode.startswith("I") and set(positional[0]) == {"id", "image", "question", "answer"}
+    samples = get_benchmark("viscot").load(mirrors["viscot"])
+    assert {s.category for s in samples} == {"gqa", "vsr"} and len(samples[0].metadata["gt_box_padded"]) == 4
+
+
+def test_every_adapter_loads_its_mirror(mirrors: dict[str, Path]) -> None:
+    counts = {name: len(get_benchmark(name).load(mirrors[name])) for name in mirrors}
+    assert counts == {
+        "cvbench": 16,
+        "vstar": 12,
+        "sat": 28,
+        "spatialbench": 20,
+        "viscot": 12,
+    }  # SAT: 12 questions, circular
+    single = get_benchmark("sat", "single").load(mirrors["sat"])
+    assert len(single) == 12
+
+
+# ----------------------------------------------------------------------------- end to end
+
+
+def _run(*args: str) -> str:
+    result = runner.invoke(app, ["run", "--no-progress", *args])
+    assert result.exit_code == 0, result.output
+    return result.output
+
+
+@pytest.mark.parametrize("name", ["cvbench", "vstar", "sat", "spatialbench", "viscot"])
+def test_each_benchmark_runs_end_to_end_on_the_tiny_model(
+    name: str, mirrors: dict[str, Path], tiny_vlm: Path, tiny_depth_model: Path, tmp_path: Path
+) -> None:
+    out = tmp_path / name
+    _run(
+        "--bench",
+        name,
+        "--model",
+        f"hf:{tiny_vlm}?device=cpu",
+        "--data",
+        str(mirrors[name]),
+        "--out",
+        str(out),
+        "--limit",
+        "6",
+        "--max-new-tokens",
+        "8",
+        "--depth-model",
+        str(tiny_depth_model),
+        "--judge",
+        "match",
+    )
+    results = json.loads((out / "results.json").read_text())
+    assert results["n"] == 6 and results["request_error_rate"] == 0.0 and results["complete"]
+    assert results["parse_failure_rate"] == 1.0  # a random model never commits to an answer: counted, not hidden
+    score = results["metrics"]["score"]  # never replaced by the ground truth
+    assert score == 0.0 or (math.isnan(score) and any("NaN" in note for note in results["notes"]))  # 6 of 16: no 3D
+    assert results["dataset"]["local_path"] == str(mirrors[name]) and results["versions"]["sifthinker"]
+    lines = [json.loads(line) for line in (out / "samples.jsonl").read_text().splitlines()]
+    assert len(lines) == 6 and all(line["response"] is not None and line["parse_ok"] is False for line in lines)
+
+
+def test_openai_backend_against_transformers_serve(
+    served_tiny_vlm: str, tiny_vlm: Path, mirrors: dict[str, Path], tmp_path: Path
+) -> None:
+    _run(
+        "--bench",
+        "cvbench",
+        "--model",
+        f"openai:{tiny_vlm}@{served_tiny_vlm}",
+        "--data",
+        str(mirrors["cvbench"]),
+        "--out",
+        str(tmp_path / "run"),
+        "--limit",
+        "4",
+        "--mode",
+        "plain",
+        "--max-new-tokens",
+        "4",
+    )
+    results = json.loads((tmp_path / "run" / "results.json").read_text())
+    assert results["n"] == 4 and results["model"]["backend"] == "openai" and results["request_error_rate"] == 0.0
+
+
+def test_request_errors_are_counted_apart_and_resume_retries_them(mirrors: dict[str, Path], tmp_path: Path) -> None:
+    out = tmp_path / "run"
+    samples = get_benchmark("vstar").load(mirrors["vstar"])[:4]
+    with ScriptedChatServer() as server:
+        server.script(samples[1].question.split("\n")[0], ["500"] * 2)
+        _run(
+            "--bench",
+            "vstar",
+            "--model",
+            f"openai:m@{server.base_url}?retries=2&retry_delay=0.01",
+            "--data",
+            str(mirrors["vstar"]),
+            "--out",
+            str(out),
+            "--limit",
+            "4",
+            "--mode",
+            "plain",
+            "--no-cache",
+        )
+        first = json.loads((out / "results.json").read_text())
+        assert first["request_error_rate"] == 0.25 and not first["complete"] and first["n_scored"] == 3
+        assert first["metrics"]["score"] == pytest.approx(
+            100 * sum(s.target == "A" for s in samples if s is not samples[1]) / 3
+        )
+        asked = len(server.requests)
+        rerun = runner.invoke(
+            app,
+            [
+                "run",
+                "--no-progress",
+                "--bench",
+                "vstar",
+                "--model",
+                f"openai:m@{server.base_url}",
+                "--data",
+                str(mirrors["vstar"]),
+                "--out",
+                str(out),
+                "--limit",
+                "4",
+                "--mode",
+                "plain",
+            ],
+        )
+        assert rerun.exit_code == 1 and "--resume" in rerun.output  # never overwrites a run silently
+        _run(
+            "--bench",
+            "vstar",
+            "--model",
+            f"openai:m@{server.base_url}",
+            "--data",
+            str(mirrors["vstar"]),
+            "--out",
+            str(out),
+            "--limit",
+            "4",
+            "--mode",
+            "plain",
+            "--resume",
+            "--no-cache",
+        )
+        assert len(server.requests) == asked + 1  # only the failed sample was asked again
+    final = json.loads((out / "results.json").read_text())
+    assert final["request_error_rate"] == 0.0 and final["complete"] and final["n"] == 4
+
+
+def test_killed_run_resumes_without_recomputing_or_duplicating(
+    mirrors: dict[str, Path], tiny_vlm: Path, tmp_path: Path
+) -> None:
+    args = [
+        sys.executable,
+        "-m",
+        "sifeval.cli",
+        "run",
+        "--bench",
+        "vstar",
+        "--model",
+        f"hf:{tiny_vlm}?device=cpu",
+        "--data",
+        str(mirrors["vstar"]),
+        "--mode",
+        "plain",
+        "--batch-size",
+        "1",
+        "--max-new-tokens",
+        "24",
+        "--no-progress",
+        "--no-cache",
+    ]
+    killed, clean = tmp_path / "killed", tmp_path / "clean"
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    process = subprocess.Popen(
+        [*args, "--out", str(killed)], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
+    )
+    journal = killed / "samples.jsonl"
+    deadline = time.monotonic() + 180
+    while not (journal.is_file() and journal.read_text().count("\n") >= 3):
+        if process.poll() is not None or time.monotonic() > deadline:
+            pytest.fail(f"the run ended before it could be killed: {process.stderr.read().decode()[-2000:]}")
+        time.sleep(0.05)
+    process.send_signal(signal.SIGKILL)
+    process.wait()
+    before = journal.read_text().count("\n")
+    assert before < 12
+    subprocess.run([*args, "--out", str(killed), "--resume"], env=env, check=True, capture_output=True)
+    subprocess.run([*args, "--out", str(clean)], env=env, check=True, capture_output=True)
+    killed_lines = [json.loads(line) for line in journal.read_text().splitlines()]
+    clean_lines = [json.loads(line) for line in (clean / "samples.jsonl").read_text().splitlines()]
+    assert len(killed_lines) == 12 and len({line["id"] for line in killed_lines}) == 12  # nothing redone twice
+    pairs = sorted((x["id"], x["response"]) for x in killed_lines)
+    assert pairs == sorted((x["id"], x["response"]) for x in clean_lines)
+
+
+def test_response_cache_answers_a_rerun(mirrors: dict[str, Path], tiny_vlm: Path, tmp_path: Path) -> None:
+    spec = f"hf:{tiny_vlm}?device=cpu"
+    for run_dir in ("a", "b"):
+        _run(
+            "--bench",
+            "cvbench",
+            "--model",
+            spec,
+            "--data",
+            str(mirrors["cvbench"]),
+            "--out",
+            str(tmp_path / run_dir),
+            "--limit",
+            "3",
+            "--mode",
+            "plain",
+            "--max-new-tokens",
+            "4",
+        )
+    second = [json.loads(line) for line in (tmp_path / "b" / "samples.jsonl").read_text().splitlines()]
+    assert all(line.get("cached") for line in second)
+
+
+def test_shards_merge_rescore_and_report(mirrors: dict[str, Path], tmp_path: Path) -> None:
+    with ScriptedChatServer() as server:
+        for index in range(2):
+            _run(
+                "--bench",
+                "sat",
+                "--model",
+                f"openai:m@{server.base_url}",
+                "--data",
+                str(mirrors["sat"]),
+                "--out",
+                str(tmp_path / f"s{index}"),
+                "--shard",
+                f"{index}/2",
+                "--mode",
+                "sif-rgb",
+                "--no-cache",
+            )
+    merged = runner.invoke(app, ["merge", str(tmp_path / "s0"), str(tmp_path / "s1"), "--out", str(tmp_path / "all")])
+    assert merged.exit_code == 0, merged.output
+    results = json.loads((tmp_path / "all" / "results.json").read_text())
+    assert results["n"] == 28 and results["parse_failure_rate"] == 0.0  # the scripted reply answers "A"
+    expected = 100 * np.mean([s.target == "A" for s in get_benchmark("sat").load(mirrors["sat"])])
+    assert results["metrics"]["score"] == pytest.approx(expected)
+    rescored = runner.invoke(app, ["rescore", str(tmp_path / "all")])
+    assert rescored.exit_code == 0, rescored.output
+    assert json.loads((tmp_path / "all" / "results.json").read_text())["metrics"] == results["metrics"]
+    assert (tmp_path / "all" / "results.json.before-rescore").is_file()
+    report = runner.invoke(app, ["report", str(tmp_path / "all"), str(tmp_path / "s0")])
+    assert report.exit_code == 0 and "## sat" in report.output and "No published SAT-Real numbers" in report.output
+    html = tmp_path / "report.html"
+    assert runner.invoke(app, ["report", str(tmp_path / "all"), "--format", "html", "--out", str(html)]).exit_code == 0
+    assert html.read_text().startswith("<!doctype html>")
+
+
+def test_report_flags_published_rows_with_other_protocols(mirrors: dict[str, Path], tmp_path: Path) -> None:
+    with ScriptedChatServer() as server:
+        _run(
+            "--bench",
+            "vstar",
+            "--model",
+            f"openai:m@{server.base_url}",
+            "--data",
+            str(mirrors["vstar"]),
+            "--out",
+            str(tmp_path / "v"),
+            "--mode",
+            "plain",
+            "--no-cache",
+        )
+    text = runner.invoke(app, ["report", str(tmp_path / "v")]).output
+    assert "DeepEyes-7B" in text and "protocol differs: correct option always first" in text
+    rerun_line = next(line for line in text.splitlines() if "PR #66" in line)
+    assert "protocol differs" not in rerun_line  # the shuffled rerun matches our protocol
+
+
+def test_lmms_eval_logs_are_rescored_by_the_official_protocol(tmp_path: Path) -> None:
+    docs = [
+        {
+            "idx": 0,
+            "type": "2D",
+            "task": "Count",
+            "question": "q",
+            "choices": ["1", "2"],
+            "answer": "(B)",
+            "prompt": "q",
+            "source": "ADE20K",
+        },
+        {
+            "idx": 1,
+            "type": "2D",
+            "task": "Count",
+            "question": "q",
+            "choices": ["1", "2"],
+            "answer": "(A)",
+            "prompt": "q",
+            "source": "COCO",
+        },
+        {
+            "idx": 2,
+            "type": "3D",
+            "task": "Depth",
+            "question": "q",
+            "choices": ["a", "b"],
+            "answer": "(A)",
+            "prompt": "q",
+            "source": "Omni3D",
+        },
+    ]
+    replies = ["The answer is (B).", "The answer is (A).", "(B)"]  # first-letter parsing would read "T", "T", "("
+    log = tmp_path / "cv_bench.jsonl"
+    log.write_text(
+        "".join(
+            json.dumps({"doc_id": i, "doc": d, "resps": [[r]]}) + "\n"
+            for i, (d, r) in enumerate(zip(docs, replies, strict=True))
+        )
+    )
+    result = runner.invoke(
+        app, ["rescore", "--from-lmms-eval", str(log), "--bench", "cvbench", "--out", str(tmp_path / "o")]
+    )
+    assert result.exit_code == 0, result.output
+    metrics = json.loads((tmp_path / "o" / "results.json").read_text())["metrics"]
+    assert metrics["acc_2D"] == 100.0 and metrics["acc_3D"] == 0.0 and metrics["score"] == 50.0
+    assert metrics["micro_accuracy"] == pytest.approx(200 / 3)
+
+
+def test_list_and_unknown_names() -> None:
+    listed = runner.invoke(app, ["list"])
+    assert listed.exit_code == 0 and "nyu-visionx/CV-Bench" in listed.output and "circular" in listed.output
+    bad = runner.invoke(app, ["run", "--bench", "mmmu", "--model", "hf:x", "--out", "y"])
+    assert bad.exit_code == 1 and "unknown benchmark" in bad.output
+    with pytest.raises(ValueError, match="unknown protocol"):
+        get_benchmark("sat", "tilted")
