@@ -214,6 +214,18 @@ def mirror(
         console.print(f"{key}: {path}")
 
 
+@app.command()
+def demo(
+    out: Annotated[Path, typer.Option(help="folder for everything the demo makes")] = Path("demo-out"),
+    records: Annotated[int, typer.Option(help="SIF records to build")] = 24,
+    eval_limit: Annotated[int, typer.Option(help="samples per benchmark")] = 8,
+) -> None:
+    """The whole loop offline: build SIF data, SFT, GRPO, merge, evaluate on five mirrors, report."""
+    from sifeval.demo import run_loop
+
+    run_loop(out, records=records, eval_limit=eval_limit, console=console)
+
+
 def main() -> None:
     try:
         app()

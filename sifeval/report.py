@@ -22,7 +22,9 @@ def published() -> dict[str, Any]:
 def _number(value: Any) -> str:
     if value is None or (isinstance(value, float) and math.isnan(value)):
         return "-"
-    return f"{value:.1f}" if isinstance(value, int | float) else str(value)
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return str(value)
+    return str(value) if isinstance(value, int) else f"{value:.1f}"
 
 
 def load_results(runs: Sequence[str | Path]) -> list[dict[str, Any]]:
