@@ -49,21 +49,44 @@ def _is_shard_folder(path: Path) -> bool:
     return any((path / "data").glob("*.parquet"))
 
 
-def _load_shards(folder: Path, split: str, **kwargs: Any) -> datasets.Dataset:
+def local_cache_dir(folder: Path) -> str:
+    """A datasets cache folder that belongs to this folder's exact files.
+
+    ``datasets`` keys its cache of a local folder by the folder's name and the data files'
+    origin metadata, which for local files can be empty: two different folders called
+    ``cvbench`` then share one cache entry and the second load returns the first folder's rows.
+    Keying by the manifest's checksums (or the files' paths, sizes and mtimes) prevents that.
+    """
     import hashlib
 
     import datasets
 
     from sifdata.shards import read_manifest
 
-    # datasets keys its cache of a local folder by file mtimes only, so two builds with the
-    # same folder name written in the same second would share a cache entry. The manifest's
-    # checksums identify the content exactly: key the cache by them.
     manifest = read_manifest(folder)
-    if manifest is not None and "cache_dir" not in kwargs:
-        digest = hashlib.sha256("".join(s["sha256"] for s in manifest["shards"]).encode()).hexdigest()[:16]
-        kwargs["cache_dir"] = str(Path(datasets.config.HF_DATASETS_CACHE) / "sifdata" / digest)
-    return datasets.load_dataset(str(folder), split=split, **kwargs)
+    if manifest is not None:
+        identity = "".join(shard["sha256"] for shard in manifest["shards"])
+    else:
+        stats = sorted(
+            (str(path.relative_to(folder)), path.stat().st_size, path.stat().st_mtime_ns)
+            for path in folder.rglob("*")
+            if path.is_file() and path.suffix in (".parquet", ".json", ".jsonl", ".csv", ".arrow", ".md")
+        )
+        identity = json.dumps([str(folder.resolve()), stats])
+    digest = hashlib.sha256(identity.encode()).hexdigest()[:16]
+    return str(Path(datasets.config.HF_DATASETS_CACHE) / "sifdata" / digest)
+
+
+def load_local(folder: str | Path, *args: Any, **kwargs: Any) -> datasets.Dataset:
+    """``datasets.load_dataset`` on a local folder, with a cache that cannot mix up folders."""
+    import datasets
+
+    kwargs.setdefault("cache_dir", local_cache_dir(Path(folder)))
+    return datasets.load_dataset(str(folder), *args, **kwargs)
+
+
+def _load_shards(folder: Path, split: str, **kwargs: Any) -> datasets.Dataset:
+    return load_local(folder, split=split, **kwargs)
 
 
 def convert_published(json_path: Path, out: Path, image_root: Path | None = None) -> Path:

@@ -15,6 +15,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from sifdata.hub import load_local
 from sifeval.adapters import (
     ANSWER_WITH_LETTER,
     LETTERS,
@@ -82,8 +83,12 @@ class CVBench(MultipleChoiceBenchmark):
     def load(self, data_dir: str | Path | None = None) -> list[Sample]:
         import datasets
 
-        path = str(data_dir) if data_dir else self.source.hub_id
-        rows = datasets.load_dataset(path, self.source.config, split=self.source.split, revision=self.source.revision)
+        if data_dir:
+            rows = load_local(data_dir, self.source.config, split=self.source.split)
+        else:
+            rows = datasets.load_dataset(
+                self.source.hub_id, self.source.config, split=self.source.split, revision=self.source.revision
+            )
         rows = rows.cast_column("image", datasets.Image(decode=False))
         return [sample_from_row(row) for row in rows]
 

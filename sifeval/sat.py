@@ -14,6 +14,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from sifdata.hub import load_local
 from sifeval.adapters import ANSWER_WITH_LETTER, LETTERS, MultipleChoiceBenchmark, accuracy, by, options_block, register
 from sifeval.types import ImageRef, Sample, ScoredSample, Source
 
@@ -74,7 +75,10 @@ class SAT(MultipleChoiceBenchmark):
     def load(self, data_dir: str | Path | None = None) -> list[Sample]:
         import datasets
 
-        rows = datasets.load_dataset(str(data_dir) if data_dir else self.source.hub_id, split=self.source.split)
+        if data_dir:
+            rows = load_local(data_dir, split=self.source.split)
+        else:
+            rows = datasets.load_dataset(self.source.hub_id, split=self.source.split, revision=self.source.revision)
         if "image_bytes" in rows.features and hasattr(rows.features["image_bytes"], "feature"):
             # Decoding nested image lists is what newer datasets versions struggle with: keep bytes.
             rows = rows.cast_column("image_bytes", datasets.List(datasets.Image(decode=False)))

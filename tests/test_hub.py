@@ -156,3 +156,16 @@ def test_import_then_export_round_trips_the_published_layout(tmp_path: Path) -> 
     again = list(sif50k.read(tmp_path / "exp" / "SIF-50K.json"))
     original = list(sif50k.read(tmp_path / "json" / "SIF-50K.json"))
     assert [(r.question, r.chain, r.gt_boxes) for r in again] == [(r.question, r.chain, r.gt_boxes) for r in original]
+
+
+def test_two_local_folders_with_one_name_never_share_a_cache(tmp_path: Path) -> None:
+    """datasets alone keys local folders by name: the second would return the first's rows."""
+    import datasets
+
+    from sifdata.hub import load_local
+
+    for index, rows in ((0, 3), (1, 5)):
+        folder = tmp_path / str(index) / "bench"
+        folder.mkdir(parents=True)
+        datasets.Dataset.from_dict({"x": list(range(rows))}).to_parquet(str(folder / "test.parquet"))
+        assert len(load_local(folder, split="train")) == rows
