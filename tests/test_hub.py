@@ -168,4 +168,4 @@ def test_two_local_folders_with_one_name_never_share_a_cache(tmp_path: Path) -> 
         folder = tmp_path / str(index) / "bench"
         folder.mkdir(parents=True)
         datasets.Dataset.from_dict({"x": list(range(rows))}).to_parquet(str(folder / "test.parquet"))
-        assert len(load_local(folder, split="train")) == rows
+        assert len(load_local(folder, split="test")) == rows
