@@ -183,8 +183,9 @@ def rescore(
         if run_dir is None:
             _fail("give a run folder or --from-lmms-eval FILE")
             return
-        name = bench or json.loads((run_dir / "results.json").read_text())["benchmark"]
-        result = rescore_run(_bench(name, None, judge), run_dir, out)  # type: ignore[arg-type]
+        previous = json.loads((run_dir / "results.json").read_text())
+        name = bench or previous["benchmark"]
+        result = rescore_run(_bench(name, previous.get("protocol"), judge), run_dir, out)  # type: ignore[arg-type]
     _print_result(result)
 
 
@@ -197,8 +198,9 @@ def merge(
     """Combine sharded runs into one (each sample once) and aggregate."""
     from sifeval.rescore import merge_runs
 
-    name = json.loads((runs[0] / "results.json").read_text())["benchmark"]
-    _print_result(merge_runs(_bench(name, None, judge), runs, out))  # type: ignore[arg-type]
+    first = json.loads((runs[0] / "results.json").read_text())
+    bench = _bench(first["benchmark"], first.get("protocol"), judge)
+    _print_result(merge_runs(bench, runs, out))  # type: ignore[arg-type]
 
 
 @app.command()

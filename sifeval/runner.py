@@ -156,18 +156,39 @@ def run(
         pending = [sample for sample in samples if sample.id not in done]
         with progress_bar(f"{bench.name} ({mode})", len(samples), enabled=progress) as advance:
             advance(len(samples) - len(pending))
+            likelihood = bench.protocol == "likelihood"
             for start in range(0, len(pending), batch_size):
                 batch = pending[start : start + batch_size]
-                for line in _run_batch(bench, backend, model, batch, mode, settings, cache):
+                if likelihood:
+                    new_lines = _likelihood_batch(bench, backend, batch, settings)
+                else:
+                    new_lines = _run_batch(bench, backend, model, batch, mode, settings, cache)
+                for line in new_lines:
                     journal.append(line)
                 advance(len(batch))
-        lines = latest_by_id(journal.entries)
+        latest = latest_by_id(journal.entries)
     wanted = {sample.id for sample in samples}
-    scored = [scored_from_json(line) for key, line in lines.items() if key in wanted]
+    scored = [scored_from_json(line) for key, line in latest.items() if key in wanted]
     info = {"spec": model, "backend": getattr(backend, "name", type(backend).__name__)}
     result = summarize(bench, scored, mode, data_dir, info, settings, extra_info)
     (out / RESULTS).write_text(json.dumps(result.to_json(), indent=2, allow_nan=True) + "\n", encoding="utf-8")
     return result
+
+
+def _likelihood_batch(bench: Any, backend: Backend, batch: list[Sample], settings: GenerationSettings) -> list[dict]:
+    """The likelihood protocol: each option scored by the model; no text is generated."""
+    scorer = getattr(backend, "option_losses", None)
+    if scorer is None:
+        raise ValueError(f"the {bench.name} likelihood protocol needs a backend that scores text (hf:...)")
+    lines = []
+    for sample in batch:
+        request, options = bench.likelihood_request(sample, settings)
+        try:
+            item = bench.score_losses(sample, scorer(request, options))
+        except Exception as error:  # typed per-sample error, the run goes on
+            item = ScoredSample(sample, None, request_error=f"request: {type(error).__name__}: {error}")
+        lines.append(scored_to_json(item))
+    return lines
 
 
 def _run_batch(

@@ -6,10 +6,10 @@ letter instruction, ``category``, ``question_id``, ``label``) and per-image JSON
 category folder (``target_object``, ``bbox`` as x, y, w, h, ``question``, ``options`` with the
 correct option first).
 
-Protocol ``generation``: the shuffled order of the jsonl (the unshuffled order inflates scores
-by ~5 points). The original likelihood protocol (the option with the lowest mean token
-cross-entropy wins) needs log-probabilities from the backend and is not offered yet.
-Reported: overall (micro over all questions) and per category.
+Protocols: ``generation`` uses the shuffled order of the jsonl (the unshuffled order inflates
+scores by ~5 points); ``likelihood`` (the original) asks the question alone and picks the option
+whose text has the lowest mean token cross-entropy as the reply, on backends that can score
+text (the transformers backend). Reported: overall (micro over all questions) and per category.
 """
 
 from __future__ import annotations
@@ -22,6 +22,7 @@ from typing import Any
 
 from sifeval.adapters import LETTERS, MultipleChoiceBenchmark, accuracy, by, options_block, register
 from sifeval.types import ImageRef, Sample, ScoredSample, Source
+from sifmodel.backends import GenerationRequest, GenerationSettings
 
 ANSWER_LINE = "Answer with the option's letter from the given choices directly."
 _OPTION = re.compile(r"^\(([A-Z])\)\s*(.*)$")
@@ -50,7 +51,7 @@ class VStar(MultipleChoiceBenchmark):
     name = "vstar"
     title = "V* Bench"
     source = Source(hub_id="craigwu/vstar_bench", split="test", license="mit")
-    protocols = ("generation",)
+    protocols = ("generation", "likelihood")
     default_protocol = "generation"
 
     def load(self, data_dir: str | Path | None = None) -> list[Sample]:
@@ -75,6 +76,23 @@ class VStar(MultipleChoiceBenchmark):
                     )
                 )
         return samples
+
+    def likelihood_request(self, sample: Sample, settings: GenerationSettings) -> tuple[GenerationRequest, list[str]]:
+        """The question alone (no options, no letter line) and the option texts to score."""
+        images = tuple(ref.load() for ref in sample.images)
+        question = sample.metadata.get("question_core") or sample.question
+        return GenerationRequest(sample.id, question, images, mode="plain", settings=settings), list(sample.choices)
+
+    def score_losses(self, sample: Sample, losses: Sequence[float]) -> ScoredSample:
+        best = min(range(len(losses)), key=lambda i: losses[i])
+        letter = LETTERS[best]
+        response = json.dumps({"option_losses": [round(value, 6) for value in losses]})
+        return ScoredSample(sample, response, extracted=letter, parse_ok=True, score=float(letter == sample.target))
+
+    def score(self, sample: Sample, response_text: str, mode: str = "sif") -> ScoredSample:
+        if self.protocol == "likelihood":  # re-scoring a likelihood run: the losses are the response
+            return self.score_losses(sample, json.loads(response_text)["option_losses"])
+        return super().score(sample, response_text, mode)
 
     def aggregate(self, scored: Sequence[ScoredSample]) -> dict[str, float]:
         metrics = {"score": accuracy(scored)}

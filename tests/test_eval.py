@@ -21,6 +21,7 @@ from sifeval.adapters import choice_letter
 from sifeval.cli import app
 from sifeval.mirrors import build_all
 from sifeval.types import Sample, ScoredSample
+from sifmodel.backends import GenerationSettings
 
 runner = CliRunner()
 
@@ -483,3 +484,50 @@ def test_list_and_unknown_names() -> None:
     assert bad.exit_code == 1 and "unknown benchmark" in bad.output
     with pytest.raises(ValueError, match="unknown protocol"):
         get_benchmark("sat", "tilted")
+
+
+def test_vstar_likelihood_protocol_scores_options_by_the_model(
+    mirrors: dict[str, Path], tiny_vlm: Path, tmp_path: Path
+) -> None:
+    from sifmodel.backends import load
+
+    backend = load(f"hf:{tiny_vlm}?device=cpu")
+    bench = get_benchmark("vstar", "likelihood")
+    sample = bench.load(mirrors["vstar"])[0]
+    request, options = bench.likelihood_request(sample, GenerationSettings(max_new_tokens=1))
+    losses = backend.option_losses(request, options)
+    assert len(losses) == len(sample.choices) and all(math.isfinite(v) and v > 0 for v in losses)
+    assert len(set(losses)) > 1  # different texts, different likelihoods
+    _run(
+        "--bench",
+        "vstar",
+        "--protocol",
+        "likelihood",
+        "--model",
+        f"hf:{tiny_vlm}?device=cpu",
+        "--data",
+        str(mirrors["vstar"]),
+        "--out",
+        str(tmp_path / "lk"),
+        "--limit",
+        "4",
+    )
+    results = json.loads((tmp_path / "lk" / "results.json").read_text())
+    assert results["protocol"] == "likelihood" and results["parse_failure_rate"] == 0.0  # it always picks one
+    line = json.loads((tmp_path / "lk" / "samples.jsonl").read_text().splitlines()[0])
+    assert "option_losses" in line["response"] and line["extracted"] in "ABCD"
+    assert runner.invoke(app, ["rescore", str(tmp_path / "lk")]).exit_code == 0  # losses re-score without the model
+    assert json.loads((tmp_path / "lk" / "results.json").read_text())["metrics"] == results["metrics"]
+    with pytest.raises(ValueError, match="scores text"):
+        from sifeval.runner import run as run_benchmark
+        from sifmodel.backends.openai_backend import OpenAIBackend
+
+        run_benchmark(
+            bench,
+            OpenAIBackend("m", "http://127.0.0.1:9"),
+            "m",
+            tmp_path / "x",
+            data_dir=mirrors["vstar"],
+            limit=1,
+            progress=False,
+        )

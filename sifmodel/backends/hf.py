@@ -111,3 +111,31 @@ class TransformersBackend:
             return self._run([request], settings)[0]
         except Exception as error:  # the reason is returned, typed, for this request only
             return GenerationResponse(request.id, None, GenerationError("request", f"{type(error).__name__}: {error}"))
+
+    def option_losses(self, request: GenerationRequest, options: Sequence[str]) -> list[float]:
+        """Mean token cross-entropy of each option as the assistant's reply to ``request``.
+
+        The likelihood protocol of multiple-choice benchmarks (V*): the option the model finds
+        most likely as a reply (lowest loss) is its answer. Only the option's own tokens count.
+        """
+        import torch
+
+        (prompt,) = prompts_for([request], self.depth)
+        messages = prompt.hf_messages()
+        prefix = self.processor.apply_chat_template(
+            [messages], add_generation_prompt=True, tokenize=True, return_dict=True, return_tensors="pt"
+        )
+        start = prefix["input_ids"].shape[1]
+        losses = []
+        for option in options:
+            option_ids = self.processor.tokenizer(option, add_special_tokens=False)["input_ids"]
+            conversation = [*messages, {"role": "assistant", "content": [{"type": "text", "text": option}]}]
+            inputs = self.processor.apply_chat_template(
+                [conversation], tokenize=True, return_dict=True, return_tensors="pt"
+            ).to(self.device)
+            labels = torch.full_like(inputs["input_ids"], -100)
+            stop = min(start + len(option_ids), labels.shape[1])
+            labels[:, start:stop] = inputs["input_ids"][:, start:stop]
+            with torch.inference_mode():
+                losses.append(float(self.model(**inputs, labels=labels).loss))
+        return losses
