@@ -161,6 +161,8 @@ def run(
                 batch = pending[start : start + batch_size]
                 if likelihood:
                     new_lines = _likelihood_batch(bench, backend, batch, settings)
+                elif bench.protocol == "two-pass":
+                    new_lines = _two_pass_batch(bench, backend, batch, settings)
                 else:
                     new_lines = _run_batch(bench, backend, model, batch, mode, settings, cache)
                 for line in new_lines:
@@ -187,6 +189,33 @@ def _likelihood_batch(bench: Any, backend: Backend, batch: list[Sample], setting
             item = bench.score_losses(sample, scorer(request, options))
         except Exception as error:  # typed per-sample error, the run goes on
             item = ScoredSample(sample, None, request_error=f"request: {type(error).__name__}: {error}")
+        lines.append(scored_to_json(item))
+    return lines
+
+
+def _two_pass_batch(bench: Any, backend: Backend, batch: list[Sample], settings: GenerationSettings) -> list[dict]:
+    """Box first, then the answer with a crop around that box (the original VisCoT protocol)."""
+    from sifeval.viscot import parse_padded_box
+
+    first = backend.generate([bench.first_pass(sample, settings) for sample in batch])
+    ready = [i for i, response in enumerate(first) if response.ok]
+    second = backend.generate(
+        [bench.second_pass(batch[i], parse_padded_box(first[i].text or ""), settings) for i in ready]
+    )
+    answered = [i for i, response in zip(ready, second, strict=True) if response.ok]
+    texts = {i: response.text or "" for i, response in zip(ready, second, strict=True) if response.ok}
+    scored = bench.score_two_pass(
+        [batch[i] for i in answered], [first[i].text or "" for i in answered], [texts[i] for i in answered]
+    )
+    by_index = dict(zip(answered, scored, strict=True))
+    failures = {i: first[i].error for i in range(len(batch)) if not first[i].ok}
+    failures.update({i: r.error for i, r in zip(ready, second, strict=True) if not r.ok})
+    lines = []
+    for index, sample in enumerate(batch):
+        item = by_index.get(index)
+        if item is None:
+            error = failures[index]
+            item = ScoredSample(sample, None, request_error=f"{error.kind}: {error.message}" if error else "request")
         lines.append(scored_to_json(item))
     return lines
 

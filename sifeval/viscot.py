@@ -7,21 +7,29 @@ Two scores, both means over subsets:
 - answer score: a judge model rates the answer's closeness to the reference in [0, 1].
   The headline ``score`` is the answer score (0-100).
 
-Protocol ``sif-one-pass`` (SIFThinker): one request; the predicted box is the last ``<area>``
-(its boxes' enclosing box when it holds several, where the original script blanked the
-answer and the box). The original two-pass VisCoT protocol (box first, then a crop) needs
-the model to answer in VisCoT's own format and is not part of this adapter.
+Protocols:
+- ``sif-one-pass`` (SIFThinker): one request; the predicted box is the last ``<area>`` (its
+  boxes' enclosing box when it holds several, where the original script blanked the answer
+  and the box);
+- ``two-pass`` (the original VisCoT): first the question with VisCoT's box instruction, the
+  reply's ``[x1, y1, x2, y2]`` (padded-square) is the predicted box; then the image and a square
+  crop around that box (half-size at least 112 px) with the question, whose reply is the answer.
+  Our backends take one user turn, so the second pass states the first pass's box in words
+  beside the crop instead of replaying the conversation.
 """
 
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from PIL import Image
+
 from sifdata.chain import parse_chain
-from sifdata.geometry import iou, normalized_to_padded_square, union_box
+from sifdata.geometry import iou, normalized_to_padded_square, padded_square_to_pixel, union_box
 from sifeval.adapters import Benchmark, accuracy, answer_text, by, register
 from sifeval.types import ImageRef, Sample, ScoredSample, Source
 from sifmodel.judge import JudgeItem, LLMJudge, MatchJudge
@@ -46,7 +54,7 @@ class VisCoT(Benchmark):
     name = "viscot"
     title = "Visual-CoT benchmark"
     source = Source(hub_id="deepcs233/Visual-CoT", split="benchmark", license="apache-2.0")
-    protocols = ("sif-one-pass",)
+    protocols = ("sif-one-pass", "two-pass")
     default_protocol = "sif-one-pass"
 
     def __init__(self, protocol: str | None = None, judge: LLMJudge | MatchJudge | None = None) -> None:
@@ -125,6 +133,35 @@ class VisCoT(Benchmark):
             scored.append(ScoredSample(sample, text, answers[index], answers[index] is not None, score, None, details))
         return scored
 
+    # ----------------------------------------------------------------- the two-pass protocol
+
+    def first_pass(self, sample: Sample, settings: Any) -> Any:
+        from sifmodel.backends import GenerationRequest
+
+        images = tuple(ref.load() for ref in sample.images)
+        return GenerationRequest(
+            f"{sample.id}#box", sample.question + BOX_INSTRUCTION, images, mode="plain", settings=settings
+        )
+
+    def second_pass(self, sample: Sample, box: list[float] | None, settings: Any) -> Any:
+        from sifmodel.backends import GenerationRequest
+
+        image = sample.images[0].load().convert("RGB")
+        crop = crop_around(image, box) if box is not None else image
+        where = f"the region {[round(v, 3) for v in box]} (shown enlarged in the second image)" if box else "the image"
+        question = f"Look at {where}. {sample.question} Answer the question briefly."
+        return GenerationRequest(sample.id, question, (image, crop), mode="plain", settings=settings)
+
+    def score_two_pass(
+        self, samples: Sequence[Sample], first: Sequence[str], second: Sequence[str]
+    ) -> list[ScoredSample]:
+        boxes = [parse_padded_box(text) for text in first]
+        scored = self.score_many(samples, second, "plain")
+        for item, box, text in zip(scored, boxes, first, strict=True):
+            hit = box is not None and iou(box, item.sample.metadata["gt_box_padded"]) > 0.5
+            item.details.update({"detection": float(hit), "predicted_box_padded": box, "first_pass": text})
+        return scored
+
     def aggregate(self, scored: Sequence[ScoredSample]) -> dict[str, float]:
         subsets = by(scored, lambda s: s.sample.category)
         answer = {name: accuracy(group) for name, group in subsets.items()}
@@ -139,6 +176,33 @@ class VisCoT(Benchmark):
         metrics.update({f"answer/{k}": v for k, v in sorted(answer.items())})
         metrics.update({f"detection/{k}": v for k, v in sorted(detection.items())})
         return metrics
+
+
+BOX_INSTRUCTION = (
+    " Please provide the bounding box coordinate of the region that can help you answer the question better."
+)
+_BOX = re.compile(r"\[\s*(-?\d*\.?\d+)\s*,\s*(-?\d*\.?\d+)\s*,\s*(-?\d*\.?\d+)\s*,\s*(-?\d*\.?\d+)\s*\]")
+
+
+def parse_padded_box(text: str) -> list[float] | None:
+    """The first ``[x1, y1, x2, y2]`` of a reply, in VisCoT's padded-square coordinates."""
+    match = _BOX.search(text)
+    if not match:
+        return None
+    x1, y1, x2, y2 = (float(v) for v in match.groups())
+    if not (0 <= x1 < x2 <= 1 and 0 <= y1 < y2 <= 1):
+        return None
+    return [x1, y1, x2, y2]
+
+
+def crop_around(image: Image.Image, box_padded: list[float], min_half: int = 112) -> Image.Image:
+    """A square crop centred on a padded-square box, half-size at least ``min_half`` pixels."""
+    x1, y1, x2, y2 = padded_square_to_pixel(box_padded, image.width, image.height)
+    cx, cy = (x1 + x2) / 2, (y1 + y2) / 2
+    half = max((x2 - x1) / 2, (y2 - y1) / 2, min_half)
+    left, top = max(0, int(cx - half)), max(0, int(cy - half))
+    right, bottom = min(image.width, int(cx + half)), min(image.height, int(cy + half))
+    return image.crop((left, top, max(right, left + 1), max(bottom, top + 1)))
 
 
 def build_mirror(out: str | Path, per_subset: int = 6, seed: int = 0) -> Path:

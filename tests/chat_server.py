@@ -9,7 +9,8 @@ error handling are exercised for real. For each request it picks a behaviour:
 - ``429`` / ``500`` / ``401`` / ``400``: that HTTP status (429 with ``Retry-After: 0``);
 - ``slow``: sleeps past the client's timeout, then answers;
 - ``garbage``: prose with no chain; ``wrong_boxes`` / ``wrong_answer``: a chain that fails
-  the plan checks; ``fix_on_feedback``: garbage until the request carries a rejection reason.
+  the plan checks; ``fix_on_feedback``: garbage until the request carries a rejection reason;
+- ``text:...``: exactly that text.
 
 Behaviours are chosen per question (the first rule whose key occurs in the request), each
 rule a queue consumed one request at a time, then ``default``.
@@ -115,7 +116,9 @@ class ScriptedChatServer:
                     fixed = any("was rejected" in str(m.get("content")) for m in messages)
                     behaviour = "ok" if fixed else "garbage"
                 judging = "You grade answers" in json.dumps(messages[0])
-                if behaviour == "garbage":
+                if behaviour.startswith("text:"):
+                    text = behaviour.removeprefix("text:")
+                elif behaviour == "garbage":
                     text = "I'm sorry, I can't produce that format."
                 elif judging:
                     text = json.dumps({"score": judge_score(messages)})

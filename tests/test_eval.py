@@ -531,3 +531,37 @@ def test_vstar_likelihood_protocol_scores_options_by_the_model(
             limit=1,
             progress=False,
         )
+
+
+def test_viscot_two_pass_protocol(mirrors: dict[str, Path], tmp_path: Path) -> None:
+    bench = get_benchmark("viscot", "two-pass")
+    first, second = bench.load(mirrors["viscot"])[:2]
+    box = first.metadata["gt_box_padded"]
+    with ScriptedChatServer() as server:
+        server.script(first.question, [f"text:The region is {box}.", f"text:{first.target}"])
+        _run(
+            "--bench",
+            "viscot",
+            "--protocol",
+            "two-pass",
+            "--model",
+            f"openai:m@{server.base_url}",
+            "--data",
+            str(mirrors["viscot"]),
+            "--out",
+            str(tmp_path / "tp"),
+            "--limit",
+            "2",
+            "--judge",
+            "match",
+            "--no-cache",
+        )
+        asked = [json.dumps(r["messages"]) for r in server.requests]
+    assert len(asked) == 4 and sum("Please provide the bounding box" in a for a in asked) == 2
+    crop_request = next(r for r in asked if "shown enlarged" in r)
+    assert crop_request.count('"type": "image_url"') == 2  # the image and the crop
+    lines = {json.loads(x)["id"]: json.loads(x) for x in (tmp_path / "tp" / "samples.jsonl").read_text().splitlines()}
+    assert lines[first.id]["details"]["detection"] == 1.0 and lines[first.id]["score"] == 1.0
+    assert lines[second.id]["details"]["detection"] == 0.0  # the scripted reply boxed the whole image
+    results = json.loads((tmp_path / "tp" / "results.json").read_text())
+    assert results["protocol"] == "two-pass" and results["metrics"]["detection/gqa"] == 50.0
