@@ -94,6 +94,12 @@ class Benchmark(ABC):
     def aggregate(self, scored: Sequence[ScoredSample]) -> dict[str, float]:
         """The official metric under ``score`` (0-100) and per-category figures."""
 
+    def reference_results(self) -> list[dict[str, Any]]:
+        """Published numbers for this benchmark, each with its source and protocol note."""
+        from sifeval.report import published
+
+        return list(published().get(self.name, {}).get("rows", []))
+
     def dataset_info(self, data_dir: str | Path | None) -> dict[str, Any]:
         return {
             "hub_id": self.source.hub_id,

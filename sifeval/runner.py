@@ -125,6 +125,20 @@ def _versions() -> dict[str, str]:
     return found
 
 
+def load_samples(bench: Benchmark, data_dir: str | Path | None) -> list[Sample]:
+    """The benchmark's samples; a Hub that cannot be reached is a clear error saying what to do."""
+    if data_dir is not None:
+        return bench.load(data_dir)
+    try:
+        return bench.load(None)
+    except (ConnectionError, OSError) as error:
+        gated = " It is gated: accept its licence on the Hub and set HF_TOKEN." if bench.source.gated else ""
+        raise FileNotFoundError(
+            f"{bench.title} could not be loaded from the Hub ({bench.source.hub_id}): {type(error).__name__}. "
+            f"Pass --data DIR with a local copy in the upstream layout, or run online.{gated}"
+        ) from error
+
+
 def run(
     bench: Benchmark,
     backend: Backend,
@@ -147,7 +161,7 @@ def run(
     settings = settings or GenerationSettings()
     if (out / SAMPLES).is_file() and not resume:
         raise FileExistsError(f"{out / SAMPLES} exists: pass --resume to continue that run, or choose another --out")
-    samples = bench.load(data_dir)
+    samples = load_samples(bench, data_dir)
     if limit is not None:
         samples = samples[:limit]
     samples = shard_samples(samples, shard)

@@ -124,12 +124,13 @@ def serve(
     host: str = "127.0.0.1",
     port: int = 8000,
     engine: Annotated[str, typer.Option(help="auto (vLLM if installed), vllm or transformers")] = "auto",
+    device: Annotated[str | None, typer.Option(help="transformers serve's device (cpu, cuda:0, auto)")] = None,
     print_command: Annotated[bool, typer.Option(help="print the command instead of running it")] = False,
 ) -> None:
     """Serve a model behind an OpenAI-compatible API (vLLM, else transformers serve)."""
     from sifmodel.serve import serve_command
 
-    command = serve_command(model, host=host, port=port, engine=engine)  # type: ignore[arg-type]
+    command = serve_command(model, host=host, port=port, engine=engine, device=device)  # type: ignore[arg-type]
     if print_command:
         print(" ".join(command))
         return

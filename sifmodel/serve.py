@@ -12,7 +12,9 @@ from typing import Literal
 Engine = Literal["auto", "vllm", "transformers"]
 
 
-def serve_command(model: str, *, host: str = "127.0.0.1", port: int = 8000, engine: Engine = "auto") -> list[str]:
+def serve_command(
+    model: str, *, host: str = "127.0.0.1", port: int = 8000, engine: Engine = "auto", device: str | None = None
+) -> list[str]:
     """The command line that serves ``model``; ``auto`` picks vLLM when it is importable."""
     if engine == "auto":
         engine = "vllm" if importlib.util.find_spec("vllm") is not None else "transformers"
@@ -30,4 +32,5 @@ def serve_command(model: str, *, host: str = "127.0.0.1", port: int = 8000, engi
             '{"image": 4}',
         ]
     executable = shutil.which("transformers") or str(Path(sys.executable).parent / "transformers")
-    return [executable, "serve", model, "--host", host, "--port", str(port)]
+    command = [executable, "serve", model, "--host", host, "--port", str(port)]
+    return command + (["--device", device] if device else [])

@@ -66,18 +66,30 @@ def _free_port() -> int:
 
 @pytest.fixture(scope="session")
 def served_tiny_vlm(tiny_vlm: Path, tmp_path_factory: pytest.TempPathFactory):
-    """`transformers serve` (a real OpenAI-compatible server) with the tiny VLM on loopback."""
-    import shutil
+    """`sifmodel serve` -> `transformers serve`: a real OpenAI-compatible server with the tiny VLM on loopback."""
     import subprocess
     import time
     import urllib.request
 
     port = _free_port()
     log = tmp_path_factory.mktemp("serve") / "serve.log"
-    executable = shutil.which("transformers") or str(Path(os.sys.executable).parent / "transformers")
-    with open(log, "w") as handle:
+    with open(log, "w") as handle:  # through `sifmodel serve`, which execs `transformers serve`
         process = subprocess.Popen(
-            [executable, "serve", str(tiny_vlm), "--host", "127.0.0.1", "--port", str(port), "--device", "cpu"],
+            [
+                os.sys.executable,
+                "-m",
+                "sifmodel.cli",
+                "serve",
+                str(tiny_vlm),
+                "--host",
+                "127.0.0.1",
+                "--port",
+                str(port),
+                "--engine",
+                "transformers",
+                "--device",
+                "cpu",
+            ],
             stdout=handle,
             stderr=subprocess.STDOUT,
         )

@@ -565,3 +565,29 @@ def test_viscot_two_pass_protocol(mirrors: dict[str, Path], tmp_path: Path) -> N
     assert lines[second.id]["details"]["detection"] == 0.0  # the scripted reply boxed the whole image
     results = json.loads((tmp_path / "tp" / "results.json").read_text())
     assert results["protocol"] == "two-pass" and results["metrics"]["detection/gqa"] == 50.0
+
+
+def test_offline_hub_load_says_what_to_do(tmp_path: Path) -> None:
+    result = runner.invoke(
+        app,
+        [
+            "run",
+            "--bench",
+            "spatialbench",
+            "--model",
+            "openai:m@http://127.0.0.1:9/v1",
+            "--out",
+            str(tmp_path / "r"),
+            "--mode",
+            "plain",
+        ],
+    )
+    assert result.exit_code == 1
+    assert "RussRobin/SpatialBench" in result.output and "--data DIR" in result.output and "gated" in result.output
+
+
+def test_adapters_carry_reference_results() -> None:
+    rows = get_benchmark("cvbench").reference_results()
+    assert any(row["model"] == "Cambrian-1-8B" and row["metrics"]["score"] == 72.2 for row in rows)
+    assert all(row["source"] for row in rows)
+    assert get_benchmark("sat").reference_results() == []  # none could be read: none invented
