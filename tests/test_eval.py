@@ -591,3 +591,13 @@ def test_adapters_carry_reference_results() -> None:
     assert any(row["model"] == "Cambrian-1-8B" and row["metrics"]["score"] == 72.2 for row in rows)
     assert all(row["source"] for row in rows)
     assert get_benchmark("sat").reference_results() == []  # none could be read: none invented
+
+
+def test_whole_loop_demo(tmp_path: Path) -> None:
+    """The README's demo command: data, SFT, GRPO, merges, five evaluations, the report."""
+    result = runner.invoke(app, ["demo", "--out", str(tmp_path / "demo"), "--records", "14", "--eval-limit", "2"])
+    assert result.exit_code == 0, result.output
+    report = (tmp_path / "demo" / "report.md").read_text()
+    assert all(f"## {name}" in report for name in ("cvbench", "sat", "spatialbench", "viscot", "vstar"))
+    assert (tmp_path / "demo" / "runs" / "sif-tiny" / "README.md").is_file()
+    assert json.loads((tmp_path / "demo" / "eval" / "sat" / "results.json").read_text())["n"] == 2

@@ -95,9 +95,14 @@ def test_sft_resumes_from_a_checkpoint(sft_run: Path, tiny_vlm: Path, demo_build
 
 
 def test_merge_gives_a_model_that_loads_and_generates(sft_run: Path, tmp_path: Path) -> None:
-    merged = merge_adapter(sft_run, tmp_path / "merged", name="me/sif-tiny")
+    results = tmp_path / "cvbench.json"
+    results.write_text(
+        json.dumps({"benchmark": "cvbench", "metrics": {"score": 61.25}, "n": 2638, "protocol": "official"})
+    )
+    merged = merge_adapter(sft_run, tmp_path / "merged", name="me/sif-tiny", results=[results])
     card = (merged / "README.md").read_text()
     assert "base_model:" in card and "learning_rate: 0.001" in card and "me/sif-tiny" in card
+    assert "| cvbench | 61.25 | 2638 | official |" in card
     backend = load(f"hf:{merged}?device=cpu")
     photo = Image.new("RGB", (96, 64), "white")
     (response,) = backend.generate(
