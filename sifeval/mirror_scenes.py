@@ -45,6 +45,16 @@ def _shuffled(rng: np.random.Generator, right: str, wrong: list[str]) -> tuple[l
     return shuffled, shuffled.index(right)
 
 
+def _question(question: str, choices: list[str], answer: int, image: Image.Image, target: str) -> dict[str, Any]:
+    return {
+        "question": question,
+        "choices": choices,
+        "answer_index": answer,
+        "image_png": png(image),
+        "target_class": target,
+    }
+
+
 def task_question(task: str, index: int, seed: int) -> dict[str, Any]:
     """One CV-Bench-style question of ``task`` (Count, Relation, Depth, Distance)."""
     image, _depth, objects = scene(index, seed)
@@ -54,13 +64,7 @@ def task_question(task: str, index: int, seed: int) -> dict[str, Any]:
         count = sum(o.shape == shape for o in objects)
         choices, answer = _shuffled(rng, str(count), [str(c) for c in range(5) if c != count][:3])
         question = f"How many {shape}s are in the image?"
-        return {
-            "question": question,
-            "choices": choices,
-            "answer_index": answer,
-            "image_png": png(image),
-            "target_class": shape,
-        }
+        return _question(question, choices, answer, image, shape)
     if task == "Relation":
         a, b = _pick(rng, objects, 2)
         right = "left" if _centre(a)[0] < _centre(b)[0] else "right"
@@ -69,24 +73,12 @@ def task_question(task: str, index: int, seed: int) -> dict[str, Any]:
             f"Considering the relative positions of the {a.name} and the {b.name} in the image provided, "
             f"where is the {a.name} located with respect to the {b.name}?"
         )
-        return {
-            "question": question,
-            "choices": choices,
-            "answer_index": answer,
-            "image_png": png(image),
-            "target_class": a.name,
-        }
+        return _question(question, choices, answer, image, a.name)
     if task == "Depth":
         a, b = sorted(_pick(rng, objects, 2), key=lambda o: o.depth)
         choices, answer = _shuffled(rng, a.name, [b.name])
         question = f"Which object is closer to the camera taking this photo, the {choices[0]} or the {choices[1]}?"
-        return {
-            "question": question,
-            "choices": choices,
-            "answer_index": answer,
-            "image_png": png(image),
-            "target_class": a.name,
-        }
+        return _question(question, choices, answer, image, a.name)
     anchor, *others = _pick(rng, objects, 3)
 
     def distance(obj: SceneObject) -> float:  # in the scene's own units: image plane and depth
@@ -99,13 +91,7 @@ def task_question(task: str, index: int, seed: int) -> dict[str, Any]:
         "Estimate the real-world distances between objects in this image. "
         f"Which object is closer to the {anchor.name}, the {choices[0]} or the {choices[1]}?"
     )
-    return {
-        "question": question,
-        "choices": choices,
-        "answer_index": answer,
-        "image_png": png(image),
-        "target_class": near.name,
-    }
+    return _question(question, choices, answer, image, near.name)
 
 
 def questions_for_tasks(

@@ -77,23 +77,29 @@ def report_rows(results: list[dict[str, Any]], with_published: bool = True) -> l
     return tables
 
 
+def _header(columns: list[str]) -> list[str]:
+    return ["model", "source", *columns, "n", "parse fail", "req. errors", "note"]
+
+
+def _cells(row: dict[str, Any], columns: list[str]) -> list[str]:
+    """One row's cells, in the order of :func:`_header`."""
+    return [
+        str(row["model"]),
+        str(row["kind"]),
+        *(_number(row["metrics"].get(c)) for c in columns),
+        _number(row["n"]),
+        _rate(row["parse_failures"]),
+        _rate(row["request_errors"]),
+        str(row["flag"]),
+    ]
+
+
 def to_markdown(tables: list[dict[str, Any]]) -> str:
     parts = []
     for table in tables:
-        columns = table["columns"]
-        head = ["model", "source", *columns, "n", "parse fail", "req. errors", "note"]
+        head = _header(table["columns"])
         lines = [f"## {table['benchmark']}", "", "| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
-        for row in table["rows"]:
-            cells = [
-                row["model"],
-                row["kind"],
-                *(_number(row["metrics"].get(c)) for c in columns),
-                _number(row["n"]),
-                _rate(row["parse_failures"]),
-                _rate(row["request_errors"]),
-                row["flag"],
-            ]
-            lines.append("| " + " | ".join(str(c) for c in cells) + " |")
+        lines += ["| " + " | ".join(_cells(row, table["columns"])) + " |" for row in table["rows"]]
         if table["missing"]:
             lines += ["", f"Published: {table['missing']}"]
         parts.append("\n".join(lines))
@@ -107,23 +113,11 @@ def _rate(value: float | None) -> str:
 def to_html(tables: list[dict[str, Any]]) -> str:
     body = []
     for table in tables:
-        columns = table["columns"]
-        head = "".join(
-            f"<th>{html.escape(c)}</th>"
-            for c in ["model", "source", *columns, "n", "parse fail", "req. errors", "note"]
-        )
-        rows = []
-        for row in table["rows"]:
-            cells = [
-                row["model"],
-                row["kind"],
-                *(_number(row["metrics"].get(c)) for c in columns),
-                _number(row["n"]),
-                _rate(row["parse_failures"]),
-                _rate(row["request_errors"]),
-                row["flag"],
-            ]
-            rows.append("<tr>" + "".join(f"<td>{html.escape(str(c))}</td>" for c in cells) + "</tr>")
+        head = "".join(f"<th>{html.escape(c)}</th>" for c in _header(table["columns"]))
+        rows = [
+            "<tr>" + "".join(f"<td>{html.escape(c)}</td>" for c in _cells(row, table["columns"])) + "</tr>"
+            for row in table["rows"]
+        ]
         missing = f"<p>Published: {html.escape(table['missing'])}</p>" if table["missing"] else ""
         body.append(f"<h2>{html.escape(table['benchmark'])}</h2><table><tr>{head}</tr>{''.join(rows)}</table>{missing}")
     style = "table{border-collapse:collapse}td,th{border:1px solid #ccc;padding:4px 8px;font:13px sans-serif}"
