@@ -234,7 +234,10 @@ def test_openai_backend_against_transformers_serve(
     assert results["n"] == 4 and results["model"]["backend"] == "openai" and results["request_error_rate"] == 0.0
 
 
-def test_request_errors_are_counted_apart_and_resume_retries_them(mirrors: dict[str, Path], tmp_path: Path) -> None:
+def test_request_errors_are_counted_apart_and_resume_retries_them(
+    mirrors: dict[str, Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("SIF_MODEL_API_KEY", "sk-model-SECRET-777")
     out = tmp_path / "run"
     samples = get_benchmark("vstar").load(mirrors["vstar"])[:4]
     with ScriptedChatServer() as server:
@@ -299,6 +302,9 @@ def test_request_errors_are_counted_apart_and_resume_retries_them(mirrors: dict[
         assert len(server.requests) == asked + 1  # only the failed sample was asked again
     final = json.loads((out / "results.json").read_text())
     assert final["request_error_rate"] == 0.0 and final["complete"] and final["n"] == 4
+    assert server.headers[0]["authorization"] == "Bearer sk-model-SECRET-777"
+    for path in out.iterdir():
+        assert "SECRET" not in path.read_text(), path  # the key reaches the server, never a file
 
 
 def test_killed_run_resumes_without_recomputing_or_duplicating(
@@ -475,6 +481,34 @@ def test_lmms_eval_logs_are_rescored_by_the_official_protocol(tmp_path: Path) ->
     metrics = json.loads((tmp_path / "o" / "results.json").read_text())["metrics"]
     assert metrics["acc_2D"] == 100.0 and metrics["acc_3D"] == 0.0 and metrics["score"] == 50.0
     assert metrics["micro_accuracy"] == pytest.approx(200 / 3)
+    vstar_log = tmp_path / "vstar.jsonl"
+    doc = {
+        "text": "What is it?\n(A) a cat\n(B) a dog\nAnswer with the option's letter from the given choices directly.",
+        "category": "direct_attributes",
+        "question_id": 3,
+        "label": "B",
+    }
+    vstar_log.write_text(json.dumps({"doc_id": 0, "doc": doc, "filtered_resps": ["Based on the picture, B."]}) + "\n")
+    result = runner.invoke(
+        app, ["rescore", "--from-lmms-eval", str(vstar_log), "--bench", "vstar", "--out", str(tmp_path / "v")]
+    )
+    assert result.exit_code == 0, result.output
+    assert (
+        json.loads((tmp_path / "v" / "results.json").read_text())["metrics"]["score"] == 0.0
+    )  # "B" of "Based" is no answer
+    sat_log = tmp_path / "sat.jsonl"
+    doc = {
+        "question": "Which way?",
+        "answers": ["left", "right"],
+        "question_type": "ego_movement",
+        "correct_answer": "right",
+    }
+    sat_log.write_text(json.dumps({"doc_id": 0, "doc": doc, "resps": [["(B)"]]}) + "\n")
+    result = runner.invoke(
+        app, ["rescore", "--from-lmms-eval", str(sat_log), "--bench", "sat", "--out", str(tmp_path / "s")]
+    )
+    assert result.exit_code == 0, result.output
+    assert json.loads((tmp_path / "s" / "results.json").read_text())["metrics"]["score"] == 100.0
 
 
 def test_list_and_unknown_names() -> None:

@@ -271,3 +271,44 @@ def test_shipped_configs_load() -> None:
         deepspeed = launcher.get("deepspeed_config", {}).get("deepspeed_config_file")
         if deepspeed:
             json.loads((configs.parent / deepspeed).read_text())
+
+
+def test_readme_cli_path_sft_merge_grpo(tiny_vlm: Path, demo_build: Path, tmp_path: Path) -> None:
+    """The README's commands (with the overrides it shows for the tiny model), through the CLI."""
+    configs = Path(__file__).parent.parent / "configs"
+    runner = CliRunner()
+    sft = runner.invoke(
+        app,
+        [
+            "sft",
+            "--config",
+            str(configs / "sft.yaml"),
+            f"model={tiny_vlm}",
+            f"data={demo_build}",
+            f"output_dir={tmp_path / 'sft'}",
+            "max_steps=1",
+            "image_max_pixels=null",
+            "eval_fraction=0",
+        ],
+    )
+    assert sft.exit_code == 0, sft.output
+    assert runner.invoke(app, ["merge", str(tmp_path / "sft"), "--out", str(tmp_path / "sft-merged")]).exit_code == 0
+    grpo = runner.invoke(
+        app,
+        [
+            "grpo",
+            "--config",
+            str(configs / "grpo.yaml"),
+            f"model={tmp_path / 'sft-merged'}",
+            f"data={demo_build}",
+            f"output_dir={tmp_path / 'grpo'}",
+            "max_steps=1",
+            "num_generations=2",
+            "max_completion_length=16",
+            "per_device_train_batch_size=2",
+            "judge.kind=match",
+            "image_max_pixels=null",
+        ],
+    )
+    assert grpo.exit_code == 0, grpo.output
+    assert (tmp_path / "grpo" / PROGRESS_FILE).is_file() and (tmp_path / "grpo" / "adapter_model.safetensors").is_file()
