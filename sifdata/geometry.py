@@ -14,7 +14,6 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import numpy as np
-from scipy.optimize import linear_sum_assignment
 
 from sifdata.schema import Box
 
@@ -148,6 +147,8 @@ def hungarian_match(boxes_a: Sequence[BoxLike], boxes_b: Sequence[BoxLike]) -> l
     """The one-to-one matching that maximizes total IoU: ``(index_a, index_b, iou)`` triples."""
     if not boxes_a or not boxes_b:
         return []
+    from scipy.optimize import linear_sum_assignment  # imported here: scipy.optimize costs 0.3 s
+
     matrix = iou_matrix(boxes_a, boxes_b)
     rows, cols = linear_sum_assignment(matrix, maximize=True)
     return [(int(r), int(c), float(matrix[r, c])) for r, c in zip(rows, cols, strict=True)]

@@ -1,6 +1,23 @@
-"""The builder: reverse expansion, forward inference, sharded and resumable."""
+"""The builder: reverse expansion, forward inference, sharded and resumable.
+
+``plan_focus``/``reverse_expand`` are light; the pipeline (which brings in datasets and the
+writers) loads on first use of ``build``, ``BuildConfig``, ``finalize`` or ``merge``.
+"""
+
+from __future__ import annotations
+
+from typing import Any
 
 from sifdata.build.expand import PlannedStep, plan_focus, reverse_expand
-from sifdata.build.pipeline import BuildConfig, BuildReport, build, finalize, merge
 
-__all__ = ["BuildConfig", "BuildReport", "PlannedStep", "build", "finalize", "merge", "plan_focus", "reverse_expand"]
+_PIPELINE = ("BuildConfig", "BuildReport", "build", "finalize", "merge")
+
+__all__ = ["PlannedStep", "plan_focus", "reverse_expand", *_PIPELINE]
+
+
+def __getattr__(name: str) -> Any:
+    if name in _PIPELINE:
+        from sifdata.build import pipeline
+
+        return getattr(pipeline, name)
+    raise AttributeError(f"module 'sifdata.build' has no attribute {name!r}")

@@ -230,9 +230,9 @@ class ShardBuilder:
                             item
                         )
                     while len(in_flight) > 2 * self.config.concurrency:
-                        self._collect(in_flight, records, rejects, advance, block_all=False)
+                        self._collect(in_flight, records, rejects, advance)
                 while in_flight:
-                    self._collect(in_flight, records, rejects, advance, block_all=False)
+                    self._collect(in_flight, records, rejects, advance)
             except WriterError as error:
                 for future in in_flight:
                     future.cancel()
@@ -244,7 +244,6 @@ class ShardBuilder:
         records: Journal,
         rejects: Journal,
         advance: Callable[[int], None],
-        block_all: bool,
     ) -> None:
         finished, _ = wait(list(in_flight), return_when=FIRST_COMPLETED)
         for future in finished:
@@ -457,7 +456,7 @@ def build(
             results.append(builder.run(advance))
     _write_source_rejects(out, source_rejects)
     complete = len(shard_files(out)) == config.num_shards and all(r.complete for r in results)
-    if complete and len(shard_files(out)) == config.num_shards:
+    if complete:
         finalize(out)
     return BuildReport(out, results, source_rejects, complete)
 
