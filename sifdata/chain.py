@@ -15,6 +15,7 @@ import math
 import re
 from typing import Any
 
+from sifdata.geometry import clip_box
 from sifdata.schema import Box, Chain, Focus, Text, check_normalized_box
 
 MAX_DECIMALS = 3
@@ -286,7 +287,7 @@ def _normalize_box(raw: list[Any], width: int | None, height: int | None, issues
         issues.append("box corners given in the wrong order")
         x1, x2 = min(x1, x2), max(x1, x2)
         y1, y2 = min(y1, y2), max(y1, y2)
-    clipped = (min(max(x1, 0.0), 1.0), min(max(y1, 0.0), 1.0), min(max(x2, 0.0), 1.0), min(max(y2, 0.0), 1.0))
+    clipped = clip_box((x1, y1, x2, y2))
     if clipped != (x1, y1, x2, y2):
         issues.append("box clipped to the image")
     if not (clipped[0] < clipped[2] and clipped[1] < clipped[3]):

@@ -82,10 +82,6 @@ class DepthMap:
     def box_means(self, boxes: Sequence[Sequence[float]]) -> list[float]:
         return [self.box_mean(box) for box in boxes]
 
-    @classmethod
-    def from_png(cls, source: str | Path | bytes, encoding: DepthEncoding | str = DepthEncoding.AUTO) -> DepthMap:
-        return cls(load_depth_png(source, encoding))
-
 
 def to_sif_polarity(prediction: np.ndarray) -> np.ndarray:
     """Relative inverse depth (larger = closer) to SIF depth: ``1 - minmax(prediction)``.

@@ -20,6 +20,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+from sifdata.files import atomic_write, safe_name
 from sifdata.prompt import sif_user_parts, sif_user_text
 from sifdata.shards import iter_rows, shard_files
 
@@ -51,8 +52,6 @@ def _require_image(row: dict[str, Any], column: str) -> None:
 
 def _write_image(row: dict[str, Any], column: str, folder: Path) -> Path:
     """The row's image bytes as a file named after the record (``<stem>_d.png`` for depth)."""
-    from sifdata.files import atomic_write, safe_name
-
     _require_image(row, column)
     stem = safe_name(row["id"])
     path = folder / (f"{stem}_d.png" if column == "depth_image" else f"{stem}{_image_suffix(row[column])}")
@@ -96,8 +95,6 @@ def to_llamafactory(folder: str | Path, out: str | Path, *, name: str = "sif", w
     for row in _rows(folder):
         images = [str(_write_image(row, "image", images_dir).relative_to(out))]
         if with_depth:
-            from sifdata.files import atomic_write, safe_name
-
             rendered = atomic_write(images_dir / f"{safe_name(row['id'])}_d.png", _model_depth_png(row))
             images.append(str(rendered.relative_to(out)))
         records.append(

@@ -20,3 +20,24 @@ def atomic_write(path: str | Path, data: bytes) -> Path:
 def safe_name(key: str) -> str:
     """A file name for a record key (``gqa/7`` -> ``gqa__7``)."""
     return re.sub(r"[^A-Za-z0-9._-]", "_", key.replace("/", "__"))
+
+
+class DiskCache:
+    """Text values by hex key under ``folder`` (two-character subfolders), written atomically.
+
+    The writer caches its LLM's replies and the evaluation runner its models' responses here.
+    """
+
+    def __init__(self, folder: str | Path, suffix: str = ".txt") -> None:
+        self.folder = Path(folder)
+        self.suffix = suffix
+
+    def _path(self, key: str) -> Path:
+        return self.folder / key[:2] / f"{key}{self.suffix}"
+
+    def get(self, key: str) -> str | None:
+        path = self._path(key)
+        return path.read_text(encoding="utf-8") if path.is_file() else None
+
+    def put(self, key: str, text: str) -> None:
+        atomic_write(self._path(key), text.encode("utf-8"))

@@ -92,10 +92,6 @@ class Chain(BaseModel):
         return [step for step in self.steps if isinstance(step, Focus)]
 
     @property
-    def text_steps(self) -> list[Text]:
-        return [step for step in self.steps if isinstance(step, Text)]
-
-    @property
     def last_boxes(self) -> list[Box]:
         """The boxes of the last focus step (the predicted region), or [] if none."""
         focus = self.focus_steps

@@ -18,6 +18,7 @@ from PIL import Image
 from pydantic import ValidationError
 
 from sifdata.depth import DepthMap, load_depth_png
+from sifdata.geometry import round_box
 from sifdata.schema import SIFRecord
 
 DEPTH_TOLERANCE = 0.002
@@ -90,8 +91,8 @@ def _check_row(row: dict, report: ValidationReport) -> None:
             report.errors.append(Issue(record_id, "schema", f"{where}: {detail['msg']}"))
         return
     chain = record.parsed_chain()
-    last = [tuple(round(v, 3) for v in box) for box in chain.last_boxes]
-    truth = [tuple(round(v, 3) for v in box) for box in record.gt_boxes]
+    last = [round_box(box) for box in chain.last_boxes]
+    truth = [round_box(box) for box in record.gt_boxes]
     if last != truth:
         report.errors.append(Issue(record_id, "chain", f"last area {last} is not the ground truth {truth}"))
     try:

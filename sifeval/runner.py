@@ -19,24 +19,26 @@ from pathlib import Path
 from typing import Any
 
 from sifdata.build.journal import Journal
+from sifdata.files import DiskCache
 from sifdata.hub import sif_home
 from sifdata.progress import progress_bar
 from sifeval.adapters import Benchmark
 from sifeval.types import BenchmarkResult, Sample, ScoredSample
-from sifmodel.backends import Backend, GenerationRequest, GenerationSettings
+from sifmodel.backends import Backend, GenerationSettings
 
 SAMPLES = "samples.jsonl"
 RESULTS = "results.json"
 
 
-def request_key(model: str, request: GenerationRequest, sample: Sample) -> str:
-    """The response-cache key: the model, the prompt mode and text, the images, the settings."""
+def request_key(model: str, sample: Sample, mode: str, settings: GenerationSettings) -> str:
+    """The response-cache key: the model, the prompt mode and text, the images, the settings.
+
+    Built from the sample, before any image is decoded, so that a cached rerun decodes nothing.
+    """
+    text = sample.question if mode == "plain" else (sample.sif_question or sample.question)
     digests = [ref.digest() for ref in sample.images]
-    depth = sample.depth_image.digest() if sample.depth_image is not None and request.mode == "sif" else None
-    payload = json.dumps(
-        [model, request.mode, request.question, request.system, digests, depth, asdict(request.settings)],
-        sort_keys=True,
-    )
+    depth = sample.depth_image.digest() if sample.depth_image is not None and mode == "sif" else None
+    payload = json.dumps([model, mode, text, digests, depth, asdict(settings)], sort_keys=True)
     return hashlib.sha256(payload.encode()).hexdigest()
 
 
@@ -44,16 +46,14 @@ class ResponseCache:
     """Responses by (model, request), under ``$SIF_HOME/response-cache``; only successes are kept."""
 
     def __init__(self, folder: Path | None = None) -> None:
-        self.folder = folder or sif_home() / "response-cache"
+        self._store = DiskCache(folder or sif_home() / "response-cache", suffix=".json")
 
     def get(self, key: str) -> dict[str, Any] | None:
-        path = self.folder / key[:2] / f"{key}.json"
-        return json.loads(path.read_text(encoding="utf-8")) if path.is_file() else None
+        text = self._store.get(key)
+        return json.loads(text) if text is not None else None
 
     def put(self, key: str, value: dict[str, Any]) -> None:
-        from sifdata.files import atomic_write
-
-        atomic_write(self.folder / key[:2] / f"{key}.json", json.dumps(value).encode())
+        self._store.put(key, json.dumps(value))
 
 
 def shard_samples(samples: list[Sample], shard: tuple[int, int] | None) -> list[Sample]:
@@ -243,11 +243,11 @@ def _run_batch(
     settings: GenerationSettings,
     cache: ResponseCache | None,
 ) -> list[dict[str, Any]]:
-    requests = [bench.request(sample, mode, settings) for sample in batch]  # type: ignore[arg-type]
-    keys = [request_key(model, request, sample) for request, sample in zip(requests, batch, strict=True)]
+    keys = [request_key(model, sample, mode, settings) for sample in batch] if cache is not None else []
     cached = {i: hit for i, key in enumerate(keys) if cache is not None and (hit := cache.get(key)) is not None}
     asked = [i for i in range(len(batch)) if i not in cached]
-    responses = dict(zip(asked, backend.generate([requests[i] for i in asked]), strict=True)) if asked else {}
+    requests = [bench.request(batch[i], mode, settings) for i in asked]  # type: ignore[arg-type]
+    responses = dict(zip(asked, backend.generate(requests), strict=True)) if asked else {}
     texts: dict[int, str] = {}
     usage: dict[int, dict[str, Any]] = {}
     errors: dict[int, str] = {}

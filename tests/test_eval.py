@@ -263,27 +263,7 @@ def test_request_errors_are_counted_apart_and_resume_retries_them(
             100 * sum(s.target == "A" for s in samples if s is not samples[1]) / 3
         )
         asked = len(server.requests)
-        rerun = runner.invoke(
-            app,
-            [
-                "run",
-                "--no-progress",
-                "--bench",
-                "vstar",
-                "--model",
-                f"openai:m@{server.base_url}",
-                "--data",
-                str(mirrors["vstar"]),
-                "--out",
-                str(out),
-                "--limit",
-                "4",
-                "--mode",
-                "plain",
-            ],
-        )
-        assert rerun.exit_code == 1 and "--resume" in rerun.output  # never overwrites a run silently
-        _run(
+        same_run = [
             "--bench",
             "vstar",
             "--model",
@@ -296,9 +276,10 @@ def test_request_errors_are_counted_apart_and_resume_retries_them(
             "4",
             "--mode",
             "plain",
-            "--resume",
-            "--no-cache",
-        )
+        ]
+        rerun = runner.invoke(app, ["run", "--no-progress", *same_run])
+        assert rerun.exit_code == 1 and "--resume" in rerun.output  # never overwrites a run silently
+        _run(*same_run, "--resume", "--no-cache")
         assert len(server.requests) == asked + 1  # only the failed sample was asked again
     final = json.loads((out / "results.json").read_text())
     assert final["request_error_rate"] == 0.0 and final["complete"] and final["n"] == 4

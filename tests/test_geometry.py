@@ -76,8 +76,10 @@ def test_conversions_round_trip(case: tuple) -> None:
     assert geometry.padded_square_to_pixel(
         geometry.pixel_to_padded_square(box, width, height), width, height
     ) == pytest.approx(box, abs=1e-6)
-    padded = geometry.normalized_to_padded_square(geometry.pixel_to_normalized(box, width, height), width, height)
+    normalized = geometry.pixel_to_normalized(box, width, height)
+    padded = geometry.normalized_to_padded_square(normalized, width, height)
     assert all(-1e-9 <= v <= 1 + 1e-9 for v in padded)
+    assert geometry.padded_square_to_normalized(padded, width, height) == pytest.approx(normalized, abs=1e-9)
 
 
 unit_boxes = st.tuples(st.floats(0, 0.9), st.floats(0, 0.9), st.floats(0.01, 0.5), st.floats(0.01, 0.5)).map(

@@ -30,16 +30,15 @@ def _lora_b(folder: Path) -> list[torch.Tensor]:
     return [tensor for name, tensor in weights.items() if "lora_B" in name]
 
 
-@pytest.fixture(scope="module")
-def sft_run(tmp_path_factory: pytest.TempPathFactory, tiny_vlm: Path, demo_build: Path) -> Path:
-    out = tmp_path_factory.mktemp("sft") / "run"
-    settings = load_settings(
+def _short_sft(model: Path, data: Path, out: Path, *extra: str) -> SFTSettings:
+    """Two LoRA steps, a checkpoint each, the 10% held out evaluated at step 2."""
+    return load_settings(
         SFTSettings,
         None,
         [
             *CPU,
-            f"model={tiny_vlm}",
-            f"data={demo_build}",
+            f"model={model}",
+            f"data={data}",
             f"output_dir={out}",
             "max_steps=2",
             "save_steps=1",
@@ -50,9 +49,14 @@ def sft_run(tmp_path_factory: pytest.TempPathFactory, tiny_vlm: Path, demo_build
             "max_length=1024",
             "eval_fraction=0.1",
             "eval_steps=2",
+            *extra,
         ],
     )
-    return train_sft(settings)
+
+
+@pytest.fixture(scope="module")
+def sft_run(tmp_path_factory: pytest.TempPathFactory, tiny_vlm: Path, demo_build: Path) -> Path:
+    return train_sft(_short_sft(tiny_vlm, demo_build, tmp_path_factory.mktemp("sft") / "run"))
 
 
 def test_sft_takes_real_steps_and_saves(sft_run: Path) -> None:
@@ -68,26 +72,7 @@ def test_sft_resumes_from_a_checkpoint(sft_run: Path, tiny_vlm: Path, demo_build
 
     out = tmp_path / "resumed"
     shutil.copytree(sft_run / "checkpoint-1", out / "checkpoint-1")
-    settings = load_settings(
-        SFTSettings,
-        None,
-        [
-            *CPU,
-            f"model={tiny_vlm}",
-            f"data={demo_build}",
-            f"output_dir={out}",
-            "max_steps=2",
-            "save_steps=1",
-            "per_device_train_batch_size=2",
-            "gradient_accumulation_steps=1",
-            "warmup_ratio=0",
-            "learning_rate=1e-3",
-            "max_length=1024",
-            "eval_fraction=0.1",
-            "eval_steps=2",
-            "resume_from_checkpoint=true",
-        ],
-    )
+    settings = _short_sft(tiny_vlm, demo_build, out, "resume_from_checkpoint=true")
     train_sft(settings)
     state = json.loads((out / "checkpoint-2" / "trainer_state.json").read_text())
     # step 1 comes from the copied checkpoint, step 2 from this run

@@ -46,6 +46,7 @@ from sifdata.depth import (
     quantize_depth,
 )
 from sifdata.files import atomic_write, safe_name
+from sifdata.geometry import round_box
 from sifdata.progress import progress_bar
 from sifdata.schema import Provenance, SIFRecord
 from sifdata.shards import shard_files, shard_name, write_manifest, write_shard
@@ -355,7 +356,7 @@ class ShardBuilder:
             source_id=record.source_id,
             question=record.question,
             answer=record.answer,
-            gt_boxes=[tuple(round(v, 3) for v in box) for box in record.gt_boxes],  # type: ignore[misc]
+            gt_boxes=[round_box(box) for box in record.gt_boxes],
             width=record.width,
             height=record.height,
             image=str(item.image_file),

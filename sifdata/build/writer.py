@@ -31,6 +31,7 @@ from PIL import Image, ImageDraw
 from sifdata.build.answers import answers_agree
 from sifdata.build.expand import PlannedStep
 from sifdata.chain import ChainError, format_area, parse_chain
+from sifdata.files import DiskCache
 from sifdata.llm import ChatClient, ChatError, RetryPolicy
 from sifdata.schema import Box, Chain
 
@@ -300,27 +301,10 @@ def writer_messages(request: WriteRequest, feedback: Sequence[tuple[str, str]] =
     return messages
 
 
-class ResponseCache:
-    """Writer responses on disk, keyed by a hash of (model, messages), so reruns cost nothing."""
-
-    def __init__(self, folder: str | Path) -> None:
-        self.folder = Path(folder)
-        self.folder.mkdir(parents=True, exist_ok=True)
-
-    @staticmethod
-    def key(model: str, messages: list[dict]) -> str:
-        payload = json.dumps({"model": model, "messages": messages}, sort_keys=True, separators=(",", ":"))
-        return hashlib.sha256(payload.encode("utf-8")).hexdigest()
-
-    def get(self, key: str) -> str | None:
-        path = self.folder / f"{key}.txt"
-        return path.read_text(encoding="utf-8") if path.is_file() else None
-
-    def put(self, key: str, text: str) -> None:
-        path = self.folder / f"{key}.txt"
-        tmp = path.with_suffix(f".{os.getpid()}.tmp")
-        tmp.write_text(text, encoding="utf-8")
-        tmp.replace(path)
+def response_key(model: str, messages: list[dict]) -> str:
+    """The writer cache's key: a hash of (model, messages)."""
+    payload = json.dumps({"model": model, "messages": messages}, sort_keys=True, separators=(",", ":"))
+    return hashlib.sha256(payload.encode("utf-8")).hexdigest()
 
 
 class OpenAIWriter:
@@ -357,7 +341,7 @@ class OpenAIWriter:
         )
         self.temperature = temperature
         self.max_tokens = max_tokens
-        self.cache = ResponseCache(cache_dir) if cache_dir else None
+        self.cache = DiskCache(cache_dir) if cache_dir else None
         self.image_max_side = image_max_side
 
     @property
@@ -366,7 +350,7 @@ class OpenAIWriter:
 
     def write(self, request: WriteRequest, feedback: Sequence[tuple[str, str]] = ()) -> str:
         messages = writer_messages(request, feedback, self.image_max_side)
-        key = ResponseCache.key(self.model or "", messages) if self.cache else ""
+        key = response_key(self.model or "", messages) if self.cache else ""
         if self.cache and (cached := self.cache.get(key)) is not None:
             return cached
         try:

@@ -14,7 +14,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from sifdata.geometry import padded_square_to_pixel
 from sifdata.schema import Box
 from sifdata.sources.base import (
     RejectHandler,
@@ -166,8 +165,3 @@ def read(
             yield _parse_row(row, root, size_table)
         except (KeyError, IndexError, TypeError, ValueError) as error:
             on_reject(SourceReject(key, f"{type(error).__name__}: {error}"))
-
-
-def padded_box_in_pixels(record: VisCoTRecord) -> list[Box]:
-    """Turn 2's padded-square box converted back to pixels (for checking the conventions)."""
-    return [padded_square_to_pixel(box, record.width, record.height) for box in record.gt_boxes_padded]
