@@ -29,9 +29,9 @@ def rss_mb() -> float:
 def make_folder(folder: Path, records: int, shards: int, side: int) -> None:
     from PIL import Image
 
-    from sifdata.build.expand import plan_focus
-    from sifdata.build.pipeline import finalize
-    from sifdata.build.writer import OfflineTemplateWriter, WriteRequest, attach_depths
+    from sifdata.builder.expand import plan_focus
+    from sifdata.builder.pipeline import finalize
+    from sifdata.builder.writer import OfflineTemplateWriter, WriteRequest, attach_depths
     from sifdata.depth import DepthMap, depth_png_bytes
     from sifdata.shards import shard_name, write_shard
     from sifdata.sources import synthetic

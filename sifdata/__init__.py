@@ -4,7 +4,7 @@ Light imports: nothing here loads a model until you ask for depth estimation.
 """
 
 from sifdata import geometry
-from sifdata.build.expand import plan_focus, reverse_expand
+from sifdata.builder.expand import plan_focus, reverse_expand
 from sifdata.chain import ChainError, format_chain, parse_chain
 from sifdata.hub import load_dataset
 from sifdata.prompt import SIF_INSTRUCTION, sif_user_text

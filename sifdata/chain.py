@@ -16,9 +16,8 @@ import re
 from typing import Any
 
 from sifdata.geometry import clip_box
-from sifdata.schema import Box, Chain, Focus, Text, check_normalized_box
+from sifdata.schema import MAX_DECIMALS, Box, Chain, Focus, Text, check_normalized_box
 
-MAX_DECIMALS = 3
 _TAG = re.compile(r"<(/?)(think|area|text|answer)>")
 _NON_SPACE = re.compile(r"\S")
 

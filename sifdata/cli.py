@@ -86,8 +86,8 @@ def build(
     progress: bool = True,
 ) -> None:
     """Build SIF records: reverse expansion, depth, forward inference, checked and sharded."""
-    from sifdata.build.pipeline import BuildAborted, BuildConfig
-    from sifdata.build.pipeline import build as run_build
+    from sifdata.builder.pipeline import BuildAborted, BuildConfig
+    from sifdata.builder.pipeline import build as run_build
 
     index, count = _parse_shard(shard)
     config = BuildConfig(
@@ -144,7 +144,7 @@ def merge(
     out: Annotated[Path, typer.Option(help="the assembled dataset folder")],
 ) -> None:
     """Assemble separately built shards into one dataset (manifest and card included)."""
-    from sifdata.build.pipeline import merge as run_merge
+    from sifdata.builder.pipeline import merge as run_merge
 
     try:
         manifest = run_merge(parts, out)
@@ -224,15 +224,44 @@ def show(
 def import_published(
     file: Annotated[Path, typer.Argument(help="published SIF-50K JSON (e.g. SIF-50K.json)")],
     out: Annotated[Path, typer.Option(help="dataset folder to write")],
-    image_root: Annotated[Path | None, typer.Option(help="folder the JSON's image paths are relative to")] = None,
+    image_root: Annotated[
+        Path | None,
+        typer.Option(
+            help="folder the image paths are relative to, without their '../data/' prefix "
+            "(default: <json folder>/images, then <json folder>/../data, then the JSON's folder)"
+        ),
+    ] = None,
+    keep_published_frame: Annotated[
+        bool,
+        typer.Option(
+            help="keep the published boxes (padded-square values) and depths as they are, "
+            "instead of converting them to per-axis boxes with depths read again"
+        ),
+    ] = False,
 ) -> None:
-    """Convert the published SIF-50K JSON into shards (rejected rows listed with reasons)."""
+    """Convert the published SIF-50K JSON into shards; rejected rows are listed with reasons."""
     from sifdata.hub import convert_published
 
-    convert_published(file, out, image_root)
-    rejects = (out / "work" / "source_rejects.jsonl").read_text(encoding="utf-8").splitlines()
-    manifest = json.loads((out / "manifest.json").read_text(encoding="utf-8"))
-    console.print(f"imported {manifest['records']} records into {out}; {len(rejects)} rejected")
+    if not file.is_file():
+        _fail(f"no such file: {file}")
+    try:
+        report = convert_published(file, out, image_root, keep_published_frame=keep_published_frame)
+    except ValueError as error:
+        _fail(str(error))
+    frame = "kept in the published padded-square frame" if keep_published_frame else "converted to per-axis boxes"
+    console.print(f"imported {report.records} records into {out} ({frame}); {len(report.rejects)} rejected")
+    reasons = Counter(_reason_kind(r.reason) for r in report.rejects)
+    for reason, number in reasons.most_common(5):
+        console.print(f"  rejected {number}: {reason}")
+    if report.rejects:
+        console.print(f"  every rejected row with its reason: {out}/work/source_rejects.jsonl")
+    if report.records == 0:
+        _fail("no record could be imported" + ("" if report.rejects else ": the file holds no records"))
+
+
+def _reason_kind(reason: str) -> str:
+    """A reject reason without its record-specific details, for counting."""
+    return reason.split(":")[0].split(" (")[0][:80]
 
 
 class ExportFormat(str, Enum):

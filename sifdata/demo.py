@@ -12,7 +12,7 @@ def run_demo(out: str | Path, *, n: int = 60, console: Console | None = None) ->
     """Build ``n`` records (bundled photos + synthetic scenes) with a tiny random depth model,
     then validate, load, summarize and export them. Returns what it measured."""
     from sifdata import export, load_dataset
-    from sifdata.build.pipeline import BuildConfig, build
+    from sifdata.builder.pipeline import BuildConfig, build
     from sifdata.depth import DepthEstimator
     from sifdata.schema import SIFRecord
     from sifdata.stats import compute_stats

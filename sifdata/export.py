@@ -131,10 +131,9 @@ def _write_dataset(rows: list[dict[str, Any]], features: Any, out: Path) -> Path
     dataset = datasets.Dataset.from_list(rows, features=features)
     (out / "data").mkdir(parents=True, exist_ok=True)
     dataset.to_parquet(str(out / "data" / "train-00000-of-00001.parquet"))
-    (out / "README.md").write_text(
-        "---\nconfigs:\n- config_name: default\n  data_files:\n  - split: train\n    path: data/train-*.parquet\n---\n",
-        encoding="utf-8",
-    )
+    from sifdata.cards import plain_dataset_card
+
+    atomic_write(out / "README.md", str(plain_dataset_card(out.name)).encode("utf-8"))
     return out
 
 
@@ -209,17 +208,25 @@ def to_trl_grpo(folder: str | Path, out: str | Path, *, with_depth: bool = True)
 
 
 def to_sif50k(folder: str | Path, out: str | Path, *, file_name: str = "SIF-50K.json") -> Path:
-    """The published SIF-50K layout: one JSON file and ``images/`` with ``<stem>_d.png`` depth twins."""
+    """The published SIF-50K layout: ``out/SIF-50K.json`` naming images ``../data/<dataset>/<file>``
+    and the files under ``out/images/`` (the Hub release's layout, which import reads back).
+
+    Imported records are written in the published frame with the published chains, so that a
+    published file imported and exported again is the same file; records built here are written
+    as they are (per-axis boxes).
+    """
+    from sifdata.files import confined_path
     from sifdata.schema import SIFRecord
     from sifdata.sources import sif50k
 
     out = Path(out)
     records = []
     for row in _rows(folder):
-        # The published layout allows records whose images were not shipped: keep them as such.
-        paths = {
-            column: str(_write_image(row, column, out / "images").relative_to(out)) if row.get(column) else None
-            for column in ("image", "depth_image")
-        }
-        records.append(SIFRecord.from_row(row).model_copy(update=paths))
+        record = SIFRecord.from_row(row)
+        paths = sif50k.published_paths(record, _image_suffix(row["image"]) if row.get("image") else ".jpg")
+        for column, path in zip(("image", "depth_image"), paths, strict=True):
+            _require_image(row, column)
+            target = confined_path(out / "images", sif50k.strip_published_prefix(path))
+            atomic_write(target, row[column]["bytes"])
+        records.append(record)
     return sif50k.write(records, out / file_name)

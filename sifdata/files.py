@@ -41,3 +41,26 @@ class DiskCache:
 
     def put(self, key: str, text: str) -> None:
         atomic_write(self._path(key), text.encode("utf-8"))
+
+
+class OutsideRoot(ValueError):
+    """A path read from a data file that would leave the folder it is relative to."""
+
+
+def confined_path(root: str | Path, relative: str) -> Path:
+    """``root / relative``, refusing a path from a data file that leaves ``root``.
+
+    Absolute paths and ``..`` steps that climb above ``root`` raise :class:`OutsideRoot`, so a
+    record can never make the program read or write a file outside the folder it names.
+    """
+    if not relative or Path(relative).is_absolute() or re.match(r"^[A-Za-z]:[\\/]", relative):
+        raise OutsideRoot(f"path {relative!r} is not relative to {root}")
+    depth = 0
+    for part in re.split(r"[\\/]+", relative):
+        if part == "..":
+            depth -= 1
+        elif part not in ("", "."):
+            depth += 1
+        if depth < 0:
+            raise OutsideRoot(f"path {relative!r} leaves {root}")
+    return Path(root) / relative

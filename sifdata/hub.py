@@ -11,12 +11,15 @@ from __future__ import annotations
 import json
 import logging
 import os
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     import datasets
+
+    from sifdata.sources.base import SourceReject
 
 log = logging.getLogger("sifdata.hub")
 
@@ -89,35 +92,72 @@ def _load_shards(folder: Path, split: str, **kwargs: Any) -> datasets.Dataset:
     return load_local(folder, split=split, **kwargs)
 
 
-def convert_published(json_path: Path, out: Path, image_root: Path | None = None) -> Path:
-    """Convert a published SIF-50K JSON into a shard folder (images embedded where present)."""
-    from sifdata.build.pipeline import finalize
+@dataclass(frozen=True)
+class ImportReport:
+    out: Path
+    records: int
+    rejects: list[SourceReject]
+
+
+def convert_published(
+    json_path: str | Path,
+    out: str | Path,
+    image_root: str | Path | None = None,
+    *,
+    keep_published_frame: bool = False,
+) -> ImportReport:
+    """Convert a published SIF-50K JSON into a shard folder, images embedded.
+
+    Boxes are converted to per-axis and chain depths read again from each record's depth map
+    unless ``keep_published_frame`` (see :mod:`sifdata.sources.sif50k`); rows that cannot be
+    imported (a missing image, a broken chain, ...) are listed with their reasons in
+    ``work/source_rejects.jsonl`` and counted in the manifest and the card.
+    """
+    from sifdata.builder.pipeline import finalize
     from sifdata.files import atomic_write
-    from sifdata.shards import FEATURES, shard_name, write_shard
+    from sifdata.shards import image_cell, record_row, shard_name, write_shard
     from sifdata.sources import sif50k
 
-    root = image_root or json_path.parent
-    rejects: list[Any] = []
+    json_path, out = Path(json_path), Path(out)
+    rejects: list[SourceReject] = []
 
-    def rows() -> Any:
-        for record in sif50k.read(json_path, image_root=root, on_reject=rejects.append):
-            row = record.model_dump(mode="json")
-            for column in ("image", "depth_image"):
-                path = root / row[column] if row[column] else None
-                row[column] = {"bytes": path.read_bytes(), "path": path.name} if path and path.is_file() else None
-            row["extra"] = json.dumps(
-                {**record.extra, "image_path": record.image, "depth_image_path": record.depth_image}, sort_keys=True
-            )
-            yield {name: row.get(name) for name in FEATURES}
+    def rows() -> Iterator[dict[str, Any]]:
+        imported = sif50k.read(
+            json_path, image_root=image_root, keep_published_frame=keep_published_frame, on_reject=rejects.append
+        )
+        for item in imported:
+            images = {"image": image_cell(item.image_file), "depth_image": image_cell(item.depth_file)}
+            yield record_row(item.record, images)
 
-    write_shard(rows(), out / "data" / shard_name(0, 1))
+    records = write_shard(rows(), out / "data" / shard_name(0, 1))
     lines = "".join(json.dumps({"id": r.key, "stage": "import", "reason": r.reason}) + "\n" for r in rejects)
     atomic_write(out / "work" / "source_rejects.jsonl", lines.encode())
     finalize(out)
-    return out
+    return ImportReport(out, records, rejects)
 
 
-def _from_snapshot(snapshot: Path, alias: Alias, name: str, split: str) -> datasets.Dataset:
+def import_cache_dir(json_path: Path, image_root: str | Path | None, keep_published_frame: bool) -> Path:
+    """Where ``load_dataset(<json file>)`` keeps its conversion: keyed by the file's content
+    (not its name: two different ``SIF-50K.json`` never share one), the image root, the frame
+    option and the library version that converted it."""
+    import hashlib
+
+    from sifdata.shards import sha256_file
+    from sifdata.version import __version__
+
+    settings = json.dumps(
+        [
+            sha256_file(json_path),
+            str(Path(image_root).resolve()) if image_root else None,
+            keep_published_frame,
+            __version__,
+        ]
+    )
+    digest = hashlib.sha256(settings.encode()).hexdigest()[:16]
+    return sif_home() / "builds" / f"import-{json_path.stem.lower()}-{digest}"
+
+
+def _from_snapshot(snapshot: Path, alias: Alias, split: str) -> datasets.Dataset:
     if _is_shard_folder(snapshot):
         return _load_shards(snapshot, split)
     published = snapshot / alias.published_file
@@ -125,17 +165,47 @@ def _from_snapshot(snapshot: Path, alias: Alias, name: str, split: str) -> datas
         raise DatasetNotAvailable(
             f"{alias.repo_id} snapshot at {snapshot} has neither shards nor {alias.published_file}"
         )
-    target = sif_home() / "builds" / name
-    log.info("converting %s into shards at %s", published, target)
-    convert_published(published, target)
+    return _load_published(published, split, None, False)
+
+
+def _load_published(
+    published: Path, split: str, image_root: str | Path | None, keep_published_frame: bool
+) -> datasets.Dataset:
+    """A published JSON as shards, converted once into a folder keyed by its content."""
+    from sifdata.shards import read_manifest
+
+    target = import_cache_dir(published, image_root, keep_published_frame)
+    if read_manifest(target) is None:  # the manifest is written last: a folder without one is unfinished
+        log.info("converting %s into shards at %s", published, target)
+        report = convert_published(published, target, image_root, keep_published_frame=keep_published_frame)
+        _require_records(report, published)
     return _load_shards(target, split)
 
 
-def load_dataset(name_or_path: str | Path, split: str = "train", *, revision: str | None = None) -> datasets.Dataset:
+def _require_records(report: ImportReport, source: Path) -> None:
+    if report.records == 0:
+        reasons = "; ".join(sorted({r.reason for r in report.rejects})[:3]) or "the file holds no records"
+        raise DatasetNotAvailable(
+            f"{source}: no record could be imported ({len(report.rejects)} rejected: {reasons}). "
+            "Point image_root (--image-root) at the folder holding the images."
+        )
+
+
+def load_dataset(
+    name_or_path: str | Path,
+    split: str = "train",
+    *,
+    revision: str | None = None,
+    image_root: str | Path | None = None,
+    keep_published_frame: bool = False,
+) -> datasets.Dataset:
     """A SIF dataset as a ``datasets.Dataset`` whose rows validate as :class:`SIFRecord`.
 
     ``name_or_path``: a folder of shards (a build), a published SIF-50K JSON file, an alias
-    (``sif-50k``, ``sif-50k-sampled-200``) or any Hub dataset id in the shard layout.
+    (``sif-50k``, ``sif-50k-sampled-200``) or any Hub dataset id in the shard layout. A
+    published JSON is converted once (cached by its content): boxes to per-axis unless
+    ``keep_published_frame``, images looked up under ``image_root`` (see
+    :mod:`sifdata.sources.sif50k`).
     """
     path = Path(name_or_path)
     if path.is_dir():
@@ -143,10 +213,7 @@ def load_dataset(name_or_path: str | Path, split: str = "train", *, revision: st
             return _load_shards(path, split)
         raise DatasetNotAvailable(f"{path} is a folder without data/*.parquet shards (build one with `sifdata build`)")
     if path.is_file() and path.suffix == ".json":
-        target = sif_home() / "builds" / f"import-{path.stem.lower()}"
-        if not _is_shard_folder(target) or target.stat().st_mtime < path.stat().st_mtime:
-            convert_published(path.resolve(), target)
-        return _load_shards(target, split)
+        return _load_published(path, split, image_root, keep_published_frame)
     name = str(name_or_path)
     alias = ALIASES.get(name.lower())
     if alias is None:
@@ -168,7 +235,7 @@ def load_dataset(name_or_path: str | Path, split: str = "train", *, revision: st
                 "HF_HUB_OFFLINE to download it."
             ) from None
         snapshot = Path(snapshot_download(alias.repo_id, repo_type="dataset", revision=revision))
-    return _from_snapshot(snapshot, alias, name.lower(), split)
+    return _from_snapshot(snapshot, alias, split)
 
 
 def _load_hub_id(repo_id: str, split: str, revision: str | None) -> datasets.Dataset:

@@ -14,7 +14,9 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-from collections.abc import Iterable, Iterator
+import types
+import typing
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
@@ -22,38 +24,77 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.parquet as pq
 from datasets import Features, Image, List, Value
+from pydantic import BaseModel
 
+from sifdata.schema import Column, SIFRecord, column_kinds
 from sifdata.version import __version__
 
-FEATURES = Features(
-    {
-        "id": Value("string"),
-        "source": Value("string"),
-        "source_id": Value("string"),
-        "question": Value("string"),
-        "answer": Value("string"),
-        "gt_boxes": List(List(Value("float64"), length=4)),
-        "width": Value("int32"),
-        "height": Value("int32"),
-        "image": Image(),
-        "depth_image": Image(),
-        "chain": Value("string"),
-        "provenance": {
-            "writer_kind": Value("string"),
-            "writer_model": Value("string"),
-            "seed": Value("int64"),
-            "depth_model": Value("string"),
-            "library_version": Value("string"),
-        },
-        "extra": Value("string"),
-    }
-)
+
+def _feature(annotation: Any, marks: Sequence[object] = ()) -> Any:
+    """The ``datasets`` feature that stores values of a pydantic field's ``annotation``."""
+    for mark in marks:
+        if isinstance(mark, Column):
+            return {"image": Image(), "json": Value("string"), "int32": Value("int32")}[mark.kind]
+    origin, args = typing.get_origin(annotation), typing.get_args(annotation)
+    if origin in (typing.Union, types.UnionType):
+        present = [arg for arg in args if arg is not type(None)]
+        if len(present) != 1:
+            raise TypeError(f"no column type for the union {annotation}")
+        return _feature(present[0])
+    if origin is typing.Literal:
+        if all(isinstance(arg, str) for arg in args):
+            return Value("string")
+        raise TypeError(f"no column type for {annotation}")
+    if origin is list:
+        return List(_feature(args[0]))
+    if origin is tuple:
+        if Ellipsis in args or len({arg for arg in args}) != 1:
+            raise TypeError(f"no column type for {annotation}: tuples must be of one type and fixed length")
+        return List(_feature(args[0]), length=len(args))
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        return {name: _feature(info.annotation, info.metadata) for name, info in annotation.model_fields.items()}
+    scalars = {str: Value("string"), int: Value("int64"), float: Value("float64"), bool: Value("bool")}
+    if annotation in scalars:
+        return scalars[annotation]
+    raise TypeError(f"no column type for {annotation}: mark the field with sifdata.schema.Column")
+
+
+def features_of(model: type[BaseModel]) -> Features:
+    """The shard ``Features`` of a pydantic record model, one column per field, in field order.
+
+    The parquet schema is derived from :class:`SIFRecord` rather than written beside it, so
+    the two cannot drift apart: a field added to the record is a column of every new shard.
+    """
+    return Features({name: _feature(info.annotation, info.metadata) for name, info in model.model_fields.items()})
+
+
+FEATURES = features_of(SIFRecord)
 ROW_GROUP_SIZE = 256
 MANIFEST = "manifest.json"
 
 
 def shard_name(index: int, count: int, split: str = "train") -> str:
     return f"{split}-{index:05d}-of-{count:05d}.parquet"
+
+
+ImageCell = dict[str, Any]
+"""An Image column's value: ``{"bytes": ..., "path": <file name>}``."""
+
+
+def image_cell(path: Path) -> ImageCell:
+    """The Image cell of a file: its bytes, and its name (which keeps the suffix for exports)."""
+    return {"bytes": path.read_bytes(), "path": path.name}
+
+
+def record_row(record: SIFRecord, images: Mapping[str, ImageCell | None]) -> dict[str, Any]:
+    """A record as a shard row: image columns from ``images``, JSON columns serialized."""
+    row = record.model_dump(mode="json")
+    for name, kind in column_kinds(SIFRecord).items():
+        if kind == "image":
+            row[name] = images.get(name)
+        elif kind == "json":
+            row[name] = json.dumps(row[name], ensure_ascii=False)  # key order kept: it is data
+    return row
 
 
 def write_shard(rows: Iterable[dict[str, Any]], path: str | Path) -> int:

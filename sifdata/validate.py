@@ -20,6 +20,7 @@ from pydantic import ValidationError
 from sifdata.depth import DepthMap, load_depth_png
 from sifdata.geometry import round_box
 from sifdata.schema import SIFRecord
+from sifdata.sources import sif50k
 
 DEPTH_TOLERANCE = 0.002
 
@@ -48,12 +49,19 @@ class ValidationReport:
 
 
 def _check_card(folder: Path, report: ValidationReport) -> None:
+    import yaml
+    from huggingface_hub import DatasetCard
+
     card = folder / "README.md"
     if not card.is_file():
         report.errors.append(Issue("README.md", "card", "missing: datasets.load_dataset needs its configs"))
         return
-    text = card.read_text(encoding="utf-8")
-    if not text.startswith("---") or "configs:" not in text.split("---", 2)[1]:
+    try:
+        configs = DatasetCard.load(card).data.to_dict().get("configs")
+    except (ValueError, TypeError, yaml.YAMLError) as error:
+        report.errors.append(Issue("README.md", "card", f"unreadable YAML header: {error}"))
+        return
+    if not configs:
         report.errors.append(Issue("README.md", "card", "no YAML header with configs:"))
 
 
@@ -91,10 +99,16 @@ def _check_row(row: dict, report: ValidationReport) -> None:
             report.errors.append(Issue(record_id, "schema", f"{where}: {detail['msg']}"))
         return
     chain = record.parsed_chain()
-    last = [round_box(box) for box in chain.last_boxes]
-    truth = [round_box(box) for box in record.gt_boxes]
-    if last != truth:
-        report.errors.append(Issue(record_id, "chain", f"last area {last} is not the ground truth {truth}"))
+    if record.provenance.writer_kind == "imported":
+        # The published generator rounded the chain's last box through pixels: allow that much.
+        gap = sif50k.ground_truth_gap(record)
+        if gap:
+            report.errors.append(Issue(record_id, "chain", gap))
+    else:
+        last = [round_box(box) for box in chain.last_boxes]
+        truth = [round_box(box) for box in record.gt_boxes]
+        if last != truth:
+            report.errors.append(Issue(record_id, "chain", f"last area {last} is not the ground truth {truth}"))
     try:
         with Image.open(io.BytesIO(_decode(row.get("image"), "RGB image"))) as image:
             image.load()

@@ -15,11 +15,10 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, ClassVar
 
-from sifdata.build.answers import normalize_answer
+from sifdata.answers import extract_choice, normalize_answer
 from sifdata.chain import parse_chain
 from sifeval.types import Sample, ScoredSample, Source
 from sifmodel.backends import GenerationRequest, GenerationSettings
-from sifmodel.judge import extract_choice
 from sifmodel.prompts import PromptMode
 
 LETTERS = string.ascii_uppercase

@@ -38,7 +38,7 @@ def _bench(name: str, protocol: str | None, judge: str) -> object:
         _fail(str(error.args[0] if error.args else error))
     if hasattr(bench, "judge"):
         from sifmodel.config import JudgeSettings
-        from sifmodel.grpo import make_judge
+        from sifmodel.judge import make_judge
 
         try:
             bench.judge = make_judge(JudgeSettings(kind=judge))  # type: ignore[attr-defined,arg-type]

@@ -10,7 +10,7 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
-from sifdata.sources.synthetic import SIZES, SceneObject, _place_objects, render_scene
+from sifdata.sources.synthetic import SIZES, SceneObject, place_objects, render_scene
 
 
 def png(image: Image.Image) -> bytes:
@@ -24,7 +24,7 @@ def scene(index: int, seed: int, minimum: int = 3) -> tuple[Image.Image, np.ndar
     width, height = SIZES[int(rng.integers(len(SIZES)))]
     objects: list[SceneObject] = []
     while len(objects) < minimum:
-        objects = _place_objects(rng, width, height, count=int(rng.integers(minimum, 5)))
+        objects = place_objects(rng, width, height, count=int(rng.integers(minimum, 5)))
     image, depth = render_scene(width, height, objects)
     return image, depth, objects
 

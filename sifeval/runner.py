@@ -18,7 +18,7 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
-from sifdata.build.journal import Journal
+from sifdata.journal import Journal
 from sifdata.files import DiskCache
 from sifdata.hub import sif_home
 from sifdata.progress import progress_bar

@@ -18,7 +18,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from sifdata.build.answers import first_number
+from sifdata.answers import first_number
 from sifdata.depth import DepthEncoding, decode_depth_image, depth_to_image
 from sifeval.adapters import Benchmark, accuracy, answer_text, by, register
 from sifeval.types import ImageRef, Sample, ScoredSample, Source

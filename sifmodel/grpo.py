@@ -12,23 +12,11 @@ import os
 from pathlib import Path
 from typing import Any
 
-from sifmodel.config import GRPOSettings, JudgeSettings, dump_settings
+from sifmodel.config import GRPOSettings, dump_settings
 from sifmodel.data import grpo_dataset
-from sifmodel.judge import LLMJudge, MatchJudge
+from sifmodel.judge import make_judge
 from sifmodel.rewards import SIFRewards
 from sifmodel.training import SIFRewardsCallback, common_arguments, load_model_and_processor, lora_config, pixel_limits
-
-
-def make_judge(settings: JudgeSettings) -> LLMJudge | MatchJudge:
-    if settings.kind == "match":
-        return MatchJudge()
-    return LLMJudge(
-        settings.model,
-        settings.base_url,
-        concurrency=settings.concurrency,
-        timeout=settings.timeout,
-        with_image=settings.with_image,
-    )
 
 
 def _checkpoint(settings: GRPOSettings) -> str | None:

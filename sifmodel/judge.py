@@ -18,54 +18,26 @@ import threading
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from PIL import Image
 
-from sifdata.build.answers import first_number, normalize_answer
-from sifdata.build.writer import image_data_url
+from sifdata.answers import answers_agree, rule_agreement
+from sifdata.images import image_data_url
 from sifdata.llm import ChatClient, ChatError, RetryPolicy
 
-_YES = {"yes", "true", "correct"}
-_NO = {"no", "false", "incorrect"}
-_OPTION_REFERENCE = re.compile(r"^\(?([A-Z])\)?(?:[.:)]\s*.*)?$")
-
-
-def extract_choice(text: str, letters: str = "ABCDEFGH") -> str | None:
-    """The option letter a reply commits to: "(B)", "B.", "B) ...", "The answer is B", "B".
-
-    Never the first letter of a word ("Based on ..." is not B).
-    """
-    stripped = text.strip()
-    patterns = [
-        rf"\(([{letters}])\)",
-        rf"(?:answer|option|choice)\s*(?:is|:)?\s*\(?([{letters}])\b",
-        rf"^([{letters}])(?:[.:)]|\s*$)",
-        rf"^([{letters}])\s",
-    ]
-    for pattern in patterns:
-        match = re.search(pattern, stripped, re.IGNORECASE if "answer" in pattern else 0)
-        if match:
-            return match.group(1).upper()
-    return None
+if TYPE_CHECKING:
+    from sifmodel.config import JudgeSettings
 
 
 def rule_score(prediction: str, reference: str) -> float | None:
-    """1.0 / 0.0 when a rule decides (options, yes/no, numbers); None for free-form answers."""
-    reference = reference.strip()
-    option = _OPTION_REFERENCE.match(reference)
-    if option and (reference.startswith("(") or len(reference) == 1):
-        chosen = extract_choice(prediction)
-        return 1.0 if chosen == option.group(1) else 0.0
-    truth = normalize_answer(reference)
-    if truth in _YES or truth in _NO:
-        words = normalize_answer(prediction).split()
-        said = next((w for w in words if w in _YES or w in _NO), None)
-        return 1.0 if said is not None and (said in _YES) == (truth in _YES) else 0.0
-    if re.fullmatch(r"-?\d+(?:\.\d+)?", truth.replace(" ", "")):
-        number = first_number(prediction)
-        return 1.0 if number is not None and abs(number - float(truth)) < 1e-9 else 0.0
-    return None
+    """1.0 / 0.0 when a rule decides (options, yes/no, numbers); None for free-form answers.
+
+    The rules are :func:`sifdata.answers.rule_agreement`, the same ones the builder's check,
+    the match judge and evaluation use.
+    """
+    verdict = rule_agreement(prediction, reference)
+    return None if verdict is None else float(verdict)
 
 
 JUDGE_PROMPT = """You grade answers to questions about an image.
@@ -216,6 +188,17 @@ class MatchJudge:
     model = "answer-match"
 
     def score_many(self, items: Sequence[JudgeItem]) -> list[JudgeResult]:
-        from sifdata.build.answers import answers_agree
-
         return [JudgeResult(1.0 if answers_agree(item.prediction, item.reference) else 0.0, "rule") for item in items]
+
+
+def make_judge(settings: JudgeSettings) -> LLMJudge | MatchJudge:
+    """The judge a config asks for: a judge model (``llm``) or offline answer agreement (``match``)."""
+    if settings.kind == "match":
+        return MatchJudge()
+    return LLMJudge(
+        settings.model,
+        settings.base_url,
+        concurrency=settings.concurrency,
+        timeout=settings.timeout,
+        with_image=settings.with_image,
+    )

@@ -17,18 +17,72 @@ def _training_config(adapter: Path) -> str:
     return "# no sifmodel training config found beside the adapter"
 
 
-def _evaluation(results: list[Path]) -> str:
+def _results(results: list[Path]) -> list[dict[str, Any]]:
+    return [json.loads(path.read_text(encoding="utf-8")) for path in results]
+
+
+def _evaluation(results: list[dict[str, Any]]) -> str:
     if not results:
         return "No evaluation results were given when this card was written."
-    rows = ["| benchmark | score | n | protocol |", "|---|---|---|---|"]
-    for path in results:
-        data: dict[str, Any] = json.loads(path.read_text(encoding="utf-8"))
+    rows = ["| benchmark | score | n | protocol | mode |", "|---|---|---|---|---|"]
+    for data in results:
         metrics = data.get("metrics", {})
         rows.append(
-            f"| {data.get('benchmark', path.stem)} | {metrics.get('score', '-')} | {data.get('n', '-')} "
-            f"| {data.get('protocol', '-')} |"
+            f"| {data.get('benchmark', '-')} | {metrics.get('score', '-')} | {data.get('n', '-')} "
+            f"| {data.get('protocol', '-')} | {data.get('mode', '-')} |"
         )
     return "\n".join(rows)
+
+
+def _eval_results(results: list[dict[str, Any]]) -> list[Any]:
+    """The headline scores as ``model-index`` entries (what the Hub shows beside a model)."""
+    from huggingface_hub import EvalResult
+
+    entries = []
+    for data in results:
+        score = data.get("metrics", {}).get("score")
+        if not isinstance(score, int | float) or score != score:  # NaN: nothing to show
+            continue
+        entries.append(
+            EvalResult(
+                task_type="visual-question-answering",
+                dataset_type=str(data.get("dataset", {}).get("id") or data.get("benchmark")),
+                dataset_name=str(data.get("benchmark")),
+                metric_type="accuracy",
+                metric_name=f"{data.get('benchmark')} ({data.get('protocol')}, {data.get('mode')})",
+                metric_value=score,
+            )
+        )
+    return entries
+
+
+def model_card(*, base: str, name: str, adapter: Path, results: list[dict[str, Any]], note: str = "") -> Any:
+    """The merged model's ``ModelCard``: YAML from ``ModelCardData`` (results as ``model-index``)."""
+    import sifthinker_cards
+    from huggingface_hub import ModelCard, ModelCardData
+
+    eval_results = _eval_results(results)
+    data = ModelCardData(
+        license="apache-2.0",
+        base_model=base,
+        library_name="transformers",
+        pipeline_tag="image-text-to-text",
+        tags=["sifthinker", "spatial-reasoning", "depth", "visual-chain-of-thought"],
+        model_name=name,
+        eval_results=eval_results or None,
+    )
+    return ModelCard.from_template(
+        data,
+        template_path=sifthinker_cards.template_path("model_card.md"),
+        name=name,
+        adapter=str(adapter),
+        data=_data_line(adapter),
+        library_version=__version__,
+        note=note,
+        repo_hint=name,
+        training_config=_training_config(adapter),
+        evaluation=_evaluation(results),
+    )
 
 
 def merge_adapter(
@@ -41,7 +95,6 @@ def merge_adapter(
     note: str = "",
 ) -> Path:
     """Merge ``adapter`` into ``base`` (default: the base recorded in the adapter) into ``out``."""
-    import sifthinker_cards as cards
     from peft import PeftConfig, PeftModel
     from transformers import AutoModelForImageTextToText
 
@@ -57,20 +110,8 @@ def merge_adapter(
     merged.save_pretrained(str(out))
     has_processor = (adapter / "preprocessor_config.json").is_file() or (adapter / "processor_config.json").is_file()
     load_processor(str(adapter) if has_processor else base).save_pretrained(str(out))
-    card = cards.render(
-        "model_card.md",
-        license="apache-2.0",
-        base_model=base,
-        name=name or out.name,
-        adapter=str(adapter),
-        data=_data_line(adapter),
-        library_version=__version__,
-        note=note,
-        repo_hint=name or str(out),
-        training_config=_training_config(adapter),
-        evaluation=_evaluation(results or []),
-    )
-    (out / "README.md").write_text(card, encoding="utf-8")
+    card = model_card(base=base, name=name or out.name, adapter=adapter, results=_results(results or []), note=note)
+    (out / "README.md").write_text(str(card), encoding="utf-8")
     return out
 
 

@@ -18,8 +18,8 @@ from typing import Any, Literal
 
 from PIL import Image
 
-from sifdata.build.writer import image_data_url
 from sifdata.depth import model_depth_image
+from sifdata.images import image_data_url
 from sifdata.prompt import sif_user_parts
 
 PromptMode = Literal["sif", "sif-rgb", "plain"]

@@ -39,7 +39,7 @@ def tiny_depth_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture(scope="session")
 def demo_build(tmp_path_factory: pytest.TempPathFactory, tiny_depth_model: Path) -> Path:
     """A 56-record build: the 11 real-photo questions (tiny Depth Anything) + 45 synthetic scenes."""
-    from sifdata.build.pipeline import BuildConfig, build
+    from sifdata.builder.pipeline import BuildConfig, build
     from sifdata.depth import DepthEstimator
 
     out = tmp_path_factory.mktemp("builds") / "demo"

@@ -14,10 +14,10 @@ from chat_server import ScriptedChatServer
 from PIL import Image
 
 import sifdata
-from sifdata.build.journal import Journal, JournalError
-from sifdata.build.pipeline import BuildAborted, BuildConfig, build, merge
-from sifdata.build.writer import OpenAIWriter
+from sifdata.builder.pipeline import BuildAborted, BuildConfig, build, merge
+from sifdata.builder.writer import OpenAIWriter
 from sifdata.depth import DepthEstimator
+from sifdata.journal import Journal, JournalError
 from sifdata.llm import RetryPolicy
 from sifdata.shards import iter_rows, read_manifest, shard_files
 from sifdata.validate import validate_folder
@@ -150,6 +150,54 @@ def test_shard_jobs_merge_into_the_same_dataset(tmp_path: Path) -> None:
     assert validate_folder(tmp_path / "merged").ok
 
 
+def test_a_shard_job_opens_only_its_own_share_of_images(
+    tmp_path: Path, tiny_depth_model: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Selection works on the source index; a --shard i/n job reads only its share's image files."""
+    images = tmp_path / "images"
+    images.mkdir()
+    rows = []
+    for index in range(24):
+        Image.new("RGB", (60 + index, 48), (index * 10, 80, 120)).save(images / f"{index}.png")
+        rows.append(
+            {
+                "question": "How many?",
+                "bboxs": [[5, 5, 30, 30]],
+                "answer": 1,
+                "image": f"{index}.png",
+                "question_id": index,
+            }
+        )
+    (images / "tally.json").write_text(json.dumps(rows))
+    opened: list[str] = []
+    real_open = Image.open
+
+    def counting_open(fp, *args, **kwargs):  # type: ignore[no-untyped-def]
+        if str(fp).endswith(".png") and str(images) in str(fp):
+            opened.append(Path(str(fp)).name)
+        return real_open(fp, *args, **kwargs)
+
+    monkeypatch.setattr(Image, "open", counting_open)
+    config = BuildConfig(
+        source="tallyqa",
+        source_path=images / "tally.json",
+        num_shards=4,
+        depth_model=str(tiny_depth_model),
+        depth_device="cpu",
+    )
+    from sifdata.builder.pipeline import select_candidates, shard_share
+
+    share = shard_share(select_candidates(config, lambda reject: None), 1, 4)
+    assert opened == []  # choosing the share read no image
+    report = build(config, tmp_path / "out", shard=1, progress=False)
+    assert report.shards[0].complete and report.records == 6
+    assert (
+        set(opened)
+        == {f"{index}.png" for index in (1, 5, 9, 13, 17, 21)}
+        == {f"{c.key.split('/')[1]}.png" for _, c in share}
+    )
+
+
 def test_resuming_with_other_settings_is_refused(tmp_path: Path) -> None:
     build(BuildConfig(source="synthetic", n=3), tmp_path, progress=False)
     with pytest.raises(ValueError, match="seed differ"):
@@ -201,13 +249,13 @@ def test_broken_source_records_are_rejected_with_reasons(tmp_path: Path, tiny_de
     config = BuildConfig(source="tallyqa", source_path=images / "tally.json", depth_model=str(tiny_depth_model))
     report = build(config, tmp_path / "out", progress=False)
     assert report.records == 1 and report.dataset_complete
-    source_rejects = {r.key: r.reason for r in report.source_rejects}
-    assert sorted(source_rejects) == ["tallyqa/corrupt", "tallyqa/far"]
-    assert "unreadable" in source_rejects["tallyqa/corrupt"] and "outside" in source_rejects["tallyqa/far"]
     rejects = {
         json.loads(line)["id"]: json.loads(line)
         for line in (tmp_path / "out/work/shard-00000-of-00001/rejects.jsonl").read_text().splitlines()
     }
+    # Broken rows are found by the shard that resolves them, and rejected there with the reason.
+    assert rejects["tallyqa/corrupt"]["stage"] == "source" and "unreadable" in rejects["tallyqa/corrupt"]["reason"]
+    assert rejects["tallyqa/far"]["stage"] == "source" and "outside" in rejects["tallyqa/far"]["reason"]
     assert rejects["tallyqa/gone"]["stage"] == "image" and "not found" in rejects["tallyqa/gone"]["reason"]
     assert read_manifest(tmp_path / "out")["rejects"] == 3
 

@@ -7,7 +7,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from sifdata import format_chain, parse_chain, plan_focus, reverse_expand
-from sifdata.build.expand import FULL_IMAGE
+from sifdata.builder.expand import FULL_IMAGE
 from sifdata.geometry import iou
 from sifdata.schema import Chain, Focus, Text
 from sifdata.sources import viscot

@@ -6,16 +6,16 @@ import shutil
 from pathlib import Path
 
 import pytest
+from conftest import VISCOT
 from huggingface_hub import constants
-from PIL import Image
-from test_sources import _published_row
+from published_sif50k import write_release
 from typer.testing import CliRunner
 
 import sifdata
-from sifdata.build.pipeline import BuildConfig, build
+from sifdata.builder.pipeline import BuildConfig, build
 from sifdata.cli import app
 from sifdata.hub import DatasetNotAvailable, push
-from sifdata.sources import sif50k
+from sifdata.sources import viscot
 
 
 @pytest.fixture(scope="module")
@@ -25,28 +25,22 @@ def small_build(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return out
 
 
-def _published_snapshot(folder: Path) -> None:
-    """What the Hub repo jankin123/SIF-50K holds: the JSON and images under ../data."""
-    rows = [_published_row(), _published_row("How many people?")]
-    rows[1]["image"] = rows[1]["images"][0] = "../data/flickr30k/2.jpg"
-    rows[1]["depth_image"] = rows[1]["images"][1] = "../data/flickr30k/2_d.png"
-    (folder / "json").mkdir(parents=True)
-    (folder / "json" / "SIF-50K.json").write_text(json.dumps(rows, indent=2))
-    images = folder / "data" / "flickr30k"
-    images.mkdir(parents=True)
-    Image.new("RGB", (64, 48), "red").save(images / "1.jpg")
-    Image.new("RGB", (64, 48), "blue").save(images / "2.jpg")
-    Image.fromarray(__import__("numpy").full((48, 64), 30000, dtype="uint16")).save(images / "1_d.png")
+def _published_snapshot(folder: Path) -> Path:
+    """What the Hub repo jankin123/SIF-50K holds: SIF-50K.json and images/ beside it."""
+    rows = json.loads((VISCOT / "benchmark" / "vsr.json").read_text())[:2]
+    sizes = {
+        e.img_path: (e.width, e.height) for e in viscot.read_detection(VISCOT / "benchmark_det" / "vsr.jsonl").values()
+    }
+    return write_release(folder, rows, sizes)
 
 
 def test_load_a_published_json_file(tmp_path: Path) -> None:
-    _published_snapshot(tmp_path)
-    dataset = sifdata.load_dataset(tmp_path / "json" / "SIF-50K.json")
+    dataset = sifdata.load_dataset(_published_snapshot(tmp_path))
     assert len(dataset) == 2
     records = [sifdata.SIFRecord.from_row(row) for row in dataset]
-    assert records[0].answer == "Pink." and records[0].width == 64
-    assert dataset[0]["image"].size == (64, 48) and dataset[1]["depth_image"] is None  # 2_d.png was never shipped
-    assert json.loads(dataset[0]["extra"])["image_path"] == "../data/flickr30k/1.jpg"
+    assert records[0].answer and records[0].width == dataset[0]["image"].size[0]
+    assert dataset[1]["depth_image"] is not None
+    assert json.loads(dataset[0]["extra"])["image_path"].startswith("../data/vsr/")
 
 
 def test_alias_resolves_to_a_local_build(small_build: Path) -> None:
@@ -61,14 +55,15 @@ def test_alias_resolves_to_the_hf_cache_snapshot(tmp_path: Path) -> None:
     repo = Path(constants.HF_HUB_CACHE) / "datasets--jankin123--SIF-50K"
     commit = "0123456789abcdef0123456789abcdef01234567"
     _published_snapshot(repo / "snapshots" / commit)
-    shutil.move(repo / "snapshots" / commit / "json" / "SIF-50K.json", repo / "snapshots" / commit / "SIF-50K.json")
     (repo / "refs").mkdir(parents=True)
     (repo / "refs" / "main").write_text(commit)
     try:
         dataset = sifdata.load_dataset("sif-50k")
-        assert [row["question"] for row in dataset] == ["What color is the dress?", "How many people?"]
-        converted = Path(os.environ["SIF_HOME"]) / "builds" / "sif-50k"
-        assert (converted / "manifest.json").is_file()  # converted once, loaded from there next time
+        questions = [row["question"] for row in dataset]
+        assert len(questions) == 2 and all(questions)
+        converted = list((Path(os.environ["SIF_HOME"]) / "builds").glob("import-sif-50k-*/manifest.json"))
+        assert len(converted) == 1  # converted once, loaded from there next time
+        assert sifdata.load_dataset("sif-50k")["id"] == dataset["id"]
     finally:
         shutil.rmtree(repo)
 
@@ -141,21 +136,6 @@ def test_cli_push_takes_the_token_from_the_environment_and_never_prints_it(
     assert token not in result.output
     dry = runner.invoke(app, ["push", str(small_build), "--repo", "me/sif-small", "--dry-run"])
     assert dry.exit_code == 0 and "manifest.json" in dry.output and "work" not in dry.output
-
-
-def test_import_then_export_round_trips_the_published_layout(tmp_path: Path) -> None:
-    _published_snapshot(tmp_path)
-    runner = CliRunner()
-    result = runner.invoke(app, ["import", str(tmp_path / "json" / "SIF-50K.json"), "--out", str(tmp_path / "imp")])
-    assert result.exit_code == 0, result.output
-    assert "imported 2 records" in result.output
-    exported = runner.invoke(
-        app, ["export", str(tmp_path / "imp"), "--format", "sif50k", "--out", str(tmp_path / "exp")]
-    )
-    assert exported.exit_code == 0, exported.output
-    again = list(sif50k.read(tmp_path / "exp" / "SIF-50K.json"))
-    original = list(sif50k.read(tmp_path / "json" / "SIF-50K.json"))
-    assert [(r.question, r.chain, r.gt_boxes) for r in again] == [(r.question, r.chain, r.gt_boxes) for r in original]
 
 
 def test_two_local_folders_with_one_name_never_share_a_cache(tmp_path: Path) -> None:

@@ -3,8 +3,9 @@ from __future__ import annotations
 import pytest
 from chat_server import ScriptedChatServer
 
+from sifdata.answers import extract_choice
 from sifdata.llm import RetryPolicy
-from sifmodel.judge import JudgeItem, LLMJudge, extract_choice, parse_judge_reply, rule_score
+from sifmodel.judge import JudgeItem, LLMJudge, parse_judge_reply, rule_score
 from sifmodel.rewards import JudgeFailure, SIFRewards
 
 SECRET = "judge-key-SECRET-999"

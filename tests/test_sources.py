@@ -9,7 +9,7 @@ import pytest
 from conftest import VISCOT
 from PIL import Image
 
-from sifdata.sources import sif50k, synthetic, tallyqa, viscot
+from sifdata.sources import synthetic, tallyqa, viscot
 from sifdata.sources.base import SourceError, SourceRecord, clean_pixel_box
 
 
@@ -181,61 +181,6 @@ def test_photos_load_and_missing_images_raise_a_named_error(tmp_path: Path) -> N
         corrupt.load_image()
 
 
-CHAIN = (
-    '<think>\n<area>[{"bbox_2d":[0.000,0.000,1.000,1.000],"depth":0.583}]</area>\n<text>Whole image.</text>\n'
-    '<area>[{"bbox_2d":[0.266,0.274,0.301,0.310],"depth":0.412}]</area>\n<text>The girl.</text>\n</think>\n'
-    "<answer>\nPink.\n</answer>"
-)
-
-
-def _published_row(problem: str = "What color is the dress?") -> dict:
-    return {
-        "dataset": "flickr30k",
-        "image": "../data/flickr30k/1.jpg",
-        "depth_image": "../data/flickr30k/1_d.png",
-        "problem": problem,
-        "normalized_solution_round": {"bbox_3d": [[0.266, 0.274, 0.301, 0.31]], "illegal_content": False},
-        "response": "Pink.",
-        "messages": [
-            {"role": "user", "content": sif50k.sif_user_text(problem)},
-            {"role": "assistant", "content": CHAIN},
-        ],
-        "images": ["../data/flickr30k/1.jpg", "../data/flickr30k/1_d.png"],
-    }
-
-
-def test_published_sif50k_round_trips_byte_for_byte(tmp_path: Path) -> None:
-    odd = _published_row("Is it raining?")
-    odd["messages"][0]["content"] = "<image>\nIs it raining? (an older prompt wording)"
-    odd["normalized_solution_round"]["illegal_content"] = True
-    odd["images"] = ["../data/flickr30k/1.jpg"]
-    canonical = json.dumps([_published_row(), odd], ensure_ascii=False, indent=2) + "\n"
-    source = tmp_path / "SIF-50K.json"
-    source.write_text(canonical, encoding="utf-8")
-    records = list(sif50k.read(source))
-    assert [r.question for r in records] == ["What color is the dress?", "Is it raining?"]
-    assert records[0].parsed_chain().answer == "Pink."
-    assert sif50k.dumps(records) == canonical
-    sif50k.write(records, tmp_path / "again.json")
-    assert (tmp_path / "again.json").read_text(encoding="utf-8") == canonical
-
-
-def test_published_sif50k_rejects_broken_rows(tmp_path: Path) -> None:
-    bad_chain = _published_row()
-    bad_chain["messages"][1]["content"] = "<think>no areas</think><answer>x</answer>"
-    bad_box = _published_row()
-    bad_box["normalized_solution_round"]["bbox_3d"] = [[0.5, 0.5, 0.1, 0.1]]
-    missing = _published_row()
-    del missing["problem"]
-    (tmp_path / "s.json").write_text(json.dumps([_published_row(), bad_chain, bad_box, missing]))
-    rejects: list = []
-    assert len(list(sif50k.read(tmp_path / "s.json", on_reject=rejects.append))) == 1
-    reasons = [r.reason for r in rejects]
-    assert "chain" in reasons[0] and "text outside tags" in reasons[0]
-    assert "x1 < x2" in reasons[1]
-    assert "problem" in reasons[2]
-
-
 def test_viscot_folder_of_subsets_with_a_folder_of_sizes() -> None:
     records = list(viscot.read(VISCOT / "benchmark", sizes=VISCOT / "benchmark_det"))
     assert Counter(r.source for r in records) == {"gqa": 978, "vsr": 404, "cub": 492}
@@ -245,7 +190,7 @@ def test_viscot_folder_of_subsets_with_a_folder_of_sizes() -> None:
 
 
 def test_candidate_selection_filters_caps_and_samples_by_seed() -> None:
-    from sifdata.build.pipeline import BuildConfig, select_candidates
+    from sifdata.builder.pipeline import BuildConfig, select_candidates
 
     def pick(**kwargs: object) -> list[str]:
         config = BuildConfig(

@@ -8,7 +8,7 @@ import pyarrow.parquet as pq
 import pytest
 from typer.testing import CliRunner
 
-from sifdata.build.pipeline import BuildConfig, build
+from sifdata.builder.pipeline import BuildConfig, build
 from sifdata.cli import app
 from sifdata.shards import shard_files
 from sifdata.validate import validate_folder

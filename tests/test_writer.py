@@ -8,9 +8,9 @@ from chat_server import ScriptedChatServer
 from PIL import Image
 
 from sifdata import parse_chain
-from sifdata.build.answers import answers_agree
-from sifdata.build.expand import plan_focus
-from sifdata.build.writer import (
+from sifdata.answers import answers_agree
+from sifdata.builder.expand import plan_focus
+from sifdata.builder.writer import (
     OfflineTemplateWriter,
     OpenAIWriter,
     WriteRequest,

@@ -21,7 +21,7 @@ from sifeval.report import load_results, report_rows, to_markdown
 from sifeval.runner import ResponseCache, run
 from sifmodel.backends import GenerationSettings, load
 from sifmodel.config import JudgeSettings
-from sifmodel.grpo import make_judge
+from sifmodel.judge import make_judge
 
 
 def main() -> None:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -75,6 +75,44 @@ class SourceReject:
 
 
 RejectHandler = Callable[[SourceReject], None]
+
+
+@dataclass(frozen=True)
+class Candidate:
+    """A source record known by its key before anything of its image is read.
+
+    Selection (filters, caps, sampling) and sharding work on candidates, so that a
+    ``--shard i/n`` job opens only its own share of the images. ``resolve()`` reads what the
+    record needs (the image header for its size, the boxes) and returns the record, or raises
+    :class:`SourceError` naming the record and the reason.
+    """
+
+    key: str
+    subset: str
+    resolve: Callable[[], SourceRecord] = field(compare=False, repr=False)
+
+
+def resolving(key: str, parse: Callable[[], SourceRecord]) -> Callable[[], SourceRecord]:
+    """``parse`` with every way a malformed row can fail turned into a :class:`SourceError`."""
+
+    def resolve() -> SourceRecord:
+        try:
+            return parse()
+        except SourceError:
+            raise
+        except (KeyError, IndexError, TypeError, ValueError) as error:
+            raise SourceError(key, f"{type(error).__name__}: {error}") from None
+
+    return resolve
+
+
+def resolve_all(candidates: Sequence[Candidate], on_reject: RejectHandler) -> Iterator[SourceRecord]:
+    """The records of ``candidates``; the ones that fail go to ``on_reject`` with their reason."""
+    for candidate in candidates:
+        try:
+            yield candidate.resolve()
+        except SourceError as error:
+            on_reject(SourceReject(error.key, error.reason))
 
 
 def log_reject(reject: SourceReject) -> None:

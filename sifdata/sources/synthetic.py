@@ -9,6 +9,7 @@ and the photos in ``sample_data/photos`` are the embedded demo and test data.
 
 from __future__ import annotations
 
+import functools
 import json
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -18,7 +19,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageDraw
 
-from sifdata.sources.base import RejectHandler, SourceRecord, SourceReject, log_reject, make_record
+from sifdata.sources.base import Candidate, RejectHandler, SourceRecord, SourceReject, log_reject, make_record
 
 COLOURS = {
     "red": (220, 40, 40),
@@ -53,7 +54,8 @@ def _floor_depth(row: np.ndarray, height: int) -> np.ndarray:
     return 0.95 - 0.8 * t
 
 
-def _place_objects(rng: np.random.Generator, width: int, height: int, count: int) -> list[SceneObject]:
+def place_objects(rng: np.random.Generator, width: int, height: int, count: int) -> list[SceneObject]:
+    """Up to ``count`` non-overlapping objects on a ``width`` x ``height`` scene, drawn from ``rng``."""
     objects: list[SceneObject] = []
     kinds = [(s, c) for s in SHAPES for c in COLOURS]
     attempts = 0
@@ -150,9 +152,9 @@ def scene(index: int, seed: int = 0) -> SourceRecord:
     """Scene number ``index`` of the family drawn from ``seed`` (deterministic)."""
     rng = np.random.default_rng([seed, index])
     width, height = SIZES[rng.integers(len(SIZES))]
-    objects = _place_objects(rng, width, height, count=int(rng.integers(2, 5)))
+    objects = place_objects(rng, width, height, count=int(rng.integers(2, 5)))
     while len(objects) < 2:  # a crowded draw: take the next stream until two objects fit
-        objects = _place_objects(rng, width, height, count=2)
+        objects = place_objects(rng, width, height, count=2)
     image, depth = render_scene(width, height, objects)
     question, answer, targets = _question(rng, objects)
     return make_record(
@@ -173,6 +175,14 @@ def read(n: int, seed: int = 0) -> Iterator[SourceRecord]:
     """``n`` synthetic scenes."""
     for index in range(n):
         yield scene(index, seed)
+
+
+def index(n: int, seed: int = 0) -> list[Candidate]:
+    """``n`` synthetic scenes as candidates: a scene is drawn only when it is resolved."""
+    return [
+        Candidate(f"synthetic/{seed}-{number:06d}", "synthetic", functools.partial(scene, number, seed))
+        for number in range(n)
+    ]
 
 
 def photos_dir() -> Path:

@@ -3,18 +3,21 @@ object boxed in pixels (``bboxs``)."""
 
 from __future__ import annotations
 
+import functools
 import json
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 from sifdata.sources.base import (
+    Candidate,
     RejectHandler,
     SourceRecord,
-    SourceReject,
     image_size,
     log_reject,
     make_record,
+    resolve_all,
+    resolving,
 )
 
 
@@ -38,18 +41,25 @@ def _parse_row(row: dict[str, Any], position: int, image_root: Path) -> SourceRe
     )
 
 
-def read(
-    path: str | Path, *, image_root: str | Path | None = None, on_reject: RejectHandler = log_reject
-) -> Iterator[SourceRecord]:
-    """Yield the usable records; broken ones go to ``on_reject`` with the reason."""
+def index(path: str | Path, *, image_root: str | Path | None = None) -> list[Candidate]:
+    """The candidates of a TallyQA file, in file order (images are read when resolved)."""
     path = Path(path)
     root = Path(image_root) if image_root is not None else path.parent
     with open(path, encoding="utf-8") as handle:
         rows = json.load(handle)
+    if not isinstance(rows, list):
+        raise ValueError(f"{path}: expected a JSON list of TallyQA records")
+    candidates = []
     for position, row in enumerate(rows):
-        try:
-            yield _parse_row(row, position, root)
-        except (KeyError, TypeError, ValueError) as error:
-            fields = row if isinstance(row, dict) else {}
-            key = f"{fields.get('dataset', 'tallyqa')}/{fields.get('question_id', fields.get('id', f'#{position}'))}"
-            on_reject(SourceReject(key, f"{type(error).__name__}: {error}"))
+        fields = row if isinstance(row, dict) else {}
+        subset = str(fields.get("dataset", "tallyqa"))
+        key = f"{subset}/{fields.get('question_id', fields.get('id', f'#{position}'))}"
+        candidates.append(Candidate(key, subset, resolving(key, functools.partial(_parse_row, row, position, root))))
+    return candidates
+
+
+def read(
+    path: str | Path, *, image_root: str | Path | None = None, on_reject: RejectHandler = log_reject
+) -> Iterator[SourceRecord]:
+    """Yield the usable records; broken ones go to ``on_reject`` with the reason."""
+    yield from resolve_all(index(path, image_root=image_root), on_reject)

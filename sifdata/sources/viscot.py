@@ -8,20 +8,23 @@ padded-square coordinates, "<image>", answer]. The detection variant
 
 from __future__ import annotations
 
+import functools
 import json
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 from sifdata.schema import Box
 from sifdata.sources.base import (
+    Candidate,
     RejectHandler,
     SourceRecord,
-    SourceReject,
     image_size,
     log_reject,
     make_record,
+    resolve_all,
+    resolving,
 )
 
 BOX_INSTRUCTION = (
@@ -102,7 +105,9 @@ def _question(raw: str) -> str:
     return text.strip()
 
 
-def _parse_row(row: dict[str, Any], image_root: Path, sizes: dict[str, DetectionEntry] | None) -> VisCoTRecord:
+def _parse_row(
+    row: dict[str, Any], image_root: Path, size_table: Callable[[], dict[str, DetectionEntry] | None]
+) -> VisCoTRecord:
     question_id = row["question_id"]
     image_field = row["image"]
     image_rel = image_field[0]
@@ -117,6 +122,7 @@ def _parse_row(row: dict[str, Any], image_root: Path, sizes: dict[str, Detection
         raise ValueError("image field has no '###[x1,y1,x2,y2]' box")
     image_path = image_root / image_rel
     size = image_size(image_path)
+    sizes = size_table()
     detection = sizes.get(detection_key(image_rel, question_id)) if sizes else None
     if size is None and detection is not None:
         size = (detection.width, detection.height)
@@ -142,6 +148,32 @@ def _parse_row(row: dict[str, Any], image_root: Path, sizes: dict[str, Detection
     )
 
 
+def index(
+    path: str | Path,
+    *,
+    sizes: str | Path | dict[str, DetectionEntry] | None = None,
+    image_root: str | Path | None = None,
+) -> list[Candidate]:
+    """The candidates of a Visual-CoT file (or a folder of subset files), in file order.
+
+    Only the JSON is read here; a candidate's image header and boxes are read when it is
+    resolved. Image sizes come from the image file under ``image_root`` (default: the file's
+    folder) when it exists, else from ``sizes`` (a ``benchmark_det`` JSONL, a folder of them, or
+    the parsed mapping), which is read once, on the first resolve that needs it.
+    """
+    path = Path(path)
+    root = Path(image_root) if image_root is not None else (path if path.is_dir() else path.parent)
+    size_table = functools.cache(lambda: read_detection(sizes) if isinstance(sizes, str | Path) else sizes)
+    candidates = []
+    for position, row in enumerate(_rows(path)):
+        fields = row if isinstance(row, dict) else {}
+        subset = str(fields.get("dataset", "viscot"))
+        key = f"{subset}/{fields.get('question_id', f'#{position}')}"
+        parse = functools.partial(_parse_row, row, root, size_table)
+        candidates.append(Candidate(key, subset, resolving(key, parse)))
+    return candidates
+
+
 def read(
     path: str | Path,
     *,
@@ -151,17 +183,9 @@ def read(
 ) -> Iterator[VisCoTRecord]:
     """Yield the usable records of a Visual-CoT file (or a folder of subset files).
 
-    Image sizes come from the image file under ``image_root`` (default: the file's folder)
-    when it exists, else from ``sizes`` (a ``benchmark_det`` JSONL or its parsed mapping).
     Boxes overshooting the edge by rounding are clipped; broken records go to ``on_reject``
-    with the reason (default: a warning in the log) and are not yielded.
+    with the reason (default: a warning in the log) and are not yielded. See :func:`index`
+    for where image sizes come from.
     """
-    path = Path(path)
-    root = Path(image_root) if image_root is not None else (path if path.is_dir() else path.parent)
-    size_table = read_detection(sizes) if isinstance(sizes, str | Path) else sizes
-    for position, row in enumerate(_rows(path)):
-        key = f"{row.get('dataset', 'viscot')}/{row.get('question_id', f'#{position}')}"
-        try:
-            yield _parse_row(row, root, size_table)
-        except (KeyError, IndexError, TypeError, ValueError) as error:
-            on_reject(SourceReject(key, f"{type(error).__name__}: {error}"))
+    records = resolve_all(index(path, sizes=sizes, image_root=image_root), on_reject)
+    yield from cast(Iterator[VisCoTRecord], records)  # viscot candidates resolve to VisCoTRecord

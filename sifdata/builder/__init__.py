@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from sifdata.build.expand import PlannedStep, plan_focus, reverse_expand
+from sifdata.builder.expand import PlannedStep, plan_focus, reverse_expand
 
 _PIPELINE = ("BuildConfig", "BuildReport", "build", "finalize", "merge")
 
@@ -17,7 +17,7 @@ __all__ = ["PlannedStep", "plan_focus", "reverse_expand", *_PIPELINE]
 
 def __getattr__(name: str) -> Any:
     if name in _PIPELINE:
-        from sifdata.build import pipeline
+        from sifdata.builder import pipeline
 
         return getattr(pipeline, name)
-    raise AttributeError(f"module 'sifdata.build' has no attribute {name!r}")
+    raise AttributeError(f"module 'sifdata.builder' has no attribute {name!r}")

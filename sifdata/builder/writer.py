@@ -14,9 +14,7 @@ its reason when the attempts run out. Nothing is dropped silently.
 
 from __future__ import annotations
 
-import base64
 import hashlib
-import io
 import json
 import os
 import random
@@ -26,12 +24,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Protocol
 
-from PIL import Image, ImageDraw
+from PIL import Image
 
-from sifdata.build.answers import answers_agree
-from sifdata.build.expand import PlannedStep
+from sifdata.answers import answers_agree
+from sifdata.builder.expand import PlannedStep
 from sifdata.chain import ChainError, format_area, parse_chain
 from sifdata.files import DiskCache
+from sifdata.images import draw_boxes, image_data_url
 from sifdata.llm import ChatClient, ChatError, RetryPolicy
 from sifdata.schema import Box, Chain
 
@@ -248,28 +247,6 @@ STEP_TEXT = (
     "Focus on the region with the normalized bounding box with normalized depth of {boxes}, "
     "as shown by the green box in the image below."
 )
-
-
-def draw_boxes(image: Image.Image, boxes: Sequence[Box], colour: str = "#00ff00") -> Image.Image:
-    """A copy of ``image`` with per-axis normalized ``boxes`` outlined."""
-    drawn = image.convert("RGB").copy()
-    draw = ImageDraw.Draw(drawn)
-    line = max(2, round(max(drawn.size) / 200))
-    for x1, y1, x2, y2 in boxes:
-        draw.rectangle(
-            [x1 * drawn.width, y1 * drawn.height, x2 * drawn.width, y2 * drawn.height], outline=colour, width=line
-        )
-    return drawn
-
-
-def image_data_url(image: Image.Image, max_side: int = 768) -> str:
-    """A JPEG data URL of ``image``, downscaled so its longer side is at most ``max_side``."""
-    picture = image.convert("RGB")
-    if max(picture.size) > max_side:
-        picture.thumbnail((max_side, max_side))
-    buffer = io.BytesIO()
-    picture.save(buffer, format="JPEG", quality=90)
-    return "data:image/jpeg;base64," + base64.b64encode(buffer.getvalue()).decode("ascii")
 
 
 def writer_messages(request: WriteRequest, feedback: Sequence[tuple[str, str]] = (), max_side: int = 768) -> list[dict]:

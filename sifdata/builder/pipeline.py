@@ -10,6 +10,7 @@ journal at once; a killed build resumes from the journals, and a shard's parquet
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import io
 import json
@@ -25,9 +26,8 @@ from typing import Any, Literal
 import numpy as np
 from pydantic import BaseModel, Field
 
-from sifdata.build.expand import plan_focus
-from sifdata.build.journal import Journal
-from sifdata.build.writer import (
+from sifdata.builder.expand import plan_focus
+from sifdata.builder.writer import (
     OfflineTemplateWriter,
     OpenAIWriter,
     WriteOutcome,
@@ -47,14 +47,15 @@ from sifdata.depth import (
 )
 from sifdata.files import atomic_write, safe_name
 from sifdata.geometry import round_box
+from sifdata.journal import Journal
 from sifdata.progress import progress_bar
 from sifdata.schema import Provenance, SIFRecord
-from sifdata.shards import shard_files, shard_name, write_manifest, write_shard
+from sifdata.shards import image_cell, record_row, shard_files, shard_name, write_manifest, write_shard
 from sifdata.sources import synthetic, tallyqa, viscot
-from sifdata.sources.base import SourceError, SourceRecord, SourceReject
+from sifdata.sources.base import Candidate, SourceError, SourceRecord, SourceReject
 from sifdata.version import __version__
 
-log = logging.getLogger("sifdata.build")
+log = logging.getLogger("sifdata.builder")
 SYNTHETIC_DEPTH = "synthetic-exact"
 
 
@@ -116,54 +117,72 @@ class BuildReport:
 # ----------------------------------------------------------------------------- candidates
 
 
-def _sample(records: list[SourceRecord], limit: int | None, rng: np.random.Generator) -> list[SourceRecord]:
-    """``limit`` records drawn by the seed, kept in their original order."""
-    if limit is None or len(records) <= limit:
-        return records
-    chosen = sorted(rng.choice(len(records), size=limit, replace=False))
-    return [records[i] for i in chosen]
+def _sample(items: list[Candidate], limit: int | None, rng: np.random.Generator) -> list[Candidate]:
+    """``limit`` candidates drawn by the seed, kept in their original order."""
+    if limit is None or len(items) <= limit:
+        return items
+    chosen = sorted(rng.choice(len(items), size=limit, replace=False))
+    return [items[i] for i in chosen]
 
 
-def select_candidates(config: BuildConfig, on_reject: Callable[[SourceReject], None]) -> list[SourceRecord]:
-    """The build's candidates, identical in every process that runs the same config."""
-    rng = np.random.default_rng(config.seed)
+def _given(record: SourceRecord) -> SourceRecord:
+    return record
+
+
+def source_candidates(config: BuildConfig, on_reject: Callable[[SourceReject], None]) -> list[Candidate]:
+    """Every candidate of the configured source, in source order, with no image read."""
     if config.source in ("synthetic", "demo", "photos"):
-        photos = list(synthetic.read_photos(on_reject)) if config.source != "synthetic" else []
-        wanted = config.n if config.n is not None else (0 if config.source == "photos" else 50)
+        photos = []
+        if config.source != "synthetic":
+            photos = [Candidate(r.key, r.source, functools.partial(_given, r)) for r in synthetic.read_photos(on_reject)]
         if config.source == "photos":
             return photos[: config.n] if config.n else photos
-        scenes = list(synthetic.read(max(wanted - len(photos), 0), seed=config.seed))
-        return photos + scenes
+        wanted = config.n if config.n is not None else 50
+        return photos + synthetic.index(max(wanted - len(photos), 0), seed=config.seed)
     if config.source_path is None:
         raise ValueError(f"--source {config.source} needs --source-path")
     if config.source == "viscot":
-        records: list[SourceRecord] = list(
-            viscot.read(config.source_path, sizes=config.sizes, image_root=config.image_root, on_reject=on_reject)
-        )
-    else:
-        records = list(tallyqa.read(config.source_path, image_root=config.image_root, on_reject=on_reject))
-    kept = []
-    for record in records:
-        if config.exclude_text_heavy and record.source in viscot.TEXT_HEAVY_SUBSETS:
-            continue
-        if config.subsets is not None and record.source not in config.subsets:
-            continue
-        kept.append(record)
+        return viscot.index(config.source_path, sizes=config.sizes, image_root=config.image_root)
+    return tallyqa.index(config.source_path, image_root=config.image_root)
+
+
+def select_candidates(config: BuildConfig, on_reject: Callable[[SourceReject], None]) -> list[Candidate]:
+    """The build's candidates, identical in every process that runs the same config.
+
+    Filters, per-subset caps, de-duplication and sampling all work on the source index (keys
+    and subsets), so choosing a shard's share reads no image; a candidate that turns out to be
+    broken is rejected, with its reason, by the shard that resolves it.
+    """
+    rng = np.random.default_rng(config.seed)
+    candidates = source_candidates(config, on_reject)
+    if config.source in ("synthetic", "demo", "photos"):
+        return candidates
+    kept = [
+        c
+        for c in candidates
+        if not (config.exclude_text_heavy and c.subset in viscot.TEXT_HEAVY_SUBSETS)
+        and (config.subsets is None or c.subset in config.subsets)
+    ]
     if config.per_subset_cap is not None:
-        by_subset: dict[str, list[SourceRecord]] = {}
-        for record in kept:
-            by_subset.setdefault(record.source, []).append(record)
-        capped = {id(r) for group in by_subset.values() for r in _sample(group, config.per_subset_cap, rng)}
-        kept = [r for r in kept if id(r) in capped]
+        by_subset: dict[str, list[Candidate]] = {}
+        for candidate in kept:
+            by_subset.setdefault(candidate.subset, []).append(candidate)
+        capped = {id(c) for group in by_subset.values() for c in _sample(group, config.per_subset_cap, rng)}
+        kept = [c for c in kept if id(c) in capped]
     seen: set[str] = set()
     unique = []
-    for record in kept:
-        if record.key in seen:
-            on_reject(SourceReject(record.key, "duplicate source id"))
+    for candidate in kept:
+        if candidate.key in seen:
+            on_reject(SourceReject(candidate.key, "duplicate source id"))
             continue
-        seen.add(record.key)
-        unique.append(record)
+        seen.add(candidate.key)
+        unique.append(candidate)
     return _sample(unique, config.n, rng)
+
+
+def shard_share(candidates: Sequence[Candidate], index: int, count: int) -> list[tuple[int, Candidate]]:
+    """Shard ``index`` of ``count``: candidates ``index, index + count, ...`` with their order."""
+    return [(order, candidates[order]) for order in range(index, len(candidates), count)]
 
 
 def record_seed(build_seed: int, key: str) -> int:
@@ -190,7 +209,7 @@ class ShardBuilder:
         out: Path,
         index: int,
         count: int,
-        candidates: Sequence[tuple[int, SourceRecord]],
+        candidates: Sequence[tuple[int, Candidate]],
         config: BuildConfig,
         writer: Writer,
         estimator: DepthEstimator | None,
@@ -208,7 +227,7 @@ class ShardBuilder:
             done = {entry["record"]["id"] for entry in records.entries}
             rejected = {entry["id"] for entry in rejects.entries}
             skip = done | (set() if self.config.retry_rejects else rejected)
-            pending = [(order, rec) for order, rec in self.candidates if rec.key not in skip]
+            pending = [(order, candidate) for order, candidate in self.candidates if candidate.key not in skip]
             advance(len(self.candidates) - len(pending))
             if pending:
                 self._process(pending, records, rejects, advance)
@@ -216,7 +235,7 @@ class ShardBuilder:
 
     def _process(
         self,
-        pending: list[tuple[int, SourceRecord]],
+        pending: list[tuple[int, Candidate]],
         records: Journal,
         rejects: Journal,
         advance: Callable[[int], None],
@@ -269,10 +288,17 @@ class ShardBuilder:
         rejects.append({"order": order, "id": key, "stage": stage, "reason": reason, "attempts": attempts})
 
     def _prepare(
-        self, batch: list[tuple[int, SourceRecord]], rejects: Journal, advance: Callable[[int], None]
+        self, batch: list[tuple[int, Candidate]], rejects: Journal, advance: Callable[[int], None]
     ) -> Iterator[_Prepared]:
         images, kept = [], []
-        for order, record in batch:
+        for order, candidate in batch:
+            # Only now is anything of the candidate's image read: its header, then its pixels.
+            try:
+                record = candidate.resolve()
+            except SourceError as error:
+                self._reject(rejects, order, candidate.key, "source", error.reason)
+                advance(1)
+                continue
             try:
                 images.append(record.load_image())
                 kept.append((order, record))
@@ -384,7 +410,7 @@ class ShardBuilder:
             Counter(f"{e['stage']}: {_reason_class(e['reason'])}" for e in final_rejects.values()),
         )
         accounted = set(by_id) | set(final_rejects)
-        result.complete = all(rec.key in accounted for _, rec in self.candidates)
+        result.complete = all(candidate.key in accounted for _, candidate in self.candidates)
         if result.complete:
             ordered = sorted(by_id.values(), key=lambda e: e["order"])
             write_shard((shard_row(e["record"]) for e in ordered), self.parquet)
@@ -400,12 +426,9 @@ def _reason_class(reason: str) -> str:
 
 def shard_row(record: dict[str, Any]) -> dict[str, Any]:
     """A journaled record (image references are files) as a shard row with the image bytes."""
-    row = dict(record)
-    for column in ("image", "depth_image"):
-        path = Path(row[column])
-        row[column] = {"bytes": path.read_bytes(), "path": path.name}
-    row["extra"] = json.dumps(row.get("extra") or {}, sort_keys=True)
-    return row
+    parsed = SIFRecord.model_validate(record)
+    images = {column: image_cell(Path(record[column])) for column in ("image", "depth_image")}
+    return record_row(parsed, images)
 
 
 # ----------------------------------------------------------------------------- the build
@@ -442,14 +465,13 @@ def build(
     source_rejects: list[SourceReject] = []
     candidates = select_candidates(config, source_rejects.append)
     writer = writer or make_writer(config, out)
-    needs_estimator = any(c.depth is None for c in candidates)
-    if estimator is None and needs_estimator:
+    if estimator is None:  # loads its model only when a record without a depth map needs it
         estimator = DepthEstimator(config.depth_model, device=config.depth_device, batch_size=config.depth_batch_size)
     indices = range(config.num_shards) if shard is None else [shard]
     if shard is not None and not 0 <= shard < config.num_shards:
         raise ValueError(f"shard {shard} is not in 0..{config.num_shards - 1}")
     results = []
-    jobs = {i: [(j, c) for j, c in enumerate(candidates) if j % config.num_shards == i] for i in indices}
+    jobs = {i: shard_share(candidates, i, config.num_shards) for i in indices}
     total = sum(len(job) for job in jobs.values())
     with progress_bar("building", total, enabled=progress) as advance:
         for index, job in jobs.items():
@@ -485,7 +507,7 @@ def _write_source_rejects(out: Path, rejects: list[SourceReject]) -> None:
 
 def finalize(out: str | Path, repo_id: str | None = None) -> dict[str, Any]:
     """Write ``manifest.json`` and the dataset card ``README.md`` for a folder of shards."""
-    import sifthinker_cards as cards
+    from sifdata.cards import dataset_card
 
     out = Path(out)
     reasons: Counter[str] = Counter()
@@ -505,20 +527,24 @@ def finalize(out: str | Path, repo_id: str | None = None) -> dict[str, Any]:
     stats = _provenance_summary(out)
     manifest = write_manifest(
         out,
-        {"rejects": rejects, "rejects_by_reason": dict(reasons), "build_config": config, "sources": stats["sources"]},
+        {
+            "rejects": rejects,
+            "rejects_by_reason": dict(reasons),
+            "build_config": config,
+            "sources": stats["sources"],
+            "box_frames": stats["frames"],
+        },
     )
-    records = manifest["records"]
     offline = "offline-template" in stats["writers"]
-    card = cards.render(
-        "dataset_card.md",
-        license="other",
+    card = dataset_card(
+        records=manifest["records"],
         pretty_name="SIF dataset" if not repo_id else repo_id.split("/")[-1],
-        size_category=_size_category(records),
-        records=records,
         shards=len(manifest["shards"]),
         sources=", ".join(f"{k} ({v})" for k, v in sorted(stats["sources"].items())) or "-",
         writer=", ".join(sorted(stats["writers"])) or "-",
         depth_model=", ".join(sorted(stats["depth_models"])) or "-",
+        box_frames=", ".join(f"{k} ({v})" for k, v in sorted(stats["frames"].items())) or "-",
+        rejects=rejects,
         seed=config.get("seed", "-"),
         library_version=__version__,
         writer_note=(
@@ -527,33 +553,57 @@ def finalize(out: str | Path, repo_id: str | None = None) -> dict[str, Any]:
             if offline
             else ""
         ),
+        frame_note=_frame_note(stats),
         repo_id=repo_id or str(out),
     )
-    atomic_write(out / "README.md", card.encode())
+    atomic_write(out / "README.md", str(card).encode("utf-8"))
     return manifest
+
+
+def _frame_note(stats: dict[str, Any]) -> str:
+    notes = []
+    if stats["converted"]:
+        notes.append(
+            f"**Box frame:** {stats['converted']} imported records were converted from the published SIF-50K's "
+            "padded-square values (which its generator used as if they were per-axis) to per-axis boxes, and their "
+            "chain depths were read again from each record's depth map over the converted boxes. The published "
+            "values are kept in `extra.published` (`frame`, `bbox_3d`, `chain`, `depths`)."
+        )
+    if stats["frames"].get("padded-square"):
+        notes.append(
+            f"**Box frame:** {stats['frames']['padded-square']} records keep the published padded-square values "
+            "(`box_frame` = `padded-square`): on a non-square image their boxes sit beside the object if read per "
+            "axis. Models trained on them emit boxes in that frame; name it when scoring their boxes."
+        )
+    return "\n\n".join(notes)
 
 
 def _provenance_summary(out: Path) -> dict[str, Any]:
     import pyarrow.parquet as pq
 
     sources: Counter[str] = Counter()
+    frames: Counter[str] = Counter()
+    converted = 0
     writers: set[str] = set()
     depth_models: set[str] = set()
     for path in shard_files(out):
-        table = pq.read_table(path, columns=["source", "provenance"])
+        table = pq.read_table(path, columns=["source", "provenance", "box_frame", "extra"])
         sources.update(table.column("source").to_pylist())
+        frames.update(table.column("box_frame").to_pylist())
+        converted += sum(
+            bool(extra and json.loads(extra).get("published")) for extra in table.column("extra").to_pylist()
+        )
         for prov in table.column("provenance").to_pylist():
             writers.add(prov["writer_kind"])
             if prov.get("depth_model"):
                 depth_models.add(prov["depth_model"])
-    return {"sources": dict(sources), "writers": writers, "depth_models": depth_models}
-
-
-def _size_category(records: int) -> str:
-    for limit, name in ((1_000, "n<1K"), (10_000, "1K<n<10K"), (100_000, "10K<n<100K"), (1_000_000, "100K<n<1M")):
-        if records < limit:
-            return name
-    return "1M<n<10M"
+    return {
+        "sources": dict(sources),
+        "frames": dict(frames),
+        "converted": converted,
+        "writers": writers,
+        "depth_models": depth_models,
+    }
 
 
 def merge(parts: Sequence[str | Path], out: str | Path) -> dict[str, Any]:

@@ -1,0 +1,141 @@
+"""Does an answer agree with a reference? The one set of rules that needs no model.
+
+The builder's writer check, the GRPO-SIF accuracy reward's rule judge, the offline match
+judge and the evaluation adapters all read answers through this module, so that one answer
+never gets two verdicts ("Correct, it is." against "yes" is agreement everywhere).
+
+- :func:`rule_agreement`: the verdict of a rule where the reference's type has one (an option
+  letter, yes/no, a number), ``None`` for a free-form reference;
+- :func:`answers_agree`: that verdict, else the normalized reference stated in the answer;
+- :func:`extract_choice`, :func:`yes_no`, :func:`first_number`: how an answer is read.
+
+Readings are literal: the first yes/no word said, the first number written, the option
+letter committed to. A hedge ("yes or no") counts as its first word, never as both.
+"""
+
+from __future__ import annotations
+
+import re
+import string
+from typing import Literal
+
+_ARTICLES = re.compile(r"\b(a|an|the)\b")
+_PUNCTUATION = str.maketrans("", "", string.punctuation)
+NUMBER_WORDS = {
+    "zero": 0,
+    "none": 0,
+    "one": 1,
+    "two": 2,
+    "three": 3,
+    "four": 4,
+    "five": 5,
+    "six": 6,
+    "seven": 7,
+    "eight": 8,
+    "nine": 9,
+    "ten": 10,
+    "eleven": 11,
+    "twelve": 12,
+}
+YES_WORDS = frozenset({"yes", "true", "correct"})
+NO_WORDS = frozenset({"no", "false", "incorrect"})
+_NUMBER = re.compile(r"-?\d+(?:\.\d+)?")
+_OPTION_REFERENCE = re.compile(r"^\(?([A-Z])\)?(?:[.:)]\s*.*)?$")
+
+
+def normalize_answer(text: str) -> str:
+    """Lower case, no punctuation, no articles, single spaces."""
+    return " ".join(_ARTICLES.sub(" ", text.lower().translate(_PUNCTUATION)).split())
+
+
+def first_number(text: str) -> float | None:
+    """The first number written in digits, else the first small English number word.
+
+    "no" is not read as zero here: it is the answer to a yes/no question.
+    """
+    match = _NUMBER.search(text.replace(",", ""))
+    if match:
+        return float(match.group(0))
+    for word in normalize_answer(text).split():
+        if word in NUMBER_WORDS:
+            return float(NUMBER_WORDS[word])
+    return None
+
+
+def yes_no(text: str) -> Literal["yes", "no"] | None:
+    """The first yes/no word the text says ("Correct, it is." -> yes), or None."""
+    for word in normalize_answer(text).split():
+        if word in YES_WORDS:
+            return "yes"
+        if word in NO_WORDS:
+            return "no"
+    return None
+
+
+def extract_choice(text: str, letters: str = "ABCDEFGH") -> str | None:
+    """The option letter a reply commits to: "(B)", "B.", "B) ...", "The answer is B", "B".
+
+    Never the first letter of a word ("Based on ..." is not B).
+    """
+    stripped = text.strip()
+    patterns = [
+        rf"\(([{letters}])\)",
+        rf"(?:answer|option|choice)\s*(?:is|:)?\s*\(?([{letters}])\b",
+        rf"^([{letters}])(?:[.:)]|\s*$)",
+        rf"^([{letters}])\s",
+    ]
+    for pattern in patterns:
+        match = re.search(pattern, stripped, re.IGNORECASE if "answer" in pattern else 0)
+        if match:
+            return match.group(1).upper()
+    return None
+
+
+def reference_option(reference: str) -> str | None:
+    """The option letter a reference names ("(B)", "B", "B. a cat"), or None."""
+    stripped = reference.strip()
+    match = _OPTION_REFERENCE.match(stripped)
+    if match and (stripped.startswith("(") or len(stripped) == 1 or stripped[1] in ".:)"):
+        return match.group(1)
+    return None
+
+
+def reference_number(reference: str) -> float | None:
+    """The number a reference is ("3", "-1.5", "three"), or None when it is anything else."""
+    truth = normalize_answer(reference).replace(" ", "")
+    if re.fullmatch(r"-?\d+(?:\.\d+)?", truth):
+        return float(truth)
+    if truth in NUMBER_WORDS:
+        return float(NUMBER_WORDS[truth])
+    return None
+
+
+def rule_agreement(answer: str, reference: str) -> bool | None:
+    """The verdict of the rule the reference's type calls for, or None for free-form references.
+
+    Option letters are compared as letters, yes/no as the first yes/no word said, numbers as
+    the first number written (digits or a small number word).
+    """
+    option = reference_option(reference)
+    if option is not None:
+        return extract_choice(answer) == option
+    said_truth = yes_no(reference)
+    if said_truth is not None and normalize_answer(reference) in YES_WORDS | NO_WORDS:
+        return yes_no(answer) == said_truth
+    number = reference_number(reference)
+    if number is not None:
+        said = first_number(answer)
+        return said is not None and abs(said - number) < 1e-9
+    return None
+
+
+def answers_agree(answer: str, reference: str) -> bool:
+    """True when ``answer`` states ``reference``: by rule where one applies, else the normalized
+    reference appears in the normalized answer as whole words."""
+    verdict = rule_agreement(answer, reference)
+    if verdict is not None:
+        return verdict
+    truth, said = normalize_answer(reference), normalize_answer(answer)
+    if not truth:
+        return False
+    return said == truth or re.search(rf"\b{re.escape(truth)}\b", said) is not None
