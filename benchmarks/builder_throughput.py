@@ -57,7 +57,8 @@ def mixed_size_images(records: int, concurrency: int, batch_size: int) -> None:
             images.append(image)
             x1, y1 = rng.randint(0, width // 2), rng.randint(0, height // 2)
             box = [x1, y1, x1 + rng.randint(20, width // 2), y1 + rng.randint(20, height // 2)]
-            rows.append({"question": "How many?", "bboxs": [box], "answer": 1, "image": f"{index}.jpg", "question_id": index})
+            row = {"question": "How many?", "bboxs": [box], "answer": 1, "image": f"{index}.jpg", "question_id": index}
+            rows.append(row)
         (folder / "source.json").write_text(json.dumps(rows))
         sizes = len({image.size for image in images})
 
@@ -66,7 +67,8 @@ def mixed_size_images(records: int, concurrency: int, batch_size: int) -> None:
         start = time.perf_counter()
         estimator.estimate(images)
         depth_only = time.perf_counter() - start
-        print(f"baseline: tiny Depth Anything alone, {records} images ({sizes} sizes) {records / depth_only:8.1f} images/s")
+        rate = records / depth_only
+        print(f"baseline: tiny Depth Anything alone, {records} images ({sizes} sizes) {rate:8.1f} images/s")
 
         config = BuildConfig(
             source="tallyqa",

@@ -18,9 +18,9 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
-from sifdata.journal import Journal
 from sifdata.files import DiskCache
 from sifdata.hub import sif_home
+from sifdata.journal import Journal
 from sifdata.progress import progress_bar
 from sifeval.adapters import Benchmark
 from sifeval.types import BenchmarkResult, Sample, ScoredSample

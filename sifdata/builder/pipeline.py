@@ -134,7 +134,9 @@ def source_candidates(config: BuildConfig, on_reject: Callable[[SourceReject], N
     if config.source in ("synthetic", "demo", "photos"):
         photos = []
         if config.source != "synthetic":
-            photos = [Candidate(r.key, r.source, functools.partial(_given, r)) for r in synthetic.read_photos(on_reject)]
+            photos = [
+                Candidate(r.key, r.source, functools.partial(_given, r)) for r in synthetic.read_photos(on_reject)
+            ]
         if config.source == "photos":
             return photos[: config.n] if config.n else photos
         wanted = config.n if config.n is not None else 50
