@@ -6,7 +6,7 @@ import json
 import logging
 import sys
 from collections import Counter
-from enum import Enum
+from enum import StrEnum
 from pathlib import Path
 from typing import Annotated
 
@@ -36,7 +36,7 @@ def _parse_shard(spec: str | None) -> tuple[int | None, int | None]:
     return index, count
 
 
-class Source(str, Enum):
+class Source(StrEnum):
     demo = "demo"
     synthetic = "synthetic"
     photos = "photos"
@@ -44,7 +44,7 @@ class Source(str, Enum):
     tallyqa = "tallyqa"
 
 
-class WriterKind(str, Enum):
+class WriterKind(StrEnum):
     offline = "offline"
     openai = "openai"
 
@@ -264,7 +264,7 @@ def _reason_kind(reason: str) -> str:
     return reason.split(":")[0].split(" (")[0][:80]
 
 
-class ExportFormat(str, Enum):
+class ExportFormat(StrEnum):
     llamafactory = "llamafactory"
     trl_sft = "trl-sft"
     trl_grpo = "trl-grpo"

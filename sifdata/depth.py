@@ -14,7 +14,7 @@ from __future__ import annotations
 import io
 import math
 from collections.abc import Sequence
-from enum import Enum
+from enum import StrEnum
 from pathlib import Path
 from typing import Any
 
@@ -25,7 +25,7 @@ DEFAULT_DEPTH_MODEL = "depth-anything/Depth-Anything-V2-Small-hf"
 _UINT16_MAX = 65535
 
 
-class DepthEncoding(str, Enum):
+class DepthEncoding(StrEnum):
     """How a depth PNG encodes depth, and so which way its polarity runs."""
 
     SIF16 = "sif16"  # 16-bit, round(depth * 65535), lower = closer (this project's own)

@@ -17,7 +17,7 @@ import os
 import types
 import typing
 from collections.abc import Iterable, Iterator, Mapping, Sequence
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -163,7 +163,7 @@ def write_manifest(folder: str | Path, extra: dict[str, Any] | None = None) -> d
     manifest = {
         "format": "sif-shards/1",
         "library_version": __version__,
-        "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "created": datetime.now(UTC).isoformat(timespec="seconds"),
         "records": sum(shard["records"] for shard in shards),
         "shards": shards,
         "features": FEATURES.to_dict(),

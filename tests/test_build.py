@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 from chat_server import ScriptedChatServer
+from huggingface_hub import DatasetCard
 from PIL import Image
 
 import sifdata
@@ -48,7 +49,14 @@ def test_demo_build_validates_and_loads(demo_build: Path, tiny_depth_model: Path
     assert row["depth_image"].mode.startswith("I")
     manifest = read_manifest(demo_build)
     assert manifest["records"] == 56 and manifest["rejects"] == 0
-    assert "configs:" in (demo_build / "README.md").read_text()
+    card = DatasetCard.load(demo_build / "README.md")  # the Hub's own reader
+    assert card.data.configs == [
+        {"config_name": "default", "data_files": [{"split": "train", "path": "data/train-*.parquet"}]}
+    ]
+    assert card.data.size_categories == ["n<1K"] and "sifthinker" in card.data.tags
+    assert "| records | 56 |" in card.text and "per-axis (56)" in card.text and "offline-template" in card.text
+    for column in ("gt_boxes", "box_frame", "depth_image"):
+        assert f"- `{column}`:" in card.text  # the columns, described from the record schema
 
 
 def test_build_with_the_openai_writer_over_loopback(tmp_path: Path, tiny_depth_model: Path) -> None:

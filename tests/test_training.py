@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from huggingface_hub import ModelCard
 from PIL import Image
 from safetensors.torch import load_file
 from typer.testing import CliRunner
@@ -79,15 +80,18 @@ def test_sft_resumes_from_a_checkpoint(sft_run: Path, tiny_vlm: Path, demo_build
     assert state["global_step"] == 2 and [e.get("step") for e in state["log_history"] if "loss" in e] == [1, 2]
 
 
-def test_merge_gives_a_model_that_loads_and_generates(sft_run: Path, tmp_path: Path) -> None:
+def test_merge_gives_a_model_that_loads_and_generates(sft_run: Path, tiny_vlm: Path, tmp_path: Path) -> None:
     results = tmp_path / "cvbench.json"
     results.write_text(
         json.dumps({"benchmark": "cvbench", "metrics": {"score": 61.25}, "n": 2638, "protocol": "official"})
     )
     merged = merge_adapter(sft_run, tmp_path / "merged", name="me/sif-tiny", results=[results])
-    card = (merged / "README.md").read_text()
-    assert "base_model:" in card and "learning_rate: 0.001" in card and "me/sif-tiny" in card
-    assert "| cvbench | 61.25 | 2638 | official |" in card
+    card = ModelCard.load(merged / "README.md")  # the Hub's own reader
+    assert card.data.base_model == str(tiny_vlm) and card.data.pipeline_tag == "image-text-to-text"
+    assert "learning_rate: 0.001" in card.text and "me/sif-tiny" in card.text
+    assert "| cvbench | 61.25 | 2638 | official |" in card.text
+    (result,) = card.data.eval_results  # the headline as model-index, which the Hub shows
+    assert result.dataset_name == "cvbench" and result.metric_value == 61.25
     backend = load(f"hf:{merged}?device=cpu")
     photo = Image.new("RGB", (96, 64), "white")
     (response,) = backend.generate(

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import contextlib
+import functools
+import gc
 import logging
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 from PIL import Image
@@ -77,33 +80,51 @@ class SourceReject:
 RejectHandler = Callable[[SourceReject], None]
 
 
-@dataclass(frozen=True)
-class Candidate:
+class Candidate(NamedTuple):
     """A source record known by its key before anything of its image is read.
 
     Selection (filters, caps, sampling) and sharding work on candidates, so that a
     ``--shard i/n`` job opens only its own share of the images. ``resolve()`` reads what the
     record needs (the image header for its size, the boxes) and returns the record, or raises
-    :class:`SourceError` naming the record and the reason.
+    :class:`SourceError` naming the record and the reason. (A named tuple: a source index holds
+    hundreds of thousands of them.)
     """
 
     key: str
     subset: str
-    resolve: Callable[[], SourceRecord] = field(compare=False, repr=False)
+    resolve: Callable[[], SourceRecord]
 
 
-def resolving(key: str, parse: Callable[[], SourceRecord]) -> Callable[[], SourceRecord]:
-    """``parse`` with every way a malformed row can fail turned into a :class:`SourceError`."""
+@contextlib.contextmanager
+def bulk_allocation() -> Iterator[None]:
+    """Pause the cyclic garbage collector while a source index is built.
 
-    def resolve() -> SourceRecord:
-        try:
-            return parse()
-        except SourceError:
-            raise
-        except (KeyError, IndexError, TypeError, ValueError) as error:
-            raise SourceError(key, f"{type(error).__name__}: {error}") from None
+    Reading a 363K-row JSON and making a candidate per row allocates millions of objects and
+    none of them is garbage; the collector's repeated passes over that growing heap took more
+    than half of the time (3.5x slower in ``benchmarks/shard_selection.py``).
+    """
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if enabled:
+            gc.enable()
 
-    return resolve
+
+def resolve_row(key: str, parse: Callable[..., SourceRecord], *args: Any) -> SourceRecord:
+    """``parse(*args)`` with every way a malformed row can fail turned into a :class:`SourceError`."""
+    try:
+        return parse(*args)
+    except SourceError:
+        raise
+    except (KeyError, IndexError, TypeError, ValueError) as error:
+        raise SourceError(key, f"{type(error).__name__}: {error}") from None
+
+
+def resolving(key: str, parse: Callable[..., SourceRecord], *args: Any) -> Callable[[], SourceRecord]:
+    """A candidate's ``resolve``: ``parse(*args)``, failing with a :class:`SourceError` for ``key``."""
+    return functools.partial(resolve_row, key, parse, *args)
 
 
 def resolve_all(candidates: Sequence[Candidate], on_reject: RejectHandler) -> Iterator[SourceRecord]:

@@ -41,7 +41,7 @@ from sifdata.files import OutsideRoot, atomic_write, confined_path, safe_name
 from sifdata.geometry import clip_box, padded_square_to_normalized, round_box
 from sifdata.prompt import sif_user_text
 from sifdata.schema import Box, Chain, Focus, Provenance, SIFRecord, Text
-from sifdata.sources.base import RejectHandler, SourceReject, image_size, log_reject
+from sifdata.sources.base import RejectHandler, SourceReject, bulk_allocation, image_size, log_reject
 from sifdata.version import __version__
 
 PUBLISHED_FILES = ("SIF-50K.json", "SIF-50K-sampled-200.json")
@@ -275,7 +275,7 @@ def to_record(
 def read_rows(path: str | Path) -> list[Any]:
     """The rows of a published file (a JSON list)."""
     path = Path(path)
-    with open(path, encoding="utf-8") as handle:
+    with bulk_allocation(), open(path, encoding="utf-8") as handle:
         rows = json.load(handle)
     if not isinstance(rows, list):
         raise ValueError(f"{path}: expected a JSON list of SIF-50K records")

@@ -3,7 +3,6 @@ object boxed in pixels (``bboxs``)."""
 
 from __future__ import annotations
 
-import functools
 import json
 from collections.abc import Iterator
 from pathlib import Path
@@ -13,6 +12,7 @@ from sifdata.sources.base import (
     Candidate,
     RejectHandler,
     SourceRecord,
+    bulk_allocation,
     image_size,
     log_reject,
     make_record,
@@ -45,16 +45,16 @@ def index(path: str | Path, *, image_root: str | Path | None = None) -> list[Can
     """The candidates of a TallyQA file, in file order (images are read when resolved)."""
     path = Path(path)
     root = Path(image_root) if image_root is not None else path.parent
-    with open(path, encoding="utf-8") as handle:
+    with bulk_allocation(), open(path, encoding="utf-8") as handle:
         rows = json.load(handle)
-    if not isinstance(rows, list):
-        raise ValueError(f"{path}: expected a JSON list of TallyQA records")
-    candidates = []
-    for position, row in enumerate(rows):
-        fields = row if isinstance(row, dict) else {}
-        subset = str(fields.get("dataset", "tallyqa"))
-        key = f"{subset}/{fields.get('question_id', fields.get('id', f'#{position}'))}"
-        candidates.append(Candidate(key, subset, resolving(key, functools.partial(_parse_row, row, position, root))))
+        if not isinstance(rows, list):
+            raise ValueError(f"{path}: expected a JSON list of TallyQA records")
+        candidates = []
+        for position, row in enumerate(rows):
+            fields = row if isinstance(row, dict) else {}
+            subset = str(fields.get("dataset", "tallyqa"))
+            key = f"{subset}/{fields.get('question_id', fields.get('id', f'#{position}'))}"
+            candidates.append(Candidate(key, subset, resolving(key, _parse_row, row, position, root)))
     return candidates
 
 

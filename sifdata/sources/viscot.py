@@ -20,6 +20,7 @@ from sifdata.sources.base import (
     Candidate,
     RejectHandler,
     SourceRecord,
+    bulk_allocation,
     image_size,
     log_reject,
     make_record,
@@ -165,12 +166,12 @@ def index(
     root = Path(image_root) if image_root is not None else (path if path.is_dir() else path.parent)
     size_table = functools.cache(lambda: read_detection(sizes) if isinstance(sizes, str | Path) else sizes)
     candidates = []
-    for position, row in enumerate(_rows(path)):
-        fields = row if isinstance(row, dict) else {}
-        subset = str(fields.get("dataset", "viscot"))
-        key = f"{subset}/{fields.get('question_id', f'#{position}')}"
-        parse = functools.partial(_parse_row, row, root, size_table)
-        candidates.append(Candidate(key, subset, resolving(key, parse)))
+    with bulk_allocation():
+        for position, row in enumerate(_rows(path)):
+            fields = row if isinstance(row, dict) else {}
+            subset = str(fields.get("dataset", "viscot"))
+            key = f"{subset}/{fields.get('question_id', f'#{position}')}"
+            candidates.append(Candidate(key, subset, resolving(key, _parse_row, row, root, size_table)))
     return candidates
 
 
