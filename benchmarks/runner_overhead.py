@@ -33,6 +33,9 @@ class InstantFakeBackend:
     def generate(self, requests: Sequence[GenerationRequest]) -> list[GenerationResponse]:
         return [GenerationResponse(r.id, REPLY, None, 1, 1, 0.0) for r in requests]
 
+    def identity(self) -> dict[str, str]:
+        return {"kind": "fake", "fingerprint": "instant-fake"}
+
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)

@@ -7,7 +7,8 @@ never gets two verdicts ("Correct, it is." against "yes" is agreement everywhere
 - :func:`rule_agreement`: the verdict of a rule where the reference's type has one (an option
   letter, yes/no, a number), ``None`` for a free-form reference;
 - :func:`answers_agree`: that verdict, else the normalized reference stated in the answer;
-- :func:`extract_choice`, :func:`yes_no`, :func:`first_number`: how an answer is read.
+- :func:`extract_choice` / :func:`read_choice`, :func:`yes_no`, :func:`first_number`: how an
+  answer is read.
 
 Readings are literal: the first yes/no word said, the first number written, the option
 letter committed to. A hedge ("yes or no") counts as its first word, never as both.
@@ -17,6 +18,7 @@ from __future__ import annotations
 
 import re
 import string
+from collections.abc import Sequence
 from typing import Literal
 
 _ARTICLES = re.compile(r"\b(a|an|the)\b")
@@ -72,23 +74,95 @@ def yes_no(text: str) -> Literal["yes", "no"] | None:
     return None
 
 
-def extract_choice(text: str, letters: str = "ABCDEFGH") -> str | None:
-    """The option letter a reply commits to: "(B)", "B.", "B) ...", "The answer is B", "B".
+# ----------------------------------------------------------------------------- option letters
 
-    Never the first letter of a word ("Based on ..." is not B).
+_BOXED = re.compile(r"\\boxed\s*\{\s*(?:\\text(?:bf)?\s*\{)?\s*([^{}]*?)\s*\}?\s*\}")
+_MARKUP = re.compile(r"[*_`$]+")
+_ARTICLE_LETTERS = frozenset("aAI")  # letters that are English words: "a cat", "A cat", "I think"
+LETTERS = string.ascii_uppercase
+
+
+def _strip_markup(text: str) -> str:
+    """``**C**`` -> ``C``, ``\\boxed{C}`` -> ``C``, ``$\\boxed{\\text{B}}$`` -> ``B``."""
+    return _MARKUP.sub("", _BOXED.sub(r"\1", text)).strip()
+
+
+def _is_article(letter: str, after: str) -> bool:
+    """``a`` or ``A`` (or ``I``) followed by a lower-case word is English, not an option."""
+    return letter in _ARTICLE_LETTERS and re.match(r"\s+[a-z]", after) is not None
+
+
+def extract_choice(text: str, letters: str = "ABCDEFGH") -> str | None:
+    """The option letter (upper case) a reply commits to, or None when it commits to none.
+
+    The one reader of option letters, for every multiple-choice benchmark and the rule judge.
+    ``letters`` are the valid options (``"ABCD"`` for four choices). In order:
+
+    =====================================  ======  =============================================
+    reply                                  letter  rule
+    =====================================  ======  =============================================
+    ``C`` ``c`` ``(c)`` ``c.`` ``c)``      C       the whole reply is one letter, any case
+    ``**C**`` ``\\boxed{C}``                C       markdown and LaTeX wrappers are removed first
+    ``Answer: c`` ``option c``             C       after "answer", "option" or "choice" (the last
+    ``The answer is (C).``                         such statement wins)
+    ``C) the left one`` ``c. blue``        C       a letter opening the reply, then ``.``, ``:``, ``)``
+    ``Based on the image, B``              B       exactly one capital letter standing alone, or
+    ``I pick (b) here``                    B       exactly one letter in brackets
+    ``B or C``                             None    two candidates: no commitment
+    ``A white cup.`` ``the answer is a``   None    ``a``/``A``/``I`` before a lower-case word is
+    ``cube``                                       English, never an option
+    ``Based on the picture``               None    never the first letter of a word
+    =====================================  ======  =============================================
+
+    :func:`read_choice` adds the options' texts ("The white one." is the option "white").
     """
-    stripped = text.strip()
-    patterns = [
-        rf"\(([{letters}])\)",
-        rf"(?:answer|option|choice)\s*(?:is|:)?\s*\(?([{letters}])\b",
-        rf"^([{letters}])(?:[.:)]|\s*$)",
-        rf"^([{letters}])\s",
-    ]
-    for pattern in patterns:
-        match = re.search(pattern, stripped, re.IGNORECASE if "answer" in pattern else 0)
-        if match:
-            return match.group(1).upper()
-    return None
+    valid = "".join(dict.fromkeys(letters.upper()))
+    cleaned = _strip_markup(text)
+    if not cleaned or not valid:
+        return None
+    lone = cleaned.strip(" \t\n.:;,!?()[]\"'")
+    if len(lone) == 1 and lone.upper() in valid:
+        return lone.upper()
+    either_case = f"[{valid}{valid.lower()}]"
+    stated = []
+    marker = re.compile(
+        rf"\b(?:answer|option|choice)(?:\s+is)?\s*[:\-]?\s*(?:option\s+|choice\s+)?([\(\[])?({either_case})"
+        r"(?=[\)\]]|\s*[.,;:!?]|\s*$|\s+\S)",
+        re.IGNORECASE,
+    )
+    for match in marker.finditer(cleaned):
+        letter = match.group(2)
+        if match.group(1) is None and _is_article(letter, cleaned[match.end() :]):
+            continue  # "the answer is a cube"
+        stated.append(letter.upper())
+    if stated:
+        return stated[-1]
+    opening = re.match(rf"^[\(\[]?({either_case})(?:[\)\]]|[.:](?=\s|$))", cleaned)
+    if opening:
+        return opening.group(1).upper()
+    bracketed = {letter.upper() for letter in re.findall(rf"[\(\[]({either_case})[\)\]]", cleaned)}
+    if bracketed:
+        return bracketed.pop() if len(bracketed) == 1 else None
+    alone = {
+        match.group(1)
+        for match in re.finditer(rf"(?<![\w'’-])([{valid}])(?![\w'’-])", cleaned)
+        if not _is_article(match.group(1), cleaned[match.end() :])
+    }
+    return alone.pop() if len(alone) == 1 else None
+
+
+def read_choice(text: str | None, choices: Sequence[str]) -> str | None:
+    """The option a reply commits to: its letter (:func:`extract_choice`), else the text of
+    exactly one option stated in it ("The white one." with options black, white: B)."""
+    if not text:
+        return None
+    letter = extract_choice(text, LETTERS[: len(choices)] if choices else "ABCDEFGH")
+    if letter is not None:
+        return letter
+    said = normalize_answer(text)
+    options = [normalize_answer(choice) for choice in choices]
+    matches = [i for i, option in enumerate(options) if option and re.search(rf"\b{re.escape(option)}\b", said)]
+    return LETTERS[matches[0]] if len(matches) == 1 else None
 
 
 def reference_option(reference: str) -> str | None:

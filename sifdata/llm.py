@@ -85,6 +85,22 @@ class ChatClient:
         self._lock = threading.Lock()
         self.retries = 0
 
+    def reported_model(self) -> dict[str, Any] | None:
+        """The server's ``/v1/models`` entry for this model (stable fields only), or None when the
+        server lists no such model or cannot be asked."""
+        import openai
+
+        try:
+            listed = self._client.models.list()
+        except (openai.APIError, openai.APIConnectionError, openai.APITimeoutError):
+            return None
+        for entry in getattr(listed, "data", None) or []:
+            data = entry.model_dump() if hasattr(entry, "model_dump") else dict(entry)
+            if data.get("id") == self.model:
+                # "created" is the time of the listing on some servers (vLLM): not an identity.
+                return {key: value for key, value in data.items() if key not in ("created", "object")}
+        return None
+
     def complete(self, messages: list[dict[str, Any]], **params: Any) -> ChatResult:
         """One completion's text, or :class:`ChatError` once the retries are spent."""
         import openai

@@ -8,20 +8,18 @@ under ``"score"``, on a 0-100 scale, plus per-category keys).
 
 from __future__ import annotations
 
-import re
-import string
+import math
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, ClassVar
 
-from sifdata.answers import extract_choice, normalize_answer
+from sifdata.answers import LETTERS, read_choice
 from sifdata.chain import parse_chain
 from sifeval.types import Sample, ScoredSample, Source
 from sifmodel.backends import GenerationRequest, GenerationSettings
 from sifmodel.prompts import PromptMode
 
-LETTERS = string.ascii_uppercase
 ANSWER_WITH_LETTER = "Answer with the option's letter from the given choices directly."
 
 
@@ -37,20 +35,6 @@ def answer_text(response: str, mode: str) -> str | None:
     return text or None
 
 
-def choice_letter(text: str | None, choices: Sequence[str]) -> str | None:
-    """The option a reply commits to: a letter ("(B)", "B.", "The answer is B"), or else the
-    text of exactly one option. None when it commits to none."""
-    if not text:
-        return None
-    letter = extract_choice(text, LETTERS[: len(choices)] if choices else "ABCDEFGH")
-    if letter is not None:
-        return letter
-    said = normalize_answer(text)
-    options = [normalize_answer(choice) for choice in choices]
-    matches = [i for i, option in enumerate(options) if option and re.search(rf"\b{re.escape(option)}\b", said)]
-    return LETTERS[matches[0]] if len(matches) == 1 else None
-
-
 def options_block(choices: Sequence[str]) -> str:
     return "\n".join(f"({LETTERS[i]}) {choice}" for i, choice in enumerate(choices))
 
@@ -59,12 +43,24 @@ def options_block(choices: Sequence[str]) -> str:
 
 
 class Benchmark(ABC):
+    """A benchmark: where its data lives, its protocols, how a sample is asked and scored, and
+    the official aggregate.
+
+    ``categories`` lists the categories an official headline averages over (CV-Bench's sources,
+    SpatialBench's five categories, VisCoT's eleven subsets); a run that lacks one of them gets
+    NaN for it and for the headline, with a note, never an average of what is there.
+    ``prompt_modes`` maps each protocol to the prompt modes it can run in (a protocol that
+    writes its own prompts, like V*'s likelihood or VisCoT's two passes, runs in ``plain``
+    only); the mode a run records is the one it really used.
+    """
+
     name: ClassVar[str]
     title: ClassVar[str]
     source: ClassVar[Source]
     protocols: ClassVar[tuple[str, ...]]
     default_protocol: ClassVar[str]
-    categories_key: ClassVar[str] = "category"
+    categories: ClassVar[tuple[str, ...]] = ()
+    fixed_prompt_protocols: ClassVar[tuple[str, ...]] = ()
 
     def __init__(self, protocol: str | None = None) -> None:
         self.protocol = protocol or self.default_protocol
@@ -72,6 +68,19 @@ class Benchmark(ABC):
             raise ValueError(
                 f"{self.name}: unknown protocol {self.protocol!r}; choose one of {', '.join(self.protocols)}"
             )
+
+    def options(self) -> dict[str, Any]:
+        """Settings beyond the protocol that change scores (a judge, a box frame): recorded with
+        the run, and part of what makes two runs the same run."""
+        return {}
+
+    def mode_for(self, mode: str) -> str:
+        """The prompt mode this protocol really runs in when ``mode`` is asked for."""
+        return "plain" if self.protocol in self.fixed_prompt_protocols else mode
+
+    def unanswered(self, sample: Sample, error: str) -> ScoredSample:
+        """How a sample without a response counts in the headline: as a wrong answer."""
+        return ScoredSample(sample, None, None, False, 0.0, request_error=error)
 
     @abstractmethod
     def load(self, data_dir: str | Path | None = None) -> list[Sample]:
@@ -115,16 +124,16 @@ class MultipleChoiceBenchmark(Benchmark):
     target letter; a reply committing to none is a parse failure and scores 0."""
 
     def score(self, sample: Sample, response_text: str, mode: str = "sif") -> ScoredSample:
-        letter = choice_letter(answer_text(response_text, mode), sample.choices)
+        letter = read_choice(answer_text(response_text, mode), sample.choices)
         return ScoredSample(
             sample, response_text, extracted=letter, parse_ok=letter is not None, score=float(letter == sample.target)
         )
 
 
 def accuracy(scored: Sequence[ScoredSample]) -> float:
-    """Mean score (0-100) of the answered samples."""
-    answered = [s.score for s in scored if s.score is not None]
-    return 100.0 * sum(answered) / len(answered) if answered else float("nan")
+    """Mean score (0-100) of the graded samples (a judge failure has no grade); NaN for none."""
+    graded = [s.score for s in scored if s.score is not None]
+    return 100.0 * sum(graded) / len(graded) if graded else float("nan")
 
 
 def by(scored: Sequence[ScoredSample], key: Callable[[ScoredSample], str]) -> dict[str, list[ScoredSample]]:
@@ -132,6 +141,15 @@ def by(scored: Sequence[ScoredSample], key: Callable[[ScoredSample], str]) -> di
     for item in scored:
         groups.setdefault(key(item), []).append(item)
     return groups
+
+
+def mean_over(values: dict[str, float], expected: Sequence[str]) -> float:
+    """The unweighted mean over ``expected`` keys: NaN when any is missing or NaN (never the mean
+    of what happens to be there)."""
+    present = [values.get(key, float("nan")) for key in expected]
+    if not present or any(math.isnan(value) for value in present):
+        return float("nan")
+    return sum(present) / len(present)
 
 
 # ----------------------------------------------------------------------------- the registry

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import logging
-import math
 import sys
 from pathlib import Path
 from typing import Annotated
@@ -29,7 +28,7 @@ def _main(verbose: Annotated[bool, typer.Option("--verbose", "-v")] = False) -> 
     logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s")
 
 
-def _bench(name: str, protocol: str | None, judge: str) -> object:
+def _bench(name: str, protocol: str | None, judge: str, box_frame: str | None = None) -> object:
     from sifeval.adapters import get_benchmark
 
     try:
@@ -44,6 +43,12 @@ def _bench(name: str, protocol: str | None, judge: str) -> object:
             bench.judge = make_judge(JudgeSettings(kind=judge))  # type: ignore[attr-defined,arg-type]
         except ValueError as error:
             _fail(str(error))
+    if box_frame is not None:
+        if not hasattr(bench, "box_frame"):
+            _fail(f"--box-frame applies to benchmarks that score boxes (viscot), not {name}")
+        if box_frame not in ("per-axis", "padded-square"):
+            _fail("--box-frame takes per-axis or padded-square")
+        bench.box_frame = box_frame  # type: ignore[attr-defined]
     return bench
 
 
@@ -53,9 +58,11 @@ def _print_result(result: object) -> None:
     table.add_column("metric")
     table.add_column("value", justify="right")
     for key, value in data["metrics"].items():
-        table.add_row(key, "-" if isinstance(value, float) and math.isnan(value) else f"{value:.2f}")
+        table.add_row(key, "-" if value is None else f"{value:.2f}")
     table.add_row("parse failures", f"{100 * data['parse_failure_rate']:.1f}%" if data["n_scored"] else "-")
     table.add_row("request errors", f"{100 * data['request_error_rate']:.1f}%" if data["n"] else "-")
+    if data.get("judge_failures"):
+        table.add_row("judge failures", str(data["judge_failures"]))
     console.print(table)
     for note in data["notes"]:
         console.print(f"note: {note}")
@@ -80,6 +87,13 @@ def run(
         "depth-anything/Depth-Anything-V2-Small-hf"
     ),
     judge: Annotated[str, typer.Option(help="answer judge for VisCoT: llm (SIF_JUDGE_*) or match")] = "llm",
+    box_frame: Annotated[
+        str | None,
+        typer.Option(
+            help="VisCoT: the frame the model writes boxes in: per-axis (default), or padded-square for "
+            "checkpoints trained on the published SIF-50K"
+        ),
+    ] = None,
     batch_size: int = 16,
     cache: Annotated[bool, typer.Option(help="reuse responses for identical (model, request)")] = True,
     progress: bool = True,
@@ -100,7 +114,7 @@ def run(
         if not 0 <= index < count:
             _fail("--shard i/n needs 0 <= i < n")
         shard_spec = (index, count)
-    adapter = _bench(bench, protocol, judge)
+    adapter = _bench(bench, protocol, judge, box_frame)
     backend = load(model, depth_model=depth_model if mode == "sif" else None)
     try:
         result = run_benchmark(
@@ -185,7 +199,9 @@ def rescore(
             return
         previous = json.loads((run_dir / "results.json").read_text())
         name = bench or previous["benchmark"]
-        result = rescore_run(_bench(name, previous.get("protocol"), judge), run_dir, out)  # type: ignore[arg-type]
+        frame = (previous.get("protocol_options") or {}).get("box_frame")
+        bench_adapter = _bench(name, previous.get("protocol"), judge, frame)
+        result = rescore_run(bench_adapter, run_dir, out)  # type: ignore[arg-type]
     _print_result(result)
 
 
@@ -199,8 +215,12 @@ def merge(
     from sifeval.rescore import merge_runs
 
     first = json.loads((runs[0] / "results.json").read_text())
-    bench = _bench(first["benchmark"], first.get("protocol"), judge)
-    _print_result(merge_runs(bench, runs, out))  # type: ignore[arg-type]
+    frame = (first.get("protocol_options") or {}).get("box_frame")
+    bench = _bench(first["benchmark"], first.get("protocol"), judge, frame)
+    try:
+        _print_result(merge_runs(bench, runs, out))  # type: ignore[arg-type]
+    except ValueError as error:
+        _fail(str(error))
 
 
 @app.command()

@@ -22,10 +22,15 @@ from sifeval.adapters import (
     MultipleChoiceBenchmark,
     accuracy,
     by,
+    mean_over,
     options_block,
     register,
 )
 from sifeval.types import ImageRef, Sample, ScoredSample, Source
+
+# What scoring and prompting read; the provenance columns are left out (their types differ
+# between the two files).
+COLUMNS = ("idx", "type", "task", "image", "question", "choices", "answer", "prompt", "source")
 
 CARD = """---
 license: apache-2.0
@@ -79,23 +84,39 @@ class CVBench(MultipleChoiceBenchmark):
     source = Source(hub_id="nyu-visionx/CV-Bench", split="test", license="apache-2.0", config="default")
     protocols = ("official",)
     default_protocol = "official"
+    categories = ("ADE20K", "COCO", "Omni3D")
 
     def load(self, data_dir: str | Path | None = None) -> list[Sample]:
+        """Both halves, each from its own config (``2D``: ``test_2d.parquet``, ``3D``:
+        ``test_3d.parquet``), joined here: the ``default`` config reads the two files as one
+        table, which fails where their provenance columns (``target_size``, ``bbox``, ...) have
+        different types in the two files. A copy without the two configs is read as ``default``."""
+        rows: list[dict[str, Any]] = []
+        try:
+            for config in ("2D", "3D"):
+                rows.extend(self._rows(data_dir, config))
+        except ValueError as error:  # no such config: an older layout with one table
+            if "2D" not in str(error) and "3D" not in str(error):
+                raise
+            rows = self._rows(data_dir, "default")
+        return [sample_from_row(row) for row in rows]
+
+    def _rows(self, data_dir: str | Path | None, config: str) -> list[dict[str, Any]]:
         import datasets
 
         if data_dir:
-            rows = load_local(data_dir, self.source.config, split=self.source.split)
+            table = load_local(data_dir, config, split=self.source.split)
         else:
-            rows = datasets.load_dataset(
-                self.source.hub_id, self.source.config, split=self.source.split, revision=self.source.revision
+            table = datasets.load_dataset(
+                self.source.hub_id, config, split=self.source.split, revision=self.source.revision
             )
-        rows = rows.cast_column("image", datasets.Image(decode=False))
-        return [sample_from_row(row) for row in rows]
+        table = table.select_columns([c for c in COLUMNS if c in table.column_names])
+        return list(table.cast_column("image", datasets.Image(decode=False)))
 
     def aggregate(self, scored: Sequence[ScoredSample]) -> dict[str, float]:
+        """The card's formula: ((ADE20K + COCO) / 2 + Omni3D) / 2; a missing source makes it NaN."""
         sources = {name: accuracy(group) for name, group in by(scored, lambda s: s.sample.metadata["source"]).items()}
-        two_d = [sources[name] for name in ("ADE20K", "COCO") if name in sources]
-        acc_2d = sum(two_d) / len(two_d) if two_d else float("nan")
+        acc_2d = mean_over(sources, ("ADE20K", "COCO"))
         acc_3d = sources.get("Omni3D", float("nan"))
         metrics = {
             "score": (acc_2d + acc_3d) / 2,
@@ -103,7 +124,7 @@ class CVBench(MultipleChoiceBenchmark):
             "acc_3D": acc_3d,
             "micro_accuracy": accuracy(scored),
         }
-        metrics.update({f"source/{name}": value for name, value in sorted(sources.items())})
+        metrics.update({f"source/{name}": sources.get(name, float("nan")) for name in self.categories})
         tasks = by(scored, lambda s: s.sample.metadata["task"])
         metrics.update({f"task/{name}": accuracy(group) for name, group in sorted(tasks.items())})
         return metrics
@@ -141,7 +162,8 @@ def build_mirror(out: str | Path, per_task: int = 4, seed: int = 0) -> Path:
                 "source_dataset": source,
                 "source_filename": f"{index}.png",
                 "target_class": item.get("target_class"),
-                "target_size": None,
+                # 2D: a pixel area; 3D: a size class. One column name, two types.
+                "target_size": item.get("target_area", 1000 + index) if level == "2D" else "large",
                 "bbox": None,
             }
         )
@@ -165,7 +187,12 @@ def build_mirror(out: str | Path, per_task: int = 4, seed: int = 0) -> Path:
         }
     )
     for level, name in (("2D", "test_2d"), ("3D", "test_3d")):
-        table = datasets.Dataset.from_list(rows[level], features=features)
+        level_features = features.copy()
+        if level == "3D":
+            # The halves' provenance columns differ in type (so the default config cannot read
+            # both files as one table): here target_size is a string in 3D.
+            level_features["target_size"] = datasets.Value("string")
+        table = datasets.Dataset.from_list(rows[level], features=level_features)
         table.to_parquet(str(out / f"{name}.parquet"))
         (out / f"{name}.jsonl").write_text(
             "".join(json.dumps({k: v for k, v in r.items() if k != "image"}) + "\n" for r in rows[level])

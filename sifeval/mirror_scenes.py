@@ -29,12 +29,12 @@ def scene(index: int, seed: int, minimum: int = 3) -> tuple[Image.Image, np.ndar
     return image, depth, objects
 
 
-def _centre(obj: SceneObject) -> tuple[float, float]:
+def centre(obj: SceneObject) -> tuple[float, float]:
     x1, y1, x2, y2 = obj.box
     return (x1 + x2) / 2, (y1 + y2) / 2
 
 
-def _pick(rng: np.random.Generator, objects: list[SceneObject], k: int) -> list[SceneObject]:
+def pick(rng: np.random.Generator, objects: list[SceneObject], k: int) -> list[SceneObject]:
     return [objects[i] for i in rng.choice(len(objects), size=k, replace=False)]
 
 
@@ -66,8 +66,8 @@ def task_question(task: str, index: int, seed: int) -> dict[str, Any]:
         question = f"How many {shape}s are in the image?"
         return _question(question, choices, answer, image, shape)
     if task == "Relation":
-        a, b = _pick(rng, objects, 2)
-        right = "left" if _centre(a)[0] < _centre(b)[0] else "right"
+        a, b = pick(rng, objects, 2)
+        right = "left" if centre(a)[0] < centre(b)[0] else "right"
         choices, answer = _shuffled(rng, right, ["right" if right == "left" else "left"])
         question = (
             f"Considering the relative positions of the {a.name} and the {b.name} in the image provided, "
@@ -75,14 +75,14 @@ def task_question(task: str, index: int, seed: int) -> dict[str, Any]:
         )
         return _question(question, choices, answer, image, a.name)
     if task == "Depth":
-        a, b = sorted(_pick(rng, objects, 2), key=lambda o: o.depth)
+        a, b = sorted(pick(rng, objects, 2), key=lambda o: o.depth)
         choices, answer = _shuffled(rng, a.name, [b.name])
         question = f"Which object is closer to the camera taking this photo, the {choices[0]} or the {choices[1]}?"
         return _question(question, choices, answer, image, a.name)
-    anchor, *others = _pick(rng, objects, 3)
+    anchor, *others = pick(rng, objects, 3)
 
     def distance(obj: SceneObject) -> float:  # in the scene's own units: image plane and depth
-        (ax, ay), (ox, oy) = _centre(anchor), _centre(obj)
+        (ax, ay), (ox, oy) = centre(anchor), centre(obj)
         return float(np.hypot(np.hypot(ax - ox, ay - oy), 300 * (anchor.depth - obj.depth)))
 
     near, far = sorted(others, key=distance)

@@ -56,12 +56,20 @@ def report_rows(results: list[dict[str, Any]], with_published: bool = True) -> l
                     "n": result["n"],
                     "parse_failures": result["parse_failure_rate"],
                     "request_errors": result["request_error_rate"],
-                    "flag": "" if result.get("complete", True) else "incomplete: request errors",
+                    "flag": "" if result.get("complete", True) else "incomplete: " + _why_incomplete(result),
                 }
             )
         entry = reference.get(benchmark, {})
+        tags = entry.get("protocols", {})
+        ran = sorted({r["protocol"] for r in ours})
         for row in entry.get("rows", []):
-            same = row.get("protocol") in ("official", entry.get("ours"))
+            matching = [p for p in ran if row.get("protocol") in (p, tags.get(p))]
+            if len(matching) == len(ran):
+                flag = ""
+            elif matching:
+                flag = f"protocol is that of the {', '.join(matching)} run(s) only"
+            else:
+                flag = f"protocol differs: {row.get('protocol', 'unknown')} (these runs: {', '.join(ran)})"
             rows.append(
                 {
                     "model": row["model"],
@@ -70,11 +78,20 @@ def report_rows(results: list[dict[str, Any]], with_published: bool = True) -> l
                     "n": None,
                     "parse_failures": None,
                     "request_errors": None,
-                    "flag": "" if same else f"protocol differs: {row.get('protocol', 'unknown')}",
+                    "flag": flag,
                 }
             )
         tables.append({"benchmark": benchmark, "columns": columns, "rows": rows, "missing": entry.get("missing")})
     return tables
+
+
+def _why_incomplete(result: dict[str, Any]) -> str:
+    reasons = []
+    if result.get("request_errors"):
+        reasons.append(f"{result['request_errors']} request errors")
+    if result.get("judge_failures"):
+        reasons.append(f"{result['judge_failures']} judge failures")
+    return ", ".join(reasons) or "a partial run"
 
 
 def _header(columns: list[str]) -> list[str]:

@@ -8,7 +8,16 @@ from pathlib import Path
 from typing import Any
 
 from sifeval.adapters import Benchmark
-from sifeval.runner import RESULTS, SAMPLES, read_run, score_many, scored_to_json, summarize
+from sifeval.runner import (
+    RUN,
+    SAMPLES,
+    differences,
+    read_run,
+    score_many,
+    scored_to_json,
+    summarize,
+    write_results,
+)
 from sifeval.types import BenchmarkResult, Sample, ScoredSample
 
 
@@ -26,7 +35,7 @@ def rescore_run(bench: Benchmark, run_dir: str | Path, out: str | Path | None = 
     target = Path(out) if out else run_dir
     target.mkdir(parents=True, exist_ok=True)
     if target == run_dir:
-        for name in (SAMPLES, RESULTS):
+        for name in (SAMPLES, "results.json"):
             if (run_dir / name).is_file():
                 (run_dir / name).replace(run_dir / f"{name}.before-rescore")
     (target / SAMPLES).write_text("".join(json.dumps(scored_to_json(s)) + "\n" for s in final), encoding="utf-8")
@@ -40,7 +49,9 @@ def rescore_run(bench: Benchmark, run_dir: str | Path, out: str | Path | None = 
         {"notes": ["re-scored from saved responses"]},
     )
     result.generation = previous.get("generation", {})
-    (target / RESULTS).write_text(json.dumps(result.to_json(), indent=2) + "\n", encoding="utf-8")
+    if target != run_dir and (run_dir / RUN).is_file():
+        (target / RUN).write_text((run_dir / RUN).read_text(encoding="utf-8"), encoding="utf-8")
+    write_results(target, result)
     return result
 
 
@@ -53,8 +64,9 @@ def _lmms_docs(bench_name: str) -> Callable[[dict[str, Any], int], list[Sample]]
     if bench_name == "sat":
         from sifeval.sat import samples_from_row
 
-        # lmms-eval asks each question once, in one order: score that order as our rotation 0.
-        return lambda doc, i: samples_from_row(i, {**doc, "image_bytes": []}, circular=False)
+        # lmms-eval's SAT task (nv-njb/SAT: choices shuffled once, correct_answer_idx) asks each
+        # question once, with lettered options in the doc's order: that order, read as letters.
+        return lambda doc, i: samples_from_row(i, {**doc, "image_bytes": []}, "letters", rotations=(0,))
     if bench_name == "vstar":
         from sifeval.vstar import ANSWER_LINE, _parse_options
 
@@ -82,6 +94,15 @@ def rescore_lmms_eval(bench: Benchmark, samples_file: str | Path, out: str | Pat
     the reply is scored by our extractor and aggregated by the official formula (CV-Bench's
     macro formula, not micro accuracy; letters read properly, not the reply's first character).
     """
+    notes = ["re-scored from an lmms-eval sample log by the official protocol"]
+    if bench.name == "sat" and bench.protocol != "letters":
+        from sifeval.adapters import get_benchmark
+
+        bench = get_benchmark("sat", "letters")  # lmms-eval asked for letters: read letters
+        notes = [
+            "re-scored from an lmms-eval sample log: lmms-eval's SAT task asks for option letters "
+            "in one fixed order, so it is scored as the `letters` protocol, one copy per question"
+        ]
     to_samples = _lmms_docs(bench.name)
     scored: list[ScoredSample] = []
     with open(samples_file, encoding="utf-8") as handle:
@@ -104,29 +125,44 @@ def rescore_lmms_eval(bench: Benchmark, samples_file: str | Path, out: str | Pat
         None,
         {"spec": f"lmms-eval log {Path(samples_file).name}"},
         None,
-        {"notes": ["re-scored from an lmms-eval sample log by the official protocol"]},
+        {"notes": notes},
     )
-    (out / RESULTS).write_text(json.dumps(result.to_json(), indent=2) + "\n", encoding="utf-8")
+    write_results(out, result)
     return result
 
 
 def merge_runs(bench: Benchmark, runs: list[str | Path], out: str | Path) -> BenchmarkResult:
-    """Combine the runs of ``--shard i/n`` jobs into one run (each sample once)."""
+    """Combine the runs of ``--shard i/n`` jobs into one run (each sample once).
+
+    Only parts of one run combine: the same benchmark, protocol, mode, generation settings,
+    dataset and model (their ``run.json``); anything else is refused, naming what differs.
+    """
     out = Path(out)
+    identities = []
+    for run in runs:
+        path = Path(run) / RUN
+        if not path.is_file():
+            raise ValueError(f"{run} has no {RUN}: it was not written by `sifeval run`, so what it ran is unknown")
+        identities.append(json.loads(path.read_text(encoding="utf-8")))
+    for run, identity in zip(runs[1:], identities[1:], strict=True):
+        changed = differences(identities[0], identity)
+        if changed:
+            raise ValueError(f"{run} differs from {runs[0]} in {', '.join(changed)}: these are not parts of one run")
+    if identities[0].get("benchmark") != bench.name:
+        raise ValueError(f"{runs[0]} is a {identities[0].get('benchmark')} run, not {bench.name}")
     out.mkdir(parents=True, exist_ok=True)
     merged: dict[str, ScoredSample] = {}
     first: dict[str, Any] = {}
     for run in runs:
         results, scored = read_run(run)
         first = first or results
-        if results and results.get("benchmark") not in (None, bench.name):
-            raise ValueError(f"{run} is a {results.get('benchmark')} run, not {bench.name}")
         for item in scored:
             if item.sample.id in merged and merged[item.sample.id].request_error is None:
                 continue
             merged[item.sample.id] = item
     final = list(merged.values())
     (out / SAMPLES).write_text("".join(json.dumps(scored_to_json(s)) + "\n" for s in final), encoding="utf-8")
+    (out / RUN).write_text(json.dumps(identities[0], indent=2) + "\n", encoding="utf-8")
     result = summarize(
         bench,
         final,
@@ -135,7 +171,8 @@ def merge_runs(bench: Benchmark, runs: list[str | Path], out: str | Path) -> Ben
         first.get("model", {}),
         None,
         {"notes": [f"merged from {len(runs)} shard runs"]},
+        total=identities[0].get("samples_total"),
     )
     result.generation = first.get("generation", {})
-    (out / RESULTS).write_text(json.dumps(result.to_json(), indent=2) + "\n", encoding="utf-8")
+    write_results(out, result)
     return result

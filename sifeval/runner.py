@@ -31,7 +31,9 @@ RESULTS = "results.json"
 
 
 def request_key(model: str, sample: Sample, mode: str, settings: GenerationSettings) -> str:
-    """The response-cache key: the model, the prompt mode and text, the images, the settings.
+    """The response-cache key: the model's identity fingerprint (its weights, not its name: a
+    model retrained into the same folder is another model), the prompt mode and text, the
+    images, the settings.
 
     Built from the sample, before any image is decoded, so that a cached rerun decodes nothing.
     """
@@ -56,6 +58,59 @@ class ResponseCache:
         self._store.put(key, json.dumps(value))
 
 
+RUN = "run.json"
+IDENTITY_KEYS = ("benchmark", "protocol", "options", "mode", "generation", "dataset", "model")
+
+
+def run_identity(
+    bench: Benchmark,
+    mode: str,
+    settings: GenerationSettings | None,
+    data_dir: str | Path | None,
+    model: dict[str, Any],
+) -> dict[str, Any]:
+    """What makes two runs the same run: only such runs may be resumed into or merged together."""
+    return {
+        "benchmark": bench.name,
+        "protocol": bench.protocol,
+        "options": bench.options(),
+        "mode": mode,
+        "generation": asdict(settings) if settings else None,
+        "dataset": dataset_fingerprint(bench, data_dir),
+        "model": model.get("fingerprint"),
+    }
+
+
+def dataset_fingerprint(bench: Benchmark, data_dir: str | Path | None) -> str:
+    """The Hub id and revision, or a local folder's files (names and sizes: cheap, and a copy of
+    the same folder elsewhere is the same dataset)."""
+    info = bench.dataset_info(None)
+    files: list[tuple[str, int]] = []
+    if data_dir is not None:
+        root = Path(data_dir)
+        files = sorted((str(p.relative_to(root)), p.stat().st_size) for p in root.rglob("*") if p.is_file())
+    payload = json.dumps([info.get("hub_id"), info.get("config"), info.get("revision"), files])
+    return hashlib.sha256(payload.encode()).hexdigest()[:16]
+
+
+def differences(saved: dict[str, Any], current: dict[str, Any]) -> list[str]:
+    return [key for key in IDENTITY_KEYS if saved.get(key) != current.get(key)]
+
+
+def check_same_run(out: Path, identity: dict[str, Any]) -> None:
+    """Refuse to resume a run of another model, protocol, mode, settings or dataset."""
+    saved_path = out / RUN
+    if not saved_path.is_file():
+        return
+    saved = json.loads(saved_path.read_text(encoding="utf-8"))
+    changed = differences(saved, identity)
+    if changed:
+        raise ValueError(
+            f"{out} holds a run with another {', '.join(changed)}: resuming would mix two runs. "
+            "Use another --out, or the same model, protocol, mode, settings and data."
+        )
+
+
 def shard_samples(samples: list[Sample], shard: tuple[int, int] | None) -> list[Sample]:
     if shard is None:
         return samples
@@ -73,6 +128,7 @@ def scored_to_json(item: ScoredSample, usage: dict[str, Any] | None = None) -> d
         "parse_ok": item.parse_ok,
         "score": item.score,
         "details": item.details,
+        "judge_error": item.judge_error,
         **(usage or {}),
     }
 
@@ -86,6 +142,7 @@ def scored_from_json(line: dict[str, Any]) -> ScoredSample:
         score=line.get("score"),
         request_error=line.get("request_error"),
         details=dict(line.get("details") or {}),
+        judge_error=line.get("judge_error"),
     )
 
 
@@ -156,15 +213,28 @@ def run(
     progress: bool = True,
     extra_info: dict[str, Any] | None = None,
 ) -> BenchmarkResult:
-    """Evaluate ``backend`` on ``bench``; writes ``out/samples.jsonl`` and ``out/results.json``."""
+    """Evaluate ``backend`` on ``bench``; writes ``out/run.json`` (what this run is),
+    ``out/samples.jsonl`` (as it goes) and ``out/results.json``."""
     out = Path(out)
     settings = settings or GenerationSettings()
+    asked_mode, mode = mode, bench.mode_for(mode)
     if (out / SAMPLES).is_file() and not resume:
         raise FileExistsError(f"{out / SAMPLES} exists: pass --resume to continue that run, or choose another --out")
+    identity = backend.identity()
+    info = {"spec": model, "backend": backend.name, **identity}
+    this_run = run_identity(bench, mode, settings, data_dir, info)
+    check_same_run(out, this_run)
     samples = load_samples(bench, data_dir)
+    total = len(samples)
     if limit is not None:
         samples = samples[:limit]
+    # What the shards of this run cover together (merge checks it), beside the identity.
+    this_run["samples_total"] = len(samples)
     samples = shard_samples(samples, shard)
+    out.mkdir(parents=True, exist_ok=True)
+    if not (out / RUN).is_file():
+        (out / RUN).write_text(json.dumps(this_run, indent=2) + "\n", encoding="utf-8")
+    fingerprint = identity["fingerprint"]
     with Journal(out / SAMPLES) as journal:
         done = {line["id"] for line in latest_by_id(journal.entries).values() if line.get("request_error") is None}
         pending = [sample for sample in samples if sample.id not in done]
@@ -178,17 +248,28 @@ def run(
                 elif bench.protocol == "two-pass":
                     new_lines = _two_pass_batch(bench, backend, batch, settings)
                 else:
-                    new_lines = _run_batch(bench, backend, model, batch, mode, settings, cache)
+                    new_lines = _run_batch(bench, backend, fingerprint, batch, mode, settings, cache)
                 for line in new_lines:
                     journal.append(line)
                 advance(len(batch))
         latest = latest_by_id(journal.entries)
     wanted = {sample.id for sample in samples}
     scored = [scored_from_json(line) for key, line in latest.items() if key in wanted]
-    info = {"spec": model, "backend": getattr(backend, "name", type(backend).__name__)}
-    result = summarize(bench, scored, mode, data_dir, info, settings, extra_info)
-    (out / RESULTS).write_text(json.dumps(result.to_json(), indent=2, allow_nan=True) + "\n", encoding="utf-8")
+    notes = list((extra_info or {}).get("notes", []))
+    if asked_mode != mode:
+        notes.append(f"the {bench.protocol} protocol writes its own prompts: it ran in mode {mode}, not {asked_mode}")
+    partial = f"--limit {limit}" if limit is not None else ""
+    if shard is not None:
+        partial += f"{' and ' if partial else ''}--shard {shard[0]}/{shard[1]}"
+    result = summarize(bench, scored, mode, data_dir, info, settings, {"notes": notes}, total=total, partial=partial)
+    write_results(out, result)
     return result
+
+
+def write_results(out: Path, result: BenchmarkResult) -> None:
+    """``results.json`` in strict JSON (``null`` where a figure cannot be computed)."""
+    text = json.dumps(result.to_json(), indent=2, allow_nan=False) + "\n"
+    (out / RESULTS).write_text(text, encoding="utf-8")
 
 
 def _likelihood_batch(bench: Any, backend: Backend, batch: list[Sample], settings: GenerationSettings) -> list[dict]:
@@ -237,24 +318,33 @@ def _two_pass_batch(bench: Any, backend: Backend, batch: list[Sample], settings:
 def _run_batch(
     bench: Benchmark,
     backend: Backend,
-    model: str,
+    fingerprint: str,
     batch: list[Sample],
     mode: str,
     settings: GenerationSettings,
     cache: ResponseCache | None,
 ) -> list[dict[str, Any]]:
-    keys = [request_key(model, sample, mode, settings) for sample in batch] if cache is not None else []
+    keys = [request_key(fingerprint, sample, mode, settings) for sample in batch] if cache is not None else []
     cached = {i: hit for i, key in enumerate(keys) if cache is not None and (hit := cache.get(key)) is not None}
-    asked = [i for i in range(len(batch)) if i not in cached]
-    requests = [bench.request(batch[i], mode, settings) for i in asked]  # type: ignore[arg-type]
+    errors: dict[int, str] = {}
+    requests, asked = [], []
+    for index in range(len(batch)):
+        if index in cached:
+            continue
+        try:  # a sample whose request cannot be built (a missing image) is that sample's error
+            requests.append(bench.request(batch[index], mode, settings))  # type: ignore[arg-type]
+            asked.append(index)
+        except (OSError, ValueError) as error:
+            errors[index] = f"input: {type(error).__name__}: {error}"
     responses = dict(zip(asked, backend.generate(requests), strict=True)) if asked else {}
     texts: dict[int, str] = {}
     usage: dict[int, dict[str, Any]] = {}
-    errors: dict[int, str] = {}
     for index in range(len(batch)):
         if index in cached:
             texts[index] = cached[index]["text"]
             usage[index] = {**cached[index].get("usage", {}), "cached": True}
+            continue
+        if index in errors:
             continue
         response = responses[index]
         if response.ok:
@@ -288,32 +378,68 @@ def summarize(
     model: dict[str, Any],
     settings: GenerationSettings | None,
     extra: dict[str, Any] | None = None,
+    *,
+    total: int | None = None,
+    partial: str = "",
 ) -> BenchmarkResult:
+    """The official figures of a run.
+
+    ``score`` is the official aggregate over every sample, a sample without a response counted
+    as the benchmark counts an unanswered question (:meth:`Benchmark.unanswered`: wrong);
+    ``score_answered_only`` is the same formula over the answered samples, under its own name.
+    A run with request errors or judge failures, or fewer samples than the benchmark has, is
+    flagged incomplete with a note saying why.
+    """
     n = len(scored)
-    errors = sum(1 for s in scored if s.request_error is not None)
+    errors = [s for s in scored if s.request_error is not None]
     answered = [s for s in scored if s.request_error is None]
-    parse_failures = sum(1 for s in answered if not s.parse_ok)
-    metrics = bench.aggregate(answered) if answered else {"score": float("nan")}
-    notes = []
+    judge_failures = [s for s in answered if s.judge_error is not None]
+    parse_failures = sum(1 for s in answered if not s.parse_ok and s.judge_error is None)
+    headline_set = [bench.unanswered(s.sample, s.request_error) if s.request_error else s for s in scored]
+    metrics = dict(bench.aggregate(headline_set)) if scored else {"score": float("nan")}
+    answered_metrics = bench.aggregate(answered) if answered else {"score": float("nan")}
+    metrics["score_answered_only"] = answered_metrics["score"]
+    notes: list[str] = []
     if errors:
-        notes.append(f"{errors} request error(s): metrics cover the answered samples only; rerun with --resume")
-    if any(isinstance(v, float) and math.isnan(v) for v in metrics.values()):
-        notes.append("some metrics are NaN: their samples are missing from this run (--limit, --shard, errors)")
+        notes.append(
+            f"{len(errors)} of {n} samples have no response (request errors): `score` counts them as wrong, as the "
+            "official scripts count a question without an answer; `score_answered_only` leaves them out. "
+            "Run again with --resume to ask them again."
+        )
+    if judge_failures:
+        notes.append(
+            f"{len(judge_failures)} answers could not be graded by the judge: they are left out of the judged "
+            "figures (neither a request error nor a 0); `sifeval rescore RUN` grades them again."
+        )
+    if total is not None and n < total:
+        how = f" ({partial})" if partial else ""
+        notes.append(f"this run covers {n} of the benchmark's {total} samples{how}: not a full-benchmark figure")
+    missing = sorted(key for key, value in metrics.items() if isinstance(value, float) and math.isnan(value))
+    if missing:
+        notes.append(
+            f"cannot be computed from this run (null): {', '.join(missing)} (a category, pair or subset of "
+            "the official formula has no sample here)"
+        )
+    complete = not errors and not judge_failures and (total is None or n >= total)
     return BenchmarkResult(
         benchmark=bench.name,
         metrics=metrics,
         n=n,
         n_scored=len(answered),
         parse_failure_rate=parse_failures / len(answered) if answered else float("nan"),
-        request_error_rate=errors / n if n else float("nan"),
+        request_error_rate=len(errors) / n if n else float("nan"),
         protocol=bench.protocol,
         mode=mode,
         dataset=bench.dataset_info(data_dir),
         model=model,
         generation=asdict(settings) if settings else {},
         versions=_versions(),
-        complete=errors == 0,
+        complete=complete,
         notes=notes + list((extra or {}).get("notes", [])),
+        request_errors=len(errors),
+        judge_failures=len(judge_failures),
+        parse_failures=parse_failures,
+        protocol_options=bench.options(),
     )
 
 

@@ -1,32 +1,54 @@
-"""SAT (``array/SAT``), split ``test`` (SAT-Real, 150 questions on 1-2 real images).
+"""SAT (``array/SAT``), split ``test``: SAT-Real, 150 questions on one or two real images.
 
-Columns: ``image_bytes`` (a list of images), ``question``, ``answers`` (choice strings),
-``question_type``, ``correct_answer`` (text). Official protocol: circular evaluation, every
-question asked with its choices in each rotation; accuracy averaged over all the copies.
-Reported overall and per question type. The ``single`` protocol (one fixed order, as peer
-harnesses do) is available for comparison and labelled as such.
+File: ``SAT_test.parquet`` at the repository root (88 MB), read alone: the other splits are
+~7.5 GB together and are never downloaded. Columns: ``image_bytes`` (a list of images),
+``question``, ``answers`` (the choices' texts), ``question_type``, ``correct_answer`` (text).
+
+Protocols (arijitray1993/SAT at d5dcb10):
+
+- ``official``: the question is asked for the option's *text*: ``<question> Answer the question
+  using a single word or phrase. Choose between the following options: "x" or "y".``
+  (``custom_datasets/dataloaders.py`` L156-175, ``format_prompts``; ego-movement questions get
+  the prefix of ``RealSATDynamic.get_prefix``, L627-633), and the reply is read as
+  ``QAAccuracy`` reads it (``models/eval_funcs.py`` L1797-1910: cut at ``###``, stripped and
+  lower-cased, the rewrites for "is the camera moving", "which object is closer", "considering
+  the relative positions", "1.", "is located", "answer:", then equal to the lower-cased answer
+  without parentheses). Circular: every question is asked once per position of the correct
+  answer (L618-621 make the two orders of SAT-Real's two choices; the dataset card asks for
+  "all positions of the correct answer"), and accuracy is averaged over all the copies.
+- ``letters``: the same circular copies asked with lettered options and read as option
+  letters (``sifdata.answers``): a different protocol, named as one.
+
+Deliberate differences from upstream: each copy's choices are in a fixed rotation, where
+``format_prompts`` shuffles them again at random (L161-164, reproducible only through the
+training script's global seed); the LLaVA chat wrapper of L172-175 ("###Human: ... Answer in
+natural language.") is replaced by the model's own chat template; a rewrite that would fail
+upstream (an index error in L1895-1902) leaves the reply as it is instead of stopping the run.
+Reported: the micro accuracy over all copies, per question type, and the share of questions
+right in every order.
 """
 
 from __future__ import annotations
 
-import io
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from sifdata.hub import load_local
-from sifeval.adapters import ANSWER_WITH_LETTER, LETTERS, MultipleChoiceBenchmark, accuracy, by, options_block, register
+from sifdata.answers import LETTERS
+from sifeval.adapters import (
+    ANSWER_WITH_LETTER,
+    MultipleChoiceBenchmark,
+    accuracy,
+    answer_text,
+    by,
+    options_block,
+    register,
+)
 from sifeval.types import ImageRef, Sample, ScoredSample, Source
 
-CARD = """---
-license: mit
-configs:
-- config_name: default
-  data_files:
-  - split: test
-    path: data/test-*.parquet
----
-"""
+TEST_FILE = "SAT_test.parquet"
+EGO_PREFIX = "The first image is from the beginning of the video and the second image is from the end. "
+OFFICIAL_INSTRUCTION = "Answer the question using a single word or phrase."
 
 
 def _bytes(cell: Any) -> bytes:
@@ -34,34 +56,106 @@ def _bytes(cell: Any) -> bytes:
         return cell["bytes"]
     if isinstance(cell, bytes):
         return cell
-    buffer = io.BytesIO()
-    cell.save(buffer, format="PNG")
-    return buffer.getvalue()
+    raise ValueError(f"SAT image_bytes holds a {type(cell).__name__}, not image bytes")
 
 
-def samples_from_row(index: int, row: dict[str, Any], circular: bool) -> list[Sample]:
-    answers = list(row["answers"])
-    if row["correct_answer"] not in answers:
-        raise ValueError(f"SAT row {index}: correct_answer {row['correct_answer']!r} is not among the answers")
-    images = tuple(ImageRef(data=_bytes(cell)) for cell in row["image_bytes"])
-    rotations = range(len(answers)) if circular else range(1)
+def official_prompt(question: str, choices: Sequence[str], question_type: str) -> str:
+    """The question as ``format_prompts`` asks it, the choices in the given order."""
+    prefix = EGO_PREFIX if question_type == "ego_movement" else ""
+    quoted = " or ".join(f'"{choice}"' for choice in choices)
+    return f"{prefix}{question.strip()} {OFFICIAL_INSTRUCTION} Choose between the following options: {quoted}."
+
+
+def official_reading(reply: str, question: str) -> str:
+    """The words ``QAAccuracy.update`` compares with the answer (models/eval_funcs.py L1797-1904)."""
+    answer = reply.strip().split("###")[0].strip().lower()
+    asked = question.lower()
+    if "which object is closer" in asked:  # L1852-1862
+        for phrase in (" is closer", " are closer", " is situated closer", " are situated closer"):
+            if phrase.strip() in answer:
+                answer = answer.split(phrase)[0].split(" ")[-1].strip()
+                break
+    if "is the camera moving" in asked and "moving" in answer:  # L1864-1875
+        parts = answer.split("moving ")
+        if len(parts) > 1:
+            word = parts[1].split(" ")[0].strip()
+            answer = {"clockwise": "left", "counter-clockwise": "right"}.get(word, word)
+    if "considering the relative positions" in asked and "is located to" in answer:  # L1877-1884
+        answer = "right" if "right" in answer else "left"
+    if "(highlighted by" in answer:  # L1886-1887
+        answer = answer.split("(highlighted by")[0].strip()
+    if "1." in answer:  # L1892-1893
+        answer = answer.split("1.")[1].strip()
+    if "is located" in answer:  # L1895-1896 (the word after "is located ")
+        tail = answer.split("is located ")
+        answer = tail[1].split(" ")[0].strip() if len(tail) > 1 else answer
+    if "is located on the" in answer:  # L1898-1899
+        answer = answer.split("is located on the ")[1].split(" ")[0].strip()
+    if "answer:" in answer:  # L1901-1902 (the first word after "answer: ")
+        tail = answer.split("answer: ")
+        answer = tail[1].split(" ")[0].strip() if len(tail) > 1 else answer
+    return answer
+
+
+def official_truth(answer: str) -> str:
+    """The answer as ``QAAccuracy`` compares it: lower-cased, stripped, no parentheses (L1836-1839)."""
+    return answer.lower().strip().replace("(", "").replace(")", "")
+
+
+def samples_from_row(
+    index: int, row: dict[str, Any], protocol: str, rotations: Sequence[int] | None = None
+) -> list[Sample]:
+    """The copies of one SAT question: one per position of the correct answer (a rotation of the
+    choices), or the given ``rotations``."""
+    answers = [str(a) for a in row["answers"]]
+    correct = row.get("correct_answer")
+    if correct is None and row.get("correct_answer_idx") is not None:  # lmms-eval's re-host (nv-njb/SAT)
+        correct = answers[int(row["correct_answer_idx"])]
+    if correct not in answers:
+        raise ValueError(f"SAT row {index}: correct_answer {correct!r} is not among the answers {answers}")
+    images = tuple(ImageRef(data=_bytes(cell)) for cell in row.get("image_bytes") or [])
+    question_type = str(row.get("question_type") or "unknown")
     samples = []
-    for shift in rotations:
+    for shift in range(len(answers)) if rotations is None else rotations:
         choices = tuple(answers[shift:] + answers[:shift])
-        body = f"{row['question']}\n{options_block(choices)}"
+        metadata = {"question_index": index, "rotation": shift, "raw_question": row["question"]}
+        if protocol == "official":
+            text = official_prompt(row["question"], choices, question_type)
+            question, sif_question, target = text, text, str(correct)
+        else:
+            body = f"{row['question']}\n{options_block(choices)}"
+            question, sif_question = f"{body}\n{ANSWER_WITH_LETTER}", body
+            target = LETTERS[choices.index(correct)]
         samples.append(
             Sample(
                 id=f"{index}#r{shift}",
-                question=f"{body}\n{ANSWER_WITH_LETTER}",
-                target=LETTERS[choices.index(row["correct_answer"])],
-                category=row["question_type"],
+                question=question,
+                target=target,
+                category=question_type,
                 images=images,
                 choices=choices,
-                sif_question=body,
-                metadata={"question_index": index, "rotation": shift},
+                sif_question=sif_question,
+                metadata=metadata,
             )
         )
     return samples
+
+
+def read_test_rows(data_dir: str | Path | None, revision: str | None = None) -> list[dict[str, Any]]:
+    """The rows of ``SAT_test.parquet``, from ``data_dir`` or the Hub (that file alone)."""
+    import pyarrow.parquet as pq
+
+    if data_dir is not None:
+        path = Path(data_dir) / TEST_FILE
+        if not path.is_file():
+            raise FileNotFoundError(
+                f"{data_dir} has no {TEST_FILE} (the Hub layout of array/SAT: one parquet per split)"
+            )
+    else:
+        from huggingface_hub import hf_hub_download
+
+        path = Path(hf_hub_download(SAT.source.hub_id, TEST_FILE, repo_type="dataset", revision=revision))
+    return pq.read_table(path).to_pylist()
 
 
 @register
@@ -69,37 +163,40 @@ class SAT(MultipleChoiceBenchmark):
     name = "sat"
     title = "SAT-Real"
     source = Source(hub_id="array/SAT", split="test", license="mit")
-    protocols = ("circular", "single")
-    default_protocol = "circular"
+    protocols = ("official", "letters")
+    default_protocol = "official"
 
     def load(self, data_dir: str | Path | None = None) -> list[Sample]:
-        import datasets
-
-        if data_dir:
-            rows = load_local(data_dir, split=self.source.split)
-        else:
-            rows = datasets.load_dataset(self.source.hub_id, split=self.source.split, revision=self.source.revision)
-        if "image_bytes" in rows.features and hasattr(rows.features["image_bytes"], "feature"):
-            # Decoding nested image lists is what newer datasets versions struggle with: keep bytes.
-            rows = rows.cast_column("image_bytes", datasets.List(datasets.Image(decode=False)))
         samples: list[Sample] = []
-        for index, row in enumerate(rows):
-            samples.extend(samples_from_row(index, row, circular=self.protocol == "circular"))
+        for index, row in enumerate(read_test_rows(data_dir, self.source.revision)):
+            samples.extend(samples_from_row(index, row, self.protocol))
         return samples
+
+    def score(self, sample: Sample, response_text: str, mode: str = "sif") -> ScoredSample:
+        if self.protocol == "letters":
+            return super().score(sample, response_text, mode)
+        answer = answer_text(response_text, mode)
+        if answer is None:
+            return ScoredSample(sample, response_text, None, False, 0.0)
+        reading = official_reading(answer, str(sample.metadata.get("raw_question", sample.question)))
+        return ScoredSample(sample, response_text, reading, True, float(reading == official_truth(sample.target)))
 
     def aggregate(self, scored: Sequence[ScoredSample]) -> dict[str, float]:
         metrics = {"score": accuracy(scored)}
         types = by(scored, lambda s: s.sample.category)
         metrics.update({f"question_type/{name}": accuracy(group) for name, group in sorted(types.items())})
         questions = by(scored, lambda s: str(s.sample.metadata["question_index"]))
-        every = [
-            all(s.score == 1.0 for s in group)
-            for group in questions.values()
-            if all(s.score is not None for s in group)
-        ]
-        if every:  # stricter companion figure: a question counts only if right in every rotation
-            metrics["all_rotations_right"] = 100.0 * sum(every) / len(every)
+        every = [all(s.score == 1.0 for s in group) for group in questions.values()]
+        # stricter companion figure: a question counts only if right in every order
+        metrics["all_orders_right"] = 100.0 * sum(every) / len(every) if every else float("nan")
         return metrics
+
+
+CARD = """---
+license: mit
+---
+SAT in the Hub layout: one parquet file per split at the root.
+"""
 
 
 def build_mirror(out: str | Path, per_type: int = 4, seed: int = 0) -> Path:
@@ -166,11 +263,11 @@ def build_mirror(out: str | Path, per_type: int = 4, seed: int = 0) -> Path:
         }
     )
     out = Path(out)
-    (out / "data").mkdir(parents=True, exist_ok=True)
+    out.mkdir(parents=True, exist_ok=True)
     rows_encoded = [{**r, "image_bytes": [{"bytes": b, "path": None} for b in r["image_bytes"]]} for r in rows]
-    datasets.Dataset.from_list(rows_encoded, features=features).to_parquet(
-        str(out / "data" / "test-00000-of-00001.parquet")
-    )
+    datasets.Dataset.from_list(rows_encoded, features=features).to_parquet(str(out / TEST_FILE))
+    # Other splits sit beside it on the Hub; a stand-in proves the loader never reads them.
+    (out / "SAT_train.parquet").write_bytes(b"not a parquet file: the loader must not open it")
     (out / "README.md").write_text(CARD)
     return out
 

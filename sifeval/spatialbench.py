@@ -1,14 +1,29 @@
-"""SpatialBench (SpatialBot; ``RussRobin/SpatialBench``, gated, CC-BY-4.0): 174 questions in
-``positional.json``, ``existence.json``, ``counting.json``, ``reach.json`` and ``size.json``
-(``id``, ``image``, ``question``, ``answer``); each image folder has a ``*_d`` twin holding
-16-bit metric depth PNGs (larger = farther), the depth input of the SIF prompt.
+"""SpatialBench (SpatialBot; ``RussRobin/SpatialBench``, gated, CC-BY-4.0): ``positional.json``,
+``existence.json``, ``counting.json``, ``reach.json`` and ``size.json`` (records ``image``, a path
+or a list, ``question``, ``answer``, and ``id`` where present: the position in the file otherwise).
+Each image folder has a ``<folder>_d`` twin of 16-bit depth PNGs, the SIF prompt's depth input.
 
-Official scoring: a response is right when the ground-truth string occurs in the extracted
-answer (case-insensitive). positional: accuracy. existence: consecutive (positive, negative)
-pairs, a pair counts only if both are right. reach and size: consecutive pairs worth 3 points
-(1 per right answer, 1 more if both are right). counting: 100 - mean absolute percentage error,
-each error capped at 100%; a non-numeric answer is a parse failure scored as that worst case.
-Overall: the mean of the five category scores.
+Official scoring (BAAI-DCAI/SpatialBot at 2d84503, ``bunny/eval/eval_spatialbench.py``):
+
+- right when the ground-truth string occurs in the answer, **case-sensitive** (``gt in response``,
+  L159-207): "yes" does not contain "Yes", and "I don't know." does not contain "No";
+- pairs are the consecutive records of the file, positions (0, 1), (2, 3), ... (L159-200):
+  existence counts a pair only if both are right; reach and size give a pair 1 point per right
+  answer and 1 more when both are right, out of 3; positional is plain accuracy;
+- counting is 100 - the mean absolute percentage error, **not capped** (L201-207): answering 7
+  for 2 is a 250% error, and the category can go below 0;
+- the depth twin is ``<first folder>_d/<file name up to its first '.'>.png``, whatever the RGB
+  image's extension (L116-118); a missing twin is a request error for that sample in ``sif``
+  mode, never replaced by an estimated map.
+
+Deliberate differences: upstream crashes on a counting answer that is not an integer
+(``int(response)``) and on a ground truth of 0; here the first number written is read ("There
+are 3 cups." is 3), an answer with no number is a parse failure scored with the error of
+answering 0 (100%), and a ground truth of 0 scores 0% error for 0 and 100% otherwise.
+Upstream prints one score per category and no overall figure; ``score`` here is the mean of
+the five categories (NaN when one is missing). A paired category is NaN when a pair of it is
+incomplete in the run (a shard or ``--limit`` that keeps one of the two): pairs are never
+re-formed from the samples present.
 """
 
 from __future__ import annotations
@@ -20,18 +35,20 @@ from typing import Any
 
 from sifdata.answers import first_number
 from sifdata.depth import DepthEncoding, decode_depth_image, depth_to_image
-from sifeval.adapters import Benchmark, accuracy, answer_text, by, register
+from sifeval.adapters import Benchmark, accuracy, answer_text, by, mean_over, register
 from sifeval.types import ImageRef, Sample, ScoredSample, Source
 from sifmodel.backends import GenerationRequest, GenerationSettings
 from sifmodel.prompts import PromptMode
 
 CATEGORIES = ("positional", "existence", "counting", "reach", "size")
+PAIRED = ("existence", "reach", "size")
 
 
 def depth_twin(root: Path, image: str) -> Path:
-    """``positional/0001.png`` -> ``positional_d/0001.png``."""
-    path = Path(image)
-    return root / path.parent.with_name(path.parent.name + "_d") / path.name
+    """``existence/0001.jpg`` -> ``existence_d/0001.png`` (the name up to its first '.')."""
+    parts = Path(image).parts
+    folder = f"{parts[0]}_d" if len(parts) > 1 else "_d"
+    return root / folder / f"{Path(image).name.split('.', 1)[0]}.png"
 
 
 @register
@@ -41,6 +58,7 @@ class SpatialBench(Benchmark):
     source = Source(hub_id="RussRobin/SpatialBench", split="test", license="cc-by-4.0", gated=True)
     protocols = ("official",)
     default_protocol = "official"
+    categories = CATEGORIES
 
     def load(self, data_dir: str | Path | None = None) -> list[Sample]:
         if data_dir is None:
@@ -59,67 +77,81 @@ class SpatialBench(Benchmark):
                 twin = depth_twin(root, images[0])
                 samples.append(
                     Sample(
-                        id=f"{category}/{row['id']}",
+                        id=f"{category}/{row.get('id', position)}",
                         question=row["question"],
                         target=str(row["answer"]),
                         category=category,
                         images=tuple(ImageRef(path=str(root / image)) for image in images),
-                        depth_image=ImageRef(path=str(twin)) if twin.is_file() else None,
-                        metadata={"position": position},
+                        depth_image=ImageRef(path=str(twin)),
+                        metadata={"position": position, "pair": position // 2, "depth_twin": str(twin)},
                     )
                 )
         return samples
 
     def request(self, sample: Sample, mode: PromptMode, settings: GenerationSettings) -> GenerationRequest:
+        if mode != "sif":
+            return super().request(sample, mode, settings)
+        twin = Path(sample.metadata["depth_twin"])
+        if not twin.is_file():
+            raise FileNotFoundError(f"the depth twin of {sample.id} is missing: {twin}")
         request = super().request(sample, mode, settings)
-        if mode == "sif" and sample.depth_image is not None:
-            # Metric depth (larger = farther) -> SIF depth -> the 8-bit picture models see.
-            values, _ = decode_depth_image(sample.depth_image.load(), DepthEncoding.METRIC16)
-            request = GenerationRequest(
-                request.id, request.question, request.images, depth_to_image(values), mode, settings, request.system
-            )
-        return request
+        # Metric depth (larger = farther) -> SIF depth -> the 8-bit picture models see.
+        values, _ = decode_depth_image(ImageRef(path=str(twin)).load(), DepthEncoding.METRIC16)
+        return GenerationRequest(
+            request.id, request.question, request.images, depth_to_image(values), mode, settings, request.system
+        )
+
+    def unanswered(self, sample: Sample, error: str) -> ScoredSample:
+        details = {"ape": 100.0} if sample.category == "counting" else {}
+        return ScoredSample(sample, None, None, False, 0.0, request_error=error, details=details)
 
     def score(self, sample: Sample, response_text: str, mode: str = "sif") -> ScoredSample:
         answer = answer_text(response_text, mode)
         if sample.category == "counting":
-            number = first_number(answer) if answer else None
-            truth = float(sample.target)
-            if number is None:
-                return ScoredSample(sample, response_text, None, False, 0.0, details={"ape": 100.0})
-            ape = min(100.0, abs(number - truth) / truth * 100.0) if truth else (0.0 if number == 0 else 100.0)
-            return ScoredSample(sample, response_text, str(number), True, 1.0 - ape / 100.0, details={"ape": ape})
-        right = answer is not None and sample.target.strip().lower() in answer.lower()
+            return _score_count(sample, response_text, answer)
+        right = answer is not None and sample.target in answer  # case-sensitive, as upstream
         return ScoredSample(sample, response_text, answer, answer is not None, float(right))
 
     def aggregate(self, scored: Sequence[ScoredSample]) -> dict[str, float]:
         groups = by(scored, lambda s: s.sample.category)
         metrics: dict[str, float] = {}
-        for category, items in groups.items():
-            items = sorted(items, key=lambda s: s.sample.metadata["position"])
-            if category == "counting":
-                apes = [s.details["ape"] for s in items if s.score is not None]
+        for category in CATEGORIES:
+            items = groups.get(category, [])
+            if not items:
+                metrics[category] = float("nan")
+            elif category == "counting":
+                apes = [s.details["ape"] for s in items if "ape" in s.details]
                 metrics[category] = 100.0 - sum(apes) / len(apes) if apes else float("nan")
-            elif category in ("existence", "reach", "size"):
+            elif category in PAIRED:
                 metrics[category] = _pairs(items, category)
             else:
                 metrics[category] = accuracy(items)
-        present = [metrics[c] for c in CATEGORIES if c in metrics]
-        return {
-            "score": sum(present) / len(present) if present else float("nan"),
-            **{f"category/{k}": v for k, v in metrics.items()},
-        }
+        return {"score": mean_over(metrics, CATEGORIES), **{f"category/{k}": v for k, v in metrics.items()}}
+
+
+def _score_count(sample: Sample, response_text: str, answer: str | None) -> ScoredSample:
+    truth = float(sample.target)
+    number = first_number(answer) if answer else None
+    if number is None:  # upstream's int() would stop the run; here: the error of answering 0
+        return ScoredSample(sample, response_text, None, False, 0.0, details={"ape": 100.0})
+    # Not capped; a ground truth of 0 (upstream: a division by zero) is 0% for 0, else 100%.
+    ape = abs(number - truth) / truth * 100.0 if truth else (0.0 if number == 0 else 100.0)
+    return ScoredSample(sample, response_text, str(number), True, max(0.0, 1.0 - ape / 100.0), details={"ape": ape})
 
 
 def _pairs(items: list[ScoredSample], category: str) -> float:
-    pairs = [(items[i], items[i + 1]) for i in range(0, len(items) - 1, 2)]
-    pairs = [(a, b) for a, b in pairs if a.score is not None and b.score is not None]
-    if not pairs:
+    """The official pair score over the file's pairs (positions 2k, 2k + 1); NaN when a pair of
+    the run lacks its partner."""
+    pairs = by(items, lambda s: str(s.sample.metadata["pair"]))
+    if any(len(members) != 2 for members in pairs.values()):
+        return float("nan")
+    complete = [sorted(members, key=lambda s: s.sample.metadata["position"]) for members in pairs.values()]
+    if any(s.score is None for members in complete for s in members):
         return float("nan")
     if category == "existence":
-        return 100.0 * sum(a.score == 1.0 and b.score == 1.0 for a, b in pairs) / len(pairs)
-    points = sum((a.score or 0.0) + (b.score or 0.0) + float(a.score == 1.0 and b.score == 1.0) for a, b in pairs)
-    return 100.0 * points / (3 * len(pairs))
+        return 100.0 * sum(a.score == 1.0 and b.score == 1.0 for a, b in complete) / len(complete)
+    points = sum((a.score or 0.0) + (b.score or 0.0) + float(a.score == 1.0 and b.score == 1.0) for a, b in complete)
+    return 100.0 * points / (3 * len(complete))
 
 
 def build_mirror(out: str | Path, per_category: int = 4, seed: int = 0) -> Path:
@@ -128,7 +160,7 @@ def build_mirror(out: str | Path, per_category: int = 4, seed: int = 0) -> Path:
     import numpy as np
     from PIL import Image
 
-    from sifeval.mirror_scenes import _centre, _pick, scene
+    from sifeval.mirror_scenes import centre, pick, scene
 
     out = Path(out)
     records: dict[str, list[dict[str, Any]]] = {c: [] for c in CATEGORIES}
@@ -140,16 +172,16 @@ def build_mirror(out: str | Path, per_category: int = 4, seed: int = 0) -> Path:
         for item in range(per_category):
             image, depth, objects = scene(900 + number, seed)
             rng = np.random.default_rng([seed, 53, number])
-            name = f"{number:04d}.png"
-            image.save(folder / name)
-            Image.fromarray(np.round(depth * 10000).astype(np.uint16)).save(
-                twin / name
-            )  # millimetres, farther = larger
-            a, b = _pick(rng, objects, 2)
+            # As upstream: RGB in any format, the depth twin always a PNG named up to the first '.'.
+            name = f"{number:04d}.jpg" if category in ("positional", "counting") else f"{number:04d}.png"
+            image.save(folder / name, quality=95)  # (PNG ignores quality)
+            depth_mm = np.round(depth * 10000).astype(np.uint16)  # millimetres, farther = larger
+            Image.fromarray(depth_mm).save(twin / f"{number:04d}.png")
+            a, b = pick(rng, objects, 2)
             if category == "positional":
                 question, answer = (
                     f"Is the {a.name} to the left or to the right of the {b.name}?",
-                    ("left" if _centre(a)[0] < _centre(b)[0] else "right"),
+                    ("left" if centre(a)[0] < centre(b)[0] else "right"),
                 )
             elif category == "existence":
                 present = item % 2 == 0  # consecutive (positive, negative) pairs
@@ -159,7 +191,7 @@ def build_mirror(out: str | Path, per_category: int = 4, seed: int = 0) -> Path:
             elif category == "counting":
                 question, answer = f"How many {a.shape}s are there?", str(sum(o.shape == a.shape for o in objects))
             elif category == "reach":
-                near = abs(a.depth - b.depth) < 0.15 and abs(_centre(a)[0] - _centre(b)[0]) < image.width / 3
+                near = abs(a.depth - b.depth) < 0.15 and abs(centre(a)[0] - centre(b)[0]) < image.width / 3
                 question, answer = f"Can the {a.name} reach the {b.name}?", "Yes" if near else "No"
             else:
                 area_a = (a.box[2] - a.box[0]) * (a.box[3] - a.box[1])
@@ -168,9 +200,10 @@ def build_mirror(out: str | Path, per_category: int = 4, seed: int = 0) -> Path:
                     f"Is the {a.name} bigger than the {b.name} in the image?",
                     "Yes" if area_a > area_b else "No",
                 )
-            records[category].append(
-                {"id": number, "image": f"{category}/{name}", "question": question, "answer": answer}
-            )
+            record = {"id": number, "image": f"{category}/{name}", "question": question, "answer": answer}
+            if category == "size":
+                del record["id"]  # records may lack an id: the position in the file is the id then
+            records[category].append(record)
             number += 1
     for category, rows in records.items():
         (out / f"{category}.json").write_text(json.dumps(rows, indent=1))

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import io
+import math
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -89,9 +90,17 @@ class Sample:
 class ScoredSample:
     """A sample with the model's response and its score.
 
-    ``score`` is None when there is no response (a request error): such samples are counted as
-    request errors, never as wrong answers. A response whose answer could not be extracted has
-    ``parse_ok`` False and scores as wrong, and is counted as a parse failure.
+    Three ways a sample can lack a plain verdict, each counted on its own and never mistaken
+    for another:
+
+    - ``request_error``: no response (the request failed). Unanswered: the headline counts it
+      as wrong (as the official scripts would a question without an answer), the run is flagged
+      incomplete, and ``--resume`` asks it again.
+    - ``parse_ok`` False: a response whose answer could not be read. Wrong, and counted as a
+      parse failure; never replaced by anything.
+    - ``judge_error``: answered, but the judge model failed to grade it. Neither a request
+      error nor a 0: counted apart, left out of the judged figures with a note, and graded again
+      by ``sifeval rescore``.
     """
 
     sample: Sample
@@ -101,6 +110,7 @@ class ScoredSample:
     score: float | None = None
     request_error: str | None = None
     details: dict[str, Any] = field(default_factory=dict)
+    judge_error: str | None = None
 
     @property
     def answered(self) -> bool:
@@ -109,6 +119,12 @@ class ScoredSample:
 
 @dataclass
 class BenchmarkResult:
+    """A run's figures. ``metrics["score"]`` is the official headline over every sample of the
+    run, request errors counted as unanswered; ``metrics["score_answered_only"]`` the same
+    formula over the answered samples alone, under its own name. NaN means "cannot be computed
+    from this run" (a missing category, a pair whose partner is missing) and is written as
+    ``null``; ``notes`` say why."""
+
     benchmark: str
     metrics: dict[str, float]
     n: int
@@ -123,6 +139,27 @@ class BenchmarkResult:
     versions: dict[str, str]
     complete: bool
     notes: list[str] = field(default_factory=list)
+    request_errors: int = 0
+    judge_failures: int = 0
+    parse_failures: int = 0
+    protocol_options: dict[str, Any] = field(default_factory=dict)
 
     def to_json(self) -> dict[str, Any]:
-        return asdict(self)
+        """Strict JSON: NaN and infinities become ``null`` (``json.dumps(..., allow_nan=False)`` holds)."""
+        return strict_json(asdict(self))
+
+
+def strict_json(value: Any) -> Any:
+    """``value`` with every non-finite float replaced by None, recursively."""
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, dict):
+        return {key: strict_json(item) for key, item in value.items()}
+    if isinstance(value, list | tuple):
+        return [strict_json(item) for item in value]
+    return value
+
+
+def number(value: Any) -> float:
+    """A metric read back from JSON: ``null`` is NaN again."""
+    return float("nan") if value is None else float(value)

@@ -1,38 +1,69 @@
-"""The Visual-CoT benchmark (questions from the Visual-CoT repository, ``viscot_benchmark``;
-images from the Visual-CoT archives on the Hub ``deepcs233/Visual-CoT``). 11 scored subsets.
+"""The Visual-CoT benchmark (deepcs233/Visual-CoT, ``viscot_benchmark/``; images from the
+Visual-CoT archives on the Hub ``deepcs233/Visual-CoT``).
 
-Two scores, both means over subsets:
-- detection accuracy: the predicted box against the ground truth in padded-square
-  coordinates, right if IoU > 0.5, unparsable = wrong;
-- answer score: a judge model rates the answer's closeness to the reference in [0, 1].
-  The headline ``score`` is the answer score (0-100).
+Files: ``benchmark/<subset>.json`` (questions) and ``benchmark_det/<subset>.jsonl`` (image size
+and pixel box), one pair per subset, in the same order. The repository ships 13 subsets; 11 are
+scored, 8,281 questions (``tools/cot_get_result.py`` L10): docvqa, textcap, textvqa, dude, sroie,
+infographicsvqa, flickr30k, gqa, openimages, vsr, cub. emotic and visual7w are skipped.
+
+Scoring, as the official scripts run it (deepcs233/Visual-CoT at 83212ae):
+
+- detection (``playground/data/eval/REC/calculation.py`` L9-51): the ground truth is the
+  ``benchmark_det`` pixel box moved onto the padded square (``+ (S - side) // 2`` on the shorter
+  axis, S = max(W, H)), never the 3-decimal turn-2 string; the prediction is a box normalized on
+  the padded square, times S; right when IoU > 0.5 (strictly); an unreadable prediction is wrong.
+  Per subset, then the unweighted mean over subsets (``tools/cot_detection_get_result.py`` L42-44).
+- answer (``llava/eval/eval_cot_score.py``): a judge model is sent the official prompt
+  (:data:`JUDGE_SYSTEM`, :data:`JUDGE_USER`, L13-21; the question as the file has it, its
+  ``<image>`` line included, L66-79) and replies "score: x", clamped to [0, 1] (L49-63).
+  Per subset the mean; the headline ``score`` is the unweighted mean of the 11 subset means
+  (``tools/cot_get_result.py`` L57-69), on a 0-100 scale here.
+
+Loading keeps every scored question: a defective ground truth (8 inverted boxes in docvqa, boxes
+far outside the image in dude, an empty answer in dude) is flagged on the sample
+(``metadata["defects"]``), its detection unwinnable as upstream, the question kept. Questions and
+detection records are paired per subset file by position, their ids checked; textcap and textvqa
+share an image path and question id, which per-subset ids keep apart.
 
 Protocols:
-- ``sif-one-pass`` (SIFThinker): one request; the predicted box is the last ``<area>`` (its
-  boxes' enclosing box when it holds several, where the original script blanked the answer
-  and the box);
-- ``two-pass`` (the original VisCoT): first the question with VisCoT's box instruction, the
-  reply's ``[x1, y1, x2, y2]`` (padded-square) is the predicted box; then the image and a square
-  crop around that box (half-size at least 112 px) with the question, whose reply is the answer.
-  Our backends take one user turn, so the second pass states the first pass's box in words
-  beside the crop instead of replaying the conversation.
+
+- ``sif-one-pass`` (SIFThinker): one request; the predicted box is the last ``<area>`` (the box
+  enclosing its boxes when it holds several, where the original script blanked the answer and
+  the box). Its boxes are read in the frame the model writes (``box_frame``: ``per-axis``, or
+  ``padded-square`` for checkpoints trained on the published SIF-50K).
+- ``two-pass`` (Visual-CoT's own, ``llava/eval/model_cot_det_loader.py`` and
+  ``model_cot_loader.py``): first the lower-cased question with the box instruction (det loader
+  L42-46), whose ``[x1, y1, x2, y2]`` on the padded square is the predicted box; then the image
+  and a square crop around that box (half-size at least 112 px, ``cropwithbbox`` L150-181) with
+  "Please answer the question based on the original image and local detail image." and the
+  question (L96).
+
+Deliberate differences from upstream: the judge's unreadable reply is a judge failure, counted
+and graded again by ``sifeval rescore``, where upstream scores it 0 (or stops on "score: 0.8.");
+a subset without results is NaN with a note, where upstream counts it 0 (an answer score) or
+drops it (a detection accuracy, also dropping a subset whose accuracy is exactly 0); the two-pass
+conversation is one user turn naming the first pass's box (our backends take single-turn
+prompts), where upstream replays the first turn; an unreadable first-pass box crops nothing
+(the whole image) where upstream stops the run.
 """
 
 from __future__ import annotations
 
 import json
+import math
 import re
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from PIL import Image
 
 from sifdata.chain import parse_chain
-from sifdata.geometry import iou, normalized_to_padded_square, padded_square_to_pixel, union_box
-from sifeval.adapters import Benchmark, accuracy, answer_text, by, register
+from sifdata.geometry import iou, normalized_to_padded_square, union_box
+from sifeval.adapters import Benchmark, accuracy, answer_text, by, mean_over, register
 from sifeval.types import ImageRef, Sample, ScoredSample, Source
-from sifmodel.judge import JudgeItem, LLMJudge, MatchJudge
+from sifmodel.judge import JudgeItem, JudgePrompt, LLMJudge, MatchJudge
 
 SCORED_SUBSETS = (
     "docvqa",
@@ -47,6 +78,199 @@ SCORED_SUBSETS = (
     "vsr",
     "cub",
 )
+UNSCORED_SUBSETS = ("emotic", "visual7w")
+BOX_INSTRUCTION = (
+    " Please provide the bounding box coordinate of the region that can help you answer the question better."
+)
+SECOND_PASS = "Please answer the question based on the original image and local detail image."
+BoxFrame = Literal["per-axis", "padded-square"]
+
+JUDGE_SYSTEM = (
+    "\nYou are responsible for proofreading the answers, you need to give a score to the model's answer by "
+    "referring to the standard answer, based on the given question. The full score is 1 point and the minimum "
+    'score is 0 points. Please output the score in the form "score: <score>". The evaluation criteria require '
+    "that the closer the model's answer is to the standard answer, the higher the score.\n"
+)
+JUDGE_USER = "\nquestion: {question}\nstandard answer: {reference}\nmodel's answer: {prediction}\n"
+
+
+def _judge_messages(item: JudgeItem) -> list[dict[str, Any]]:
+    user = JUDGE_USER.format(question=item.question, reference=item.reference, prediction=item.prediction)
+    return [{"role": "system", "content": JUDGE_SYSTEM}, {"role": "user", "content": user}]
+
+
+def parse_judge_score(reply: str) -> float:
+    """The score of an official judge reply: exactly one "score: x" (any case), clamped to [0, 1]
+    (eval_cot_score.py L49-63). Anything else raises ``ValueError``: a judge failure."""
+    text = reply.lower()
+    found = re.findall(r"score: ([\d\.]+)", text)
+    if len(found) != 1:
+        raise ValueError(f"the judge reply holds {len(found)} 'score: x' (one needed): {reply[:120]!r}")
+    try:
+        value = float(found[0])
+    except ValueError:
+        raise ValueError(f"the judge's score {found[0]!r} is not a number") from None
+    return min(max(value, 0.0), 1.0)
+
+
+OFFICIAL_JUDGE = JudgePrompt("viscot-official", _judge_messages, parse_judge_score)
+
+
+# ----------------------------------------------------------------------------- the files
+
+
+@dataclass(frozen=True)
+class Record:
+    """One question with its detection entry, as the two files have them."""
+
+    subset: str
+    position: int
+    question_id: Any
+    image: str
+    question_line: str  # conversation turn 1 without the box instruction ("<image>\nWhat ...")
+    answer: str
+    width: int
+    height: int
+    box_pixels: tuple[float, float, float, float]
+
+    @property
+    def question(self) -> str:
+        return self.question_line.replace("<image>", "").strip()
+
+
+def read_subset(root: Path, subset: str) -> list[Record]:
+    """The questions of one subset, each with its detection record (same position, same id)."""
+    questions = json.loads((root / "benchmark" / f"{subset}.json").read_text(encoding="utf-8"))
+    lines = (root / "benchmark_det" / f"{subset}.jsonl").read_text(encoding="utf-8").splitlines()
+    detections = [json.loads(line) for line in lines if line.strip()]
+    if len(questions) != len(detections):
+        raise ValueError(
+            f"Visual-CoT {subset}: {len(questions)} questions but {len(detections)} detection records "
+            "(the two files must pair up line by line)"
+        )
+    records = []
+    for position, (row, det) in enumerate(zip(questions, detections, strict=True)):
+        where = f"Visual-CoT {subset} #{position} (question_id {row.get('question_id')})"
+        if row.get("question_id") != det.get("question_id"):
+            raise ValueError(f"{where}: the detection record there has question_id {det.get('question_id')}")
+        turns = [turn["value"] for turn in row["conversations"]]
+        records.append(
+            Record(
+                subset=subset,
+                position=position,
+                question_id=row["question_id"],
+                image=row["image"][0],
+                question_line=turns[0].split(BOX_INSTRUCTION.strip())[0].rstrip(),
+                answer=str(turns[-1]),
+                width=int(det["width"]),
+                height=int(det["height"]),
+                box_pixels=tuple(float(v) for v in det["bbox"]),  # type: ignore[arg-type]
+            )
+        )
+    return records
+
+
+def official_truth(record: Record) -> list[float]:
+    """The ground truth in padded-square pixels (calculation.py L9-23): the pixel box moved by
+    the padding on the shorter axis; never clipped, never re-ordered."""
+    x1, y1, x2, y2 = record.box_pixels
+    width, height = record.width, record.height
+    if width > height:
+        shift = (width - height) // 2
+        return [x1, y1 + shift, x2, y2 + shift]
+    shift = (height - width) // 2
+    return [x1 + shift, y1, x2 + shift, y2]
+
+
+def defects(record: Record) -> list[str]:
+    """What is wrong with a record's ground truth, as the real files have it."""
+    found = []
+    x1, y1, x2, y2 = record.box_pixels
+    if x2 <= x1 or y2 <= y1:
+        found.append(f"inverted or empty box {list(record.box_pixels)}: its detection cannot be right")
+    over = max(-x1, -y1, x2 - record.width, y2 - record.height, 0.0)
+    if over > 0:
+        found.append(
+            f"box {list(record.box_pixels)} reaches {over:.0f} px outside the {record.width}x{record.height} image"
+        )
+    if not record.answer.strip():
+        found.append("empty reference answer")
+    return found
+
+
+def sample_from_record(record: Record, root: Path) -> Sample:
+    return Sample(
+        id=f"{record.subset}/{record.question_id}",
+        question=record.question,
+        target=record.answer,
+        category=record.subset,
+        images=(ImageRef(path=str(root / record.image)),),
+        metadata={
+            "question_line": record.question_line,
+            "question_id": record.question_id,
+            "position": record.position,
+            "width": record.width,
+            "height": record.height,
+            "truth_padded_px": official_truth(record),
+            "defects": defects(record),
+        },
+    )
+
+
+# ----------------------------------------------------------------------------- boxes
+
+
+def padded_side(sample: Sample) -> int:
+    return max(sample.metadata["width"], sample.metadata["height"])
+
+
+def detection_right(sample: Sample, box_padded: Sequence[float] | None) -> bool:
+    """A padded-square normalized box against the official ground truth: IoU > 0.5."""
+    if box_padded is None:
+        return False
+    side = padded_side(sample)
+    return iou([v * side for v in box_padded], sample.metadata["truth_padded_px"]) > 0.5
+
+
+def parse_padded_box(text: str) -> list[float] | None:
+    """A first-pass box as calculation.py L37-43 reads it: the first four comma-separated
+    numbers after removing brackets; None when there are not four numbers (upstream: wrong)."""
+    pieces = text.replace(" .", "").replace("[", "").replace("]", "").split(", ")
+    try:
+        return [float(v) for v in pieces[:4]] if len(pieces) >= 4 else None
+    except ValueError:
+        return None
+
+
+def crop_around(image: Image.Image, box_padded: Sequence[float], min_half: int = 112) -> Image.Image:
+    """The second pass's detail image (model_cot_loader.py ``cropwithbbox`` L150-181): the box
+    on the padded square, back on the image, a square of half-size max(half the box's longer
+    side, ``min_half``) around its centre, moved inside the image, then cut to it."""
+    width, height = image.size
+    side = max(width, height)
+    # L152-154: coordinates summing to less than 5 are normalized; larger ones are pixels already.
+    scale = side if sum(box_padded) < 5 else 1
+    x1, y1, x2, y2 = (v * scale for v in box_padded)
+    if width > height:
+        y1, y2 = max(y1 - (width - height) // 2, 0), max(y2 - (width - height) // 2, 0)
+    else:
+        x1, x2 = max(x1 - (height - width) // 2, 0), max(x2 - (height - width) // 2, 0)
+    cx, cy = int(x1 + x2) // 2, int(y1 + y2) // 2
+    half = max(int(x2 - x1) // 2, int(y2 - y1) // 2, min_half)
+    left, top, right, bottom = cx - half, cy - half, cx + half, cy + half
+    if left < 0:
+        left, right = 0, right - left
+    if top < 0:
+        top, bottom = 0, bottom - top
+    if right > width:
+        left, right = left - (right - width), width
+    if bottom > height:
+        top, bottom = top - (bottom - height), height
+    left, top = max(left, 0), max(top, 0)
+    return image.crop((left, top, max(right, left + 1), max(bottom, top + 1)))
+
+
+# ----------------------------------------------------------------------------- the benchmark
 
 
 @register
@@ -56,62 +280,64 @@ class VisCoT(Benchmark):
     source = Source(hub_id="deepcs233/Visual-CoT", split="benchmark", license="apache-2.0")
     protocols = ("sif-one-pass", "two-pass")
     default_protocol = "sif-one-pass"
+    categories = SCORED_SUBSETS
+    fixed_prompt_protocols = ("two-pass",)
 
-    def __init__(self, protocol: str | None = None, judge: LLMJudge | MatchJudge | None = None) -> None:
+    def __init__(
+        self,
+        protocol: str | None = None,
+        judge: LLMJudge | MatchJudge | None = None,
+        box_frame: BoxFrame = "per-axis",
+    ) -> None:
         super().__init__(protocol)
         self.judge = judge
+        self.box_frame = box_frame
 
     def load(self, data_dir: str | Path | None = None) -> list[Sample]:
-        from sifdata.sources import viscot
-
         if data_dir is None:
             raise FileNotFoundError(
                 "the Visual-CoT benchmark needs a local folder: viscot_benchmark/benchmark/*.json, "
-                "benchmark_det/*.jsonl, and the images extracted from deepcs233/Visual-CoT under it"
+                "benchmark_det/*.jsonl, and the images extracted from deepcs233/Visual-CoT under it (cot/...)"
             )
         root = Path(data_dir)
-        rejects: list[Any] = []
-        records = viscot.read(
-            root / "benchmark", sizes=root / "benchmark_det", image_root=root, on_reject=rejects.append
-        )
-        samples = []
-        for record in records:
-            if record.source not in SCORED_SUBSETS:
-                continue
-            samples.append(
-                Sample(
-                    id=record.key,
-                    question=record.question,
-                    target=record.answer,
-                    category=record.source,
-                    images=(ImageRef(path=str(record.image_path)),),
-                    metadata={
-                        "gt_box_padded": list(record.gt_boxes_padded[0]),
-                        "width": record.width,
-                        "height": record.height,
-                    },
-                )
-            )
-        if rejects:
-            raise ValueError(
-                f"{len(rejects)} benchmark records could not be read; first: {rejects[0].key}: {rejects[0].reason}"
-            )
-        return samples
+        subsets = [s for s in SCORED_SUBSETS if (root / "benchmark" / f"{s}.json").is_file()]
+        if not subsets:
+            raise FileNotFoundError(f"{root}/benchmark holds none of the scored subsets ({', '.join(SCORED_SUBSETS)})")
+        return [sample_from_record(record, root) for subset in subsets for record in read_subset(root, subset)]
 
-    def _detection(self, sample: Sample, response_text: str) -> tuple[bool, list[float] | None]:
+    def options(self) -> dict[str, Any]:
+        judge = getattr(self.judge, "model", None)
+        return {"box_frame": self.box_frame, "judge": judge, "judge_prompt": OFFICIAL_JUDGE.name}
+
+    def predicted_box(self, sample: Sample, response_text: str) -> list[float] | None:
+        """The last area's box on the padded square (normalized), read in ``box_frame``."""
         width, height = sample.metadata["width"], sample.metadata["height"]
         boxes = parse_chain(response_text, strict=False, width=width, height=height).last_boxes
         if not boxes:
-            return False, None
-        predicted = list(normalized_to_padded_square(union_box(boxes), width, height))
-        return iou(predicted, sample.metadata["gt_box_padded"]) > 0.5, predicted
+            return None
+        box = union_box(boxes)
+        if self.box_frame == "padded-square":
+            return list(box)
+        return list(normalized_to_padded_square(box, width, height))
+
+    def unanswered(self, sample: Sample, error: str) -> ScoredSample:
+        return ScoredSample(sample, None, None, False, 0.0, request_error=error, details={"detection": 0.0})
 
     def score(self, sample: Sample, response_text: str, mode: str = "sif") -> ScoredSample:
         return self.score_many([sample], [response_text], mode)[0]
 
     def score_many(self, samples: Sequence[Sample], responses: Sequence[str], mode: str = "sif") -> list[ScoredSample]:
         """Judge all answers together (the judge runs them concurrently)."""
-        answers = [answer_text(text, mode) for text in responses]
+        boxes = [self.predicted_box(sample, text) for sample, text in zip(samples, responses, strict=True)]
+        return self._graded(samples, responses, [answer_text(text, mode) for text in responses], boxes)
+
+    def _graded(
+        self,
+        samples: Sequence[Sample],
+        responses: Sequence[str],
+        answers: Sequence[str | None],
+        boxes: Sequence[list[float] | None],
+    ) -> list[ScoredSample]:
         pending = [i for i, answer in enumerate(answers) if answer]
         judged: dict[int, Any] = {}
         if pending:
@@ -119,47 +345,56 @@ class VisCoT(Benchmark):
                 raise ValueError(
                     "the Visual-CoT answer score needs a judge: --judge llm (SIF_JUDGE_*) or --judge match"
                 )
-            items = [JudgeItem(samples[i].question, samples[i].target, answers[i] or "") for i in pending]
-            judged = dict(zip(pending, self.judge.score_many(items), strict=True))
+            items = [
+                JudgeItem(
+                    samples[i].metadata.get("question_line", samples[i].question), samples[i].target, answers[i] or ""
+                )
+                for i in pending
+            ]
+            judged = dict(zip(pending, self.judge.score_many(items, OFFICIAL_JUDGE), strict=True))
         scored = []
-        for index, (sample, text) in enumerate(zip(samples, responses, strict=True)):
-            hit, box = self._detection(sample, text)
+        for index, sample in enumerate(samples):
+            details = {
+                "detection": float(detection_right(sample, boxes[index])),
+                "predicted_box_padded": boxes[index],
+            }
+            answer = answers[index]
             result = judged.get(index)
-            details = {"detection": float(hit), "predicted_box_padded": box}
-            if result is not None and result.score is None:  # the judge failed: not a 0, an error
-                scored.append(ScoredSample(sample, text, answers[index], True, None, f"judge: {result.error}", details))
-                continue
-            score = result.score if result is not None else 0.0
-            scored.append(ScoredSample(sample, text, answers[index], answers[index] is not None, score, None, details))
+            item = ScoredSample(sample, responses[index], answer, answer is not None, 0.0, None, details)
+            if result is not None and result.score is None:  # the judge failed: graded later, never a 0
+                item.score, item.judge_error = None, result.error or "judge failure"
+            elif result is not None:
+                item.score = result.score
+            scored.append(item)
         return scored
 
     # ----------------------------------------------------------------- the two-pass protocol
 
     def first_pass(self, sample: Sample, settings: Any) -> Any:
+        """det loader L42-46: the question, lower-cased, "." and the box instruction."""
         from sifmodel.backends import GenerationRequest
 
         images = tuple(ref.load() for ref in sample.images)
-        return GenerationRequest(
-            f"{sample.id}#box", sample.question + BOX_INSTRUCTION, images, mode="plain", settings=settings
-        )
+        question = f"{sample.question.lower()}.{BOX_INSTRUCTION}"
+        return GenerationRequest(f"{sample.id}#box", question, images, mode="plain", settings=settings)
 
     def second_pass(self, sample: Sample, box: list[float] | None, settings: Any) -> Any:
         from sifmodel.backends import GenerationRequest
 
         image = sample.images[0].load().convert("RGB")
         crop = crop_around(image, box) if box is not None else image
-        where = f"the region {[round(v, 3) for v in box]} (shown enlarged in the second image)" if box else "the image"
-        question = f"Look at {where}. {sample.question} Answer the question briefly."
+        where = f"The region {[round(v, 3) for v in box]} is shown in the second image. " if box else ""
+        question = f"{where}{SECOND_PASS} {sample.question}"
         return GenerationRequest(sample.id, question, (image, crop), mode="plain", settings=settings)
 
     def score_two_pass(
         self, samples: Sequence[Sample], first: Sequence[str], second: Sequence[str]
     ) -> list[ScoredSample]:
         boxes = [parse_padded_box(text) for text in first]
-        scored = self.score_many(samples, second, "plain")
-        for item, box, text in zip(scored, boxes, first, strict=True):
-            hit = box is not None and iou(box, item.sample.metadata["gt_box_padded"]) > 0.5
-            item.details.update({"detection": float(hit), "predicted_box_padded": box, "first_pass": text})
+        answers = [text.strip() or None for text in second]
+        scored = self._graded(samples, second, answers, boxes)
+        for item, text in zip(scored, first, strict=True):
+            item.details["first_pass"] = text
         return scored
 
     def aggregate(self, scored: Sequence[ScoredSample]) -> dict[str, float]:
@@ -169,40 +404,12 @@ class VisCoT(Benchmark):
             name: 100.0 * sum(s.details.get("detection", 0.0) for s in group) / len(group)
             for name, group in subsets.items()
         }
-        metrics = {
-            "score": sum(answer.values()) / len(answer) if answer else float("nan"),
-            "detection": sum(detection.values()) / len(detection) if detection else float("nan"),
-        }
-        metrics.update({f"answer/{k}": v for k, v in sorted(answer.items())})
-        metrics.update({f"detection/{k}": v for k, v in sorted(detection.items())})
+        metrics = {"score": mean_over(answer, SCORED_SUBSETS), "detection": mean_over(detection, SCORED_SUBSETS)}
+        metrics.update({f"answer/{k}": answer.get(k, math.nan) for k in SCORED_SUBSETS})
+        metrics.update({f"detection/{k}": detection.get(k, math.nan) for k in SCORED_SUBSETS})
+        defective = sum(1 for s in scored if s.sample.metadata.get("defects"))
+        metrics["defective_ground_truth"] = float(defective)
         return metrics
-
-
-BOX_INSTRUCTION = (
-    " Please provide the bounding box coordinate of the region that can help you answer the question better."
-)
-_BOX = re.compile(r"\[\s*(-?\d*\.?\d+)\s*,\s*(-?\d*\.?\d+)\s*,\s*(-?\d*\.?\d+)\s*,\s*(-?\d*\.?\d+)\s*\]")
-
-
-def parse_padded_box(text: str) -> list[float] | None:
-    """The first ``[x1, y1, x2, y2]`` of a reply, in VisCoT's padded-square coordinates."""
-    match = _BOX.search(text)
-    if not match:
-        return None
-    x1, y1, x2, y2 = (float(v) for v in match.groups())
-    if not (0 <= x1 < x2 <= 1 and 0 <= y1 < y2 <= 1):
-        return None
-    return [x1, y1, x2, y2]
-
-
-def crop_around(image: Image.Image, box_padded: list[float], min_half: int = 112) -> Image.Image:
-    """A square crop centred on a padded-square box, half-size at least ``min_half`` pixels."""
-    x1, y1, x2, y2 = padded_square_to_pixel(box_padded, image.width, image.height)
-    cx, cy = (x1 + x2) / 2, (y1 + y2) / 2
-    half = max((x2 - x1) / 2, (y2 - y1) / 2, min_half)
-    left, top = max(0, int(cx - half)), max(0, int(cy - half))
-    right, bottom = min(image.width, int(cx + half)), min(image.height, int(cy + half))
-    return image.crop((left, top, max(right, left + 1), max(bottom, top + 1)))
 
 
 def build_mirror(out: str | Path, per_subset: int = 6, seed: int = 0) -> Path:
@@ -214,9 +421,6 @@ def build_mirror(out: str | Path, per_subset: int = 6, seed: int = 0) -> Path:
     out = Path(out)
     (out / "benchmark").mkdir(parents=True, exist_ok=True)
     (out / "benchmark_det").mkdir(parents=True, exist_ok=True)
-    instruction = (
-        " Please provide the bounding box coordinate of the region that can help you answer the question better."
-    )
     number = 0
     for subset in ("gqa", "vsr"):
         (out / "cot" / subset).mkdir(parents=True, exist_ok=True)
@@ -237,7 +441,7 @@ def build_mirror(out: str | Path, per_subset: int = 6, seed: int = 0) -> Path:
                     "question_id": qid,
                     "image": [name, f"{name}###{list(target.box)}"],
                     "conversations": [
-                        {"from": "human", "value": f"<image>\n{question}{instruction}"},
+                        {"from": "human", "value": f"<image>\n{question}{BOX_INSTRUCTION}"},
                         {"from": "gpt", "value": json.dumps(padded)},
                         {"from": "human", "value": "<image>"},
                         {"from": "gpt", "value": target.colour},

@@ -6,10 +6,17 @@ letter instruction, ``category``, ``question_id``, ``label``) and per-image JSON
 category folder (``target_object``, ``bbox`` as x, y, w, h, ``question``, ``options`` with the
 correct option first).
 
-Protocols: ``generation`` uses the shuffled order of the jsonl (the unshuffled order inflates
-scores by ~5 points); ``likelihood`` (the original) asks the question alone and picks the option
-whose text has the lowest mean token cross-entropy as the reply, on backends that can score
-text (the transformers backend). Reported: overall (micro over all questions) and per category.
+Protocols:
+
+- ``likelihood``, the original (penghao-wu/vstar at 4ede664, ``vstar_bench_eval.py``): the
+  question alone (``<image>\n{question}``, no options, no instruction, L119), each option scored
+  as the assistant's reply by its mean token cross-entropy, the end of the turn included
+  (L141-159); the lowest loss is the answer (L163). Needs a backend that scores text (``hf:``).
+- ``generation``: the question with the shuffled options of ``test_questions.jsonl`` and its
+  letter instruction, the reply read as an option letter (``sifdata.answers``), as harnesses
+  run V* (Cambrian's ``eval/eval/vstar``); the unshuffled order inflates scores by ~5 points.
+
+Reported: overall (micro over all questions, L277) and per category (L275).
 """
 
 from __future__ import annotations
@@ -53,6 +60,8 @@ class VStar(MultipleChoiceBenchmark):
     source = Source(hub_id="craigwu/vstar_bench", split="test", license="mit")
     protocols = ("generation", "likelihood")
     default_protocol = "generation"
+    categories = ("direct_attributes", "relative_position")
+    fixed_prompt_protocols = ("likelihood",)  # the question alone, no options, no instruction
 
     def load(self, data_dir: str | Path | None = None) -> list[Sample]:
         root = Path(data_dir) if data_dir else _download(self.source)
@@ -95,13 +104,10 @@ class VStar(MultipleChoiceBenchmark):
         return super().score(sample, response_text, mode)
 
     def aggregate(self, scored: Sequence[ScoredSample]) -> dict[str, float]:
+        """Micro accuracy over all questions (vstar_bench_eval.py L277), and per category (L275)."""
+        groups = by(scored, lambda s: s.sample.category)
         metrics = {"score": accuracy(scored)}
-        metrics.update(
-            {
-                f"category/{name}": accuracy(group)
-                for name, group in sorted(by(scored, lambda s: s.sample.category).items())
-            }
-        )
+        metrics.update({f"category/{name}": accuracy(groups.get(name, [])) for name in self.categories})
         return metrics
 
 
@@ -109,7 +115,7 @@ def build_mirror(out: str | Path, per_category: int = 6, seed: int = 0) -> Path:
     """A tiny V* in the upstream layout, from synthetic scenes with known answers."""
     import numpy as np
 
-    from sifeval.mirror_scenes import _centre, _pick, scene
+    from sifeval.mirror_scenes import centre, pick, scene
 
     out = Path(out)
     lines = []
@@ -128,9 +134,9 @@ def build_mirror(out: str | Path, per_category: int = 6, seed: int = 0) -> Path:
                 options = [target.colour, *wrong]
                 box = target.box
             else:
-                a, b = _pick(rng, objects, 2)
+                a, b = pick(rng, objects, 2)
                 question = f"Is the {a.name} on the left or right side of the {b.name}?"
-                right = "left" if _centre(a)[0] < _centre(b)[0] else "right"
+                right = "left" if centre(a)[0] < centre(b)[0] else "right"
                 options = [
                     f"The {a.name} is on the {right} side of the {b.name}.",
                     f"The {a.name} is on the {'right' if right == 'left' else 'left'} side of the {b.name}.",

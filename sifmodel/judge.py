@@ -15,7 +15,7 @@ import json
 import os
 import re
 import threading
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Literal
@@ -54,6 +54,17 @@ class JudgeItem:
     reference: str
     prediction: str
     image: Image.Image | None = None
+
+
+@dataclass(frozen=True)
+class JudgePrompt:
+    """How a judge model is asked and how its reply is read: a benchmark with an official
+    judge prompt (the Visual-CoT benchmark's) brings its own; anything the parser cannot read
+    raises ``ValueError``, which is a judge failure, never a score."""
+
+    name: str
+    messages: Callable[[JudgeItem], list[dict[str, Any]]]
+    parse: Callable[[str], float]
 
 
 @dataclass(frozen=True)
@@ -119,8 +130,9 @@ class LLMJudge:
         self._cache: dict[str, float] = {}
         self._lock = threading.Lock()
 
-    def _key(self, item: JudgeItem) -> str:
-        payload = json.dumps([self.model, item.question, item.reference, item.prediction])
+    def _key(self, item: JudgeItem, prompt: JudgePrompt | None = None) -> str:
+        name = prompt.name if prompt is not None else "sif"
+        payload = json.dumps([self.model, name, item.question, item.reference, item.prediction])
         return hashlib.sha256(payload.encode()).hexdigest()
 
     def _messages(self, item: JudgeItem) -> list[dict[str, Any]]:
@@ -135,14 +147,15 @@ class LLMJudge:
             ]
         return [{"role": "user", "content": text}]
 
-    def _judge(self, item: JudgeItem) -> JudgeResult:
-        key = self._key(item)
+    def _judge(self, item: JudgeItem, prompt: JudgePrompt | None = None) -> JudgeResult:
+        key = self._key(item, prompt)
         with self._lock:
             if key in self._cache:
                 return JudgeResult(self._cache[key], "cache")
         try:
-            reply = self.client.complete(self._messages(item), temperature=0.0, max_tokens=32)
-            score = parse_judge_reply(reply.text)
+            messages = prompt.messages(item) if prompt is not None else self._messages(item)
+            reply = self.client.complete(messages, temperature=0.0, max_tokens=32)
+            score = prompt.parse(reply.text) if prompt is not None else parse_judge_reply(reply.text)
         except ChatError as error:
             return JudgeResult(None, "llm", error.reason)
         except ValueError as error:
@@ -151,11 +164,12 @@ class LLMJudge:
             self._cache[key] = score
         return JudgeResult(score, "llm")
 
-    def score_many(self, items: Sequence[JudgeItem]) -> list[JudgeResult]:
+    def score_many(self, items: Sequence[JudgeItem], prompt: JudgePrompt | None = None) -> list[JudgeResult]:
+        """Judge ``items`` concurrently, with ``prompt`` (a benchmark's official one) or ours."""
         if not items:
             return []
         with ThreadPoolExecutor(max_workers=min(self.concurrency, len(items)), thread_name_prefix="sif-judge") as pool:
-            return list(pool.map(self._judge, items))
+            return list(pool.map(lambda item: self._judge(item, prompt), items))
 
 
 def judge_answers(items: Sequence[JudgeItem], llm: LLMJudge | MatchJudge | None) -> list[JudgeResult]:
@@ -187,7 +201,8 @@ class MatchJudge:
 
     model = "answer-match"
 
-    def score_many(self, items: Sequence[JudgeItem]) -> list[JudgeResult]:
+    def score_many(self, items: Sequence[JudgeItem], prompt: JudgePrompt | None = None) -> list[JudgeResult]:
+        """Agreement by rule (``sifdata.answers``); ``prompt`` is for judge models and not used."""
         return [JudgeResult(1.0 if answers_agree(item.prediction, item.reference) else 0.0, "rule") for item in items]
 
 

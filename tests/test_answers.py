@@ -7,8 +7,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from sifdata.answers import answers_agree, extract_choice, first_number, rule_agreement, yes_no
-from sifeval.adapters import choice_letter
+from sifdata.answers import answers_agree, extract_choice, first_number, read_choice, rule_agreement, yes_no
 from sifmodel.judge import JudgeItem, MatchJudge, judge_answers, rule_score
 
 
@@ -63,4 +62,39 @@ def test_readings_are_literal() -> None:
     assert first_number("No, there are 4.") == 4 and first_number("no") is None and first_number("none") == 0
     assert extract_choice("Based on the image") is None and extract_choice("The answer is (D).") == "D"
     assert rule_agreement("a red cup", "red") is None  # free-form: no rule, containment decides
-    assert choice_letter("The white one.", ["black", "white"]) == "B"  # evaluation reads options the same way
+    assert read_choice("The white one.", ["black", "white"]) == "B"  # evaluation reads options the same way
+
+
+# The reply shapes of issue 8, with what the upstream parsers make of them (worked out by hand):
+# Cambrian extract_mcq_answer (cambrian-mllm/cambrian@539ffc3 eval/eval/ade/ade_test.py L21-31:
+# lower-case, text after the last "answer is"/"answer:", strip ".()", first character) and
+# lmms-eval cv_bench _extract_answer_letter (lmms-eval@75571cf lmms_eval/tasks/cv_bench/utils.py
+# L6-24: re.match(r"[\(\s]*([A-Z])[\)\.\s]*", IGNORECASE) at the start). Ours reads what the reply
+# commits to; where the upstream parsers read a first character of prose, ours says None.
+@pytest.mark.parametrize(
+    ("reply", "ours", "cambrian", "lmms_eval"),
+    [
+        ("(c)", "C", "c", "C"),
+        ("c.", "C", "c", "C"),
+        ("c)", "C", "c", "C"),
+        ("Answer: c", "C", "c", "A"),
+        ("option c", "C", "o", "O"),
+        ("**C**", "C", "*", ""),
+        ("\\boxed{C}", "C", "\\", ""),
+        ("A white cup.", None, "a", "A"),
+        ("The answer is a cube.", None, "a", "T"),
+        ("Based on the image, B", "B", "b", "B"),
+        ("B", "B", "b", "B"),
+        ("b", "B", "b", "B"),
+        ("", None, "", ""),
+    ],
+)
+def test_option_letters_in_every_shape(reply: str, ours: str | None, cambrian: str, lmms_eval: str) -> None:
+    assert extract_choice(reply, "ABCD") == ours
+
+
+def test_option_text_commits_only_when_one_option_matches() -> None:
+    assert read_choice("A white cup.", ["black cup", "white cup"]) == "B"
+    assert read_choice("The answer is a cube.", ["sphere", "cube"]) == "B"
+    assert read_choice("a cube or a sphere", ["sphere", "cube"]) is None
+    assert read_choice("B or C", ["x", "y", "z"]) is None

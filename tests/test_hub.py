@@ -146,4 +146,4 @@ def test_two_local_folders_with_one_name_never_share_a_cache(tmp_path: Path) -> 
 
     for index, per_task in ((0, 1), (1, 3)):
         folder = build_mirror(tmp_path / str(index) / "cvbench", per_task=per_task)
-        assert len(load_local(folder, "default", split="test")) == 4 * per_task
+        assert len(load_local(folder, "2D", split="test")) == 2 * per_task

@@ -21,7 +21,7 @@ SECRET = "judge-key-SECRET-999"
         ("The answer is (D).", "D"),
         ("The answer is A", "A"),
         ("Based on the image, the cup is closer.", None),
-        ("A cat sits there.", "A"),  # a bare leading letter followed by a space is a choice
+        ("A cat sits there.", None),  # an English article, never an option
         ("", None),
     ],
 )

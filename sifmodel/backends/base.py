@@ -7,9 +7,11 @@ a depth image gets one from sifdata's depth estimator (:class:`DepthProvider`).
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Protocol
+from pathlib import Path
+from typing import Any, Protocol
 
 from PIL import Image
 
@@ -64,6 +66,52 @@ class Backend(Protocol):
     name: str
 
     def generate(self, requests: Sequence[GenerationRequest]) -> list[GenerationResponse]: ...
+
+    def identity(self) -> dict[str, Any]:
+        """What the model *is*, not what it was called: a dict with a ``fingerprint`` that
+        changes when the weights do (see :func:`model_identity`). Response caches and resumed
+        runs are keyed by it."""
+        ...
+
+
+FINGERPRINT_EDGE = 1 << 20  # bytes read from each end of a large weight file
+
+
+def folder_fingerprint(folder: str | Path) -> str:
+    """A digest of a local model folder: every small file whole, every large one by its size and
+    its first and last MiB (a retrained checkpoint changes both: safetensors files open with a
+    header of offsets and end in tensor data), so that fingerprinting 15 GB reads 2 MB a file."""
+    folder = Path(folder)
+    digest = hashlib.sha256()
+    for path in sorted(p for p in folder.rglob("*") if p.is_file() and not p.name.startswith(".")):
+        size = path.stat().st_size
+        digest.update(f"{path.relative_to(folder)}:{size}\n".encode())
+        with open(path, "rb") as handle:
+            if size <= 2 * FINGERPRINT_EDGE:
+                digest.update(handle.read())
+            else:
+                digest.update(handle.read(FINGERPRINT_EDGE))
+                handle.seek(-FINGERPRINT_EDGE, 2)
+                digest.update(handle.read())
+    return digest.hexdigest()
+
+
+def model_identity(model: str, revision: str | None = None, commit: str | None = None) -> dict[str, Any]:
+    """The identity of a model given as a local folder (its files' fingerprint) or a Hub id (the
+    commit it resolved to: ``commit``, else the cached snapshot's, else the revision asked for)."""
+    path = Path(model)
+    if path.is_dir():
+        return {"kind": "local", "path": str(path.resolve()), "fingerprint": folder_fingerprint(path)}
+    if commit is None:
+        try:
+            from huggingface_hub import snapshot_download
+
+            commit = Path(snapshot_download(model, revision=revision, local_files_only=True)).name
+        except Exception:  # not in the cache: the revision asked for is all that is known
+            commit = None
+    resolved = commit or revision or "main (unresolved)"
+    fingerprint = hashlib.sha256(f"{model}@{resolved}".encode()).hexdigest()
+    return {"kind": "hub", "id": model, "revision": resolved, "fingerprint": fingerprint}
 
 
 class DepthProvider:

@@ -13,6 +13,7 @@ from sifmodel.backends.base import (
     GenerationResponse,
     GenerationSettings,
     check_depth_available,
+    model_identity,
     prompts_for,
 )
 
@@ -56,6 +57,11 @@ class TransformersBackend:
         self.model.to(self.device).eval()  # type: ignore[arg-type]
         self.batch_size = batch_size
         self.depth = depth
+        self.revision = revision
+
+    def identity(self) -> dict[str, Any]:
+        commit = getattr(self.model.config, "_commit_hash", None)
+        return model_identity(self.model_id, self.revision, commit)
 
     def _run(self, requests: Sequence[GenerationRequest], settings: GenerationSettings) -> list[GenerationResponse]:
         import torch
@@ -116,7 +122,10 @@ class TransformersBackend:
         """Mean token cross-entropy of each option as the assistant's reply to ``request``.
 
         The likelihood protocol of multiple-choice benchmarks (V*): the option the model finds
-        most likely as a reply (lowest loss) is its answer. Only the option's own tokens count.
+        most likely as a reply (lowest loss) is its answer. The tokens scored are the option's
+        and the end-of-turn token that closes it, as penghao-wu/vstar scores `` {option}</s>``
+        (``vstar_bench_eval.py`` L141-159: the assistant turn after the prompt, ``</s>``
+        included, mean cross-entropy); the chat template's own tokens after that do not count.
         """
         import torch
 
@@ -126,6 +135,8 @@ class TransformersBackend:
             [messages], add_generation_prompt=True, tokenize=True, return_dict=True, return_tensors="pt"
         )
         start = prefix["input_ids"].shape[1]
+        tokenizer = self.processor.tokenizer
+        end_tokens = {tokenizer.eos_token_id, tokenizer.convert_tokens_to_ids("<|im_end|>")} - {None}
         losses = []
         for option in options:
             option_ids = self.processor.tokenizer(option, add_special_tokens=False)["input_ids"]
@@ -135,6 +146,8 @@ class TransformersBackend:
             ).to(self.device)
             labels = torch.full_like(inputs["input_ids"], -100)
             stop = min(start + len(option_ids), labels.shape[1])
+            if stop < labels.shape[1] and int(inputs["input_ids"][0, stop]) in end_tokens:
+                stop += 1  # the end of the turn, as upstream's </s>
             labels[:, start:stop] = inputs["input_ids"][:, start:stop]
             with torch.inference_mode():
                 losses.append(float(self.model(**inputs, labels=labels).loss))

@@ -3,6 +3,8 @@ API): bounded concurrency, timeouts, retries with backoff, typed errors."""
 
 from __future__ import annotations
 
+import hashlib
+import json
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
@@ -43,6 +45,22 @@ class OpenAIBackend:
         self.concurrency = concurrency
         self.depth = depth
         self.image_max_side = image_max_side
+        self._identity: dict[str, Any] | None = None
+
+    def identity(self) -> dict[str, Any]:
+        """The endpoint, the model name, and what the server reports about that model (its
+        ``/v1/models`` entry: vLLM's ``root`` is the weights it serves); asked once."""
+        if self._identity is None:
+            reported = self.client.reported_model()
+            payload = json.dumps([self.client.base_url, self.model_id, reported], sort_keys=True)
+            self._identity = {
+                "kind": "served",
+                "endpoint": self.client.base_url,
+                "model": self.model_id,
+                "reported": reported,
+                "fingerprint": hashlib.sha256(payload.encode()).hexdigest(),
+            }
+        return self._identity
 
     def _one(self, request: GenerationRequest, messages: list[dict[str, Any]]) -> GenerationResponse:
         settings = request.settings

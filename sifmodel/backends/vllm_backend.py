@@ -13,6 +13,7 @@ from sifmodel.backends.base import (
     GenerationError,
     GenerationRequest,
     GenerationResponse,
+    model_identity,
     prompts_for,
 )
 
@@ -30,9 +31,13 @@ class VLLMBackend:
             ) from error
         engine_options.setdefault("limit_mm_per_prompt", {"image": 4})
         self.model_id = model
+        self.revision = engine_options.get("revision")
         self.llm = vllm.LLM(model=model, **engine_options)
         self._vllm = vllm
         self.depth = depth
+
+    def identity(self) -> dict[str, Any]:
+        return model_identity(self.model_id, self.revision)
 
     def generate(self, requests: Sequence[GenerationRequest]) -> list[GenerationResponse]:
         prompts = prompts_for(requests, self.depth)
