@@ -87,8 +87,14 @@ def _strip_markup(text: str) -> str:
     return _MARKUP.sub("", _BOXED.sub(r"\1", text)).strip()
 
 
+_HEDGE = re.compile(r"\s*\)?\s*(?:,|or|and|/)\s*(?:\(?[A-Z]\b|\([a-z]\))")
+
+
 def _is_article(letter: str, after: str) -> bool:
-    """``a`` or ``A`` (or ``I``) followed by a lower-case word is English, not an option."""
+    """``a`` or ``A`` (or ``I``) followed by a lower-case word is English, not an option; but
+    "A or B", "A and C" name options."""
+    if _HEDGE.match(after):
+        return False
     return letter in _ARTICLE_LETTERS and re.match(r"\s+[a-z]", after) is not None
 
 
@@ -108,7 +114,7 @@ def extract_choice(text: str, letters: str = "ABCDEFGH") -> str | None:
     ``C) the left one`` ``c. blue``        C       a letter opening the reply, then ``.``, ``:``, ``)``
     ``Based on the image, B``              B       exactly one capital letter standing alone, or
     ``I pick (b) here``                    B       exactly one letter in brackets
-    ``B or C``                             None    two candidates: no commitment
+    ``B or C`` ``A or B`` ``A and C``      None    two candidates: no commitment
     ``A white cup.`` ``the answer is a``   None    ``a``/``A``/``I`` before a lower-case word is
     ``cube``                                       English, never an option
     ``Based on the picture``               None    never the first letter of a word
@@ -131,8 +137,10 @@ def extract_choice(text: str, letters: str = "ABCDEFGH") -> str | None:
         re.IGNORECASE,
     )
     for match in marker.finditer(cleaned):
-        letter = match.group(2)
-        if match.group(1) is None and _is_article(letter, cleaned[match.end() :]):
+        letter, after = match.group(2), cleaned[match.end() :]
+        if _HEDGE.match(after):
+            return None  # "the answer is A or B": no commitment
+        if match.group(1) is None and _is_article(letter, after):
             continue  # "the answer is a cube"
         stated.append(letter.upper())
     if stated:

@@ -239,8 +239,13 @@ class DepthEstimator:
     """Monocular depth in SIF polarity from a transformers ``depth-estimation`` model.
 
     The model loads on first use through ``pipeline("depth-estimation")``, so a Hub id, a
-    local folder or a cached snapshot all work the standard way. Images are batched by size:
-    Depth Anything keeps the aspect ratio, so only equally sized images share a batch.
+    local folder or a cached snapshot all work the standard way. Images of any size are batched:
+    each goes through the model's own image processor (Depth Anything keeps the aspect ratio,
+    shorter side 518, multiples of 14), images whose processed tensors have one shape share a
+    forward pass, and each prediction is resized back to its own image's size, exactly as the
+    pipeline does one image at a time. ``uniform_size`` (e.g. 518) resizes every image to that
+    square instead, so that all of them batch together: faster on mixed sizes, at the cost of
+    the aspect ratio the model was trained on.
     """
 
     def __init__(
@@ -250,12 +255,15 @@ class DepthEstimator:
         device: str | None = None,
         batch_size: int = 8,
         revision: str | None = None,
+        uniform_size: int | None = None,
     ) -> None:
         self.model = model
         self.device = device
         self.batch_size = batch_size
         self.revision = revision
+        self.uniform_size = uniform_size
         self._pipeline: Any = None
+        self.forward_passes = 0
 
     @property
     def pipeline(self) -> Any:
@@ -270,18 +278,37 @@ class DepthEstimator:
             )
         return self._pipeline
 
+    def _pixels(self, image: Image.Image) -> Any:
+        processor = self.pipeline.image_processor
+        if self.uniform_size is None:
+            return processor(images=image, return_tensors="pt")["pixel_values"]
+        size = {"height": self.uniform_size, "width": self.uniform_size}
+        return processor(images=image, size=size, keep_aspect_ratio=False, return_tensors="pt")["pixel_values"]
+
     def estimate(self, images: Sequence[Image.Image]) -> list[np.ndarray]:
         """SIF depth maps (float32, H x W of each image, lower = closer)."""
+        import torch
+
+        pipe = self.pipeline
+        rgb = [image.convert("RGB") for image in images]
+        pixels = [self._pixels(image) for image in rgb]
+        by_shape: dict[tuple[int, ...], list[int]] = {}
+        for index, tensor in enumerate(pixels):
+            by_shape.setdefault(tuple(tensor.shape[-2:]), []).append(index)
         results: list[np.ndarray | None] = [None] * len(images)
-        by_size: dict[tuple[int, int], list[int]] = {}
-        for index, image in enumerate(images):
-            by_size.setdefault(image.size, []).append(index)
-        for indices in by_size.values():
-            batch = [images[i].convert("RGB") for i in indices]
-            outputs = self.pipeline(batch, batch_size=self.batch_size)
-            for index, output in zip(indices, outputs, strict=True):
-                prediction = output["predicted_depth"].float().cpu().numpy()
-                results[index] = to_sif_polarity(np.squeeze(prediction))
+        for indices in by_shape.values():
+            for start in range(0, len(indices), self.batch_size):
+                chunk = indices[start : start + self.batch_size]
+                batch = torch.cat([pixels[i] for i in chunk]).to(pipe.device, pipe.dtype)
+                with torch.inference_mode():
+                    outputs = pipe.model(pixel_values=batch)
+                self.forward_passes += 1
+                sizes = [rgb[i].size[::-1] for i in chunk]
+                for index, output in zip(
+                    chunk, pipe.image_processor.post_process_depth_estimation(outputs, sizes), strict=True
+                ):
+                    prediction = output["predicted_depth"].float().cpu().numpy()
+                    results[index] = to_sif_polarity(np.squeeze(prediction))
         return [r for r in results if r is not None]
 
     def estimate_one(self, image: Image.Image) -> np.ndarray:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from typing import Any
 
 from rich.progress import (
     BarColumn,
@@ -26,12 +27,15 @@ class RateColumn(ProgressColumn):
 
 
 @contextmanager
-def progress_bar(description: str, total: int, *, enabled: bool = True) -> Iterator[Callable[[int], None]]:
-    """Yield ``advance(n)``; draws a bar with count, rate and ETA on stderr when enabled."""
+def progress_bar(
+    description: str, total: int, *, enabled: bool = True, fields: dict[str, Any] | None = None
+) -> Iterator[Callable[..., None]]:
+    """Yield ``advance(n, **fields)``; draws a bar with count, rate and ETA on stderr when
+    enabled, and the running ``fields`` (``errors`` so far, ...) beside it."""
     if not enabled:
-        yield lambda n: None
+        yield lambda n, **updates: None
         return
-    columns = (
+    columns: list[ProgressColumn | str] = [
         TextColumn("{task.description}"),
         BarColumn(),
         MofNCompleteColumn(),
@@ -39,9 +43,10 @@ def progress_bar(description: str, total: int, *, enabled: bool = True) -> Itera
         TimeElapsedColumn(),
         TextColumn("ETA"),
         TimeRemainingColumn(),
-    )
+    ]
+    columns += [TextColumn(f"{name} {{task.fields[{name}]}}") for name in fields or {}]
     from rich.console import Console
 
     with Progress(*columns, console=Console(file=sys.stderr), transient=False) as progress:
-        task = progress.add_task(description, total=total)
-        yield lambda n: progress.advance(task, n)
+        task = progress.add_task(description, total=total, **(fields or {}))
+        yield lambda n, **updates: progress.update(task, advance=n, **updates)

@@ -11,11 +11,13 @@ from __future__ import annotations
 import math
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Sequence
+from importlib.metadata import EntryPoint, entry_points
 from pathlib import Path
 from typing import Any, ClassVar
 
 from sifdata.answers import LETTERS, read_choice
 from sifdata.chain import parse_chain
+from sifeval.solvers import Generate, Solver
 from sifeval.types import Sample, ScoredSample, Source
 from sifmodel.backends import GenerationRequest, GenerationSettings
 from sifmodel.prompts import PromptMode
@@ -43,15 +45,17 @@ def options_block(choices: Sequence[str]) -> str:
 
 
 class Benchmark(ABC):
-    """A benchmark: where its data lives, its protocols, how a sample is asked and scored, and
-    the official aggregate.
+    """A benchmark: where its data lives, its protocols, and for the protocol in use its solver
+    (how a sample is asked: :meth:`solver`), its scorer (:meth:`score`) and its official
+    aggregate (:meth:`aggregate`), as inspect_ai's Task is dataset + solver + scorer.
+
+    A benchmark is one module: this class, registered under the ``sifeval.benchmarks`` entry
+    point group (``name = "module:Class"``; the five built-ins register the same way in
+    sifthinker's ``pyproject.toml``), with its mirror builder beside it (:meth:`build_mirror`).
 
     ``categories`` lists the categories an official headline averages over (CV-Bench's sources,
     SpatialBench's five categories, VisCoT's eleven subsets); a run that lacks one of them gets
     NaN for it and for the headline, with a note, never an average of what is there.
-    ``prompt_modes`` maps each protocol to the prompt modes it can run in (a protocol that
-    writes its own prompts, like V*'s likelihood or VisCoT's two passes, runs in ``plain``
-    only); the mode a run records is the one it really used.
     """
 
     name: ClassVar[str]
@@ -60,7 +64,7 @@ class Benchmark(ABC):
     protocols: ClassVar[tuple[str, ...]]
     default_protocol: ClassVar[str]
     categories: ClassVar[tuple[str, ...]] = ()
-    fixed_prompt_protocols: ClassVar[tuple[str, ...]] = ()
+    lmms_eval_protocol: ClassVar[str | None] = None  # the protocol lmms-eval's task of it asks
 
     def __init__(self, protocol: str | None = None) -> None:
         self.protocol = protocol or self.default_protocol
@@ -69,6 +73,10 @@ class Benchmark(ABC):
                 f"{self.name}: unknown protocol {self.protocol!r}; choose one of {', '.join(self.protocols)}"
             )
 
+    def solver(self) -> Solver:
+        """How this protocol asks a sample: one request built by :meth:`request` by default."""
+        return Generate(self.request)
+
     def options(self) -> dict[str, Any]:
         """Settings beyond the protocol that change scores (a judge, a box frame): recorded with
         the run, and part of what makes two runs the same run."""
@@ -76,11 +84,28 @@ class Benchmark(ABC):
 
     def mode_for(self, mode: str) -> str:
         """The prompt mode this protocol really runs in when ``mode`` is asked for."""
-        return "plain" if self.protocol in self.fixed_prompt_protocols else mode
+        return self.solver().prompt_mode or mode
 
     def unanswered(self, sample: Sample, error: str) -> ScoredSample:
         """How a sample without a response counts in the headline: as a wrong answer."""
         return ScoredSample(sample, None, None, False, 0.0, request_error=error)
+
+    def scoring_workers(self) -> int:
+        """Threads that may score at once (more than 1 where scoring waits on a judge model)."""
+        return 1
+
+    def score_many(self, samples: Sequence[Sample], responses: Sequence[str], mode: str = "sif") -> list[ScoredSample]:
+        """Score several responses (a benchmark with a judge model judges them concurrently)."""
+        return [self.score(sample, text, mode) for sample, text in zip(samples, responses, strict=True)]
+
+    @classmethod
+    def build_mirror(cls, out: str | Path, seed: int = 0) -> Path:
+        """Write a tiny copy of the benchmark in its upstream layout (synthetic, known answers)."""
+        raise NotImplementedError(f"{cls.name} has no embedded mirror")
+
+    def samples_from_lmms_eval(self, doc: dict[str, Any], doc_id: int) -> list[Sample]:
+        """Our sample(s) for an lmms-eval task's ``doc`` (the upstream row), to re-score its logs."""
+        raise ValueError(f"re-scoring lmms-eval logs is not supported for {self.name}")
 
     @abstractmethod
     def load(self, data_dir: str | Path | None = None) -> list[Sample]:
@@ -154,28 +179,43 @@ def mean_over(values: dict[str, float], expected: Sequence[str]) -> float:
 
 # ----------------------------------------------------------------------------- the registry
 
-_REGISTRY: dict[str, type[Benchmark]] = {}
+ENTRY_POINT_GROUP = "sifeval.benchmarks"
 
 
-def register(cls: type[Benchmark]) -> type[Benchmark]:
-    if cls.name in _REGISTRY:
-        raise ValueError(f"benchmark {cls.name!r} is registered twice")
-    _REGISTRY[cls.name] = cls
+def _entry_points() -> dict[str, EntryPoint]:
+    found: dict[str, EntryPoint] = {}
+    for entry in entry_points(group=ENTRY_POINT_GROUP):
+        if entry.name in found and found[entry.name].value != entry.value:
+            raise ValueError(
+                f"benchmark {entry.name!r} is registered twice ({found[entry.name].value} and {entry.value})"
+            )
+        found[entry.name] = entry
+    if not found:
+        raise RuntimeError(
+            f"no benchmark is registered under the {ENTRY_POINT_GROUP!r} entry point group: "
+            "install sifthinker (pip install -e .) so that its benchmarks register"
+        )
+    return found
+
+
+def benchmark_class(name: str) -> type[Benchmark]:
+    """The class registered as ``name`` (loaded from its entry point)."""
+    entries = _entry_points()
+    if name not in entries:
+        raise KeyError(f"unknown benchmark {name!r}; known: {', '.join(sorted(entries))}")
+    cls = entries[name].load()
+    if not (isinstance(cls, type) and issubclass(cls, Benchmark)):
+        raise TypeError(f"entry point {name} = {entries[name].value} is not a sifeval Benchmark class")
+    if cls.name != name:
+        raise ValueError(f"entry point {name!r} names a benchmark called {cls.name!r}")
     return cls
 
 
-def _load_adapters() -> None:
-    from sifeval import cvbench, sat, spatialbench, viscot, vstar  # noqa: F401 - they register themselves
-
-
 def get_benchmark(name: str, protocol: str | None = None) -> Benchmark:
-    """The adapter for ``name`` (``cvbench``, ``vstar``, ``sat``, ``spatialbench``, ``viscot``)."""
-    _load_adapters()
-    if name not in _REGISTRY:
-        raise KeyError(f"unknown benchmark {name!r}; known: {', '.join(sorted(_REGISTRY))}")
-    return _REGISTRY[name](protocol)
+    """The benchmark registered as ``name`` (``cvbench``, ``vstar``, ``sat``, ``spatialbench``,
+    ``viscot``, or any a package registers under ``sifeval.benchmarks``), set to ``protocol``."""
+    return benchmark_class(name)(protocol)
 
 
 def list_benchmarks() -> list[type[Benchmark]]:
-    _load_adapters()
-    return [_REGISTRY[name] for name in sorted(_REGISTRY)]
+    return [benchmark_class(name) for name in sorted(_entry_points())]

@@ -94,7 +94,6 @@ def run(
             "checkpoints trained on the published SIF-50K"
         ),
     ] = None,
-    batch_size: int = 16,
     cache: Annotated[bool, typer.Option(help="reuse responses for identical (model, request)")] = True,
     progress: bool = True,
 ) -> None:
@@ -129,7 +128,6 @@ def run(
             shard=shard_spec,
             resume=resume,
             cache=ResponseCache() if cache else None,
-            batch_size=batch_size,
             progress=progress,
         )
     except (FileExistsError, FileNotFoundError, ValueError) as error:

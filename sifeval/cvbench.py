@@ -24,7 +24,6 @@ from sifeval.adapters import (
     by,
     mean_over,
     options_block,
-    register,
 )
 from sifeval.types import ImageRef, Sample, ScoredSample, Source
 
@@ -77,7 +76,6 @@ def sample_from_row(row: dict[str, Any]) -> Sample:
     )
 
 
-@register
 class CVBench(MultipleChoiceBenchmark):
     name = "cvbench"
     title = "CV-Bench"
@@ -112,6 +110,13 @@ class CVBench(MultipleChoiceBenchmark):
             )
         table = table.select_columns([c for c in COLUMNS if c in table.column_names])
         return list(table.cast_column("image", datasets.Image(decode=False)))
+
+    @classmethod
+    def build_mirror(cls, out: str | Path, seed: int = 0) -> Path:
+        return build_mirror(out, seed=seed)
+
+    def samples_from_lmms_eval(self, doc: dict[str, Any], doc_id: int) -> list[Sample]:
+        return [sample_from_row({**doc, "image": None})]
 
     def aggregate(self, scored: Sequence[ScoredSample]) -> dict[str, float]:
         """The card's formula: ((ADE20K + COCO) / 2 + Omni3D) / 2; a missing source makes it NaN."""

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -13,12 +12,11 @@ from sifeval.runner import (
     SAMPLES,
     differences,
     read_run,
-    score_many,
     scored_to_json,
     summarize,
     write_results,
 )
-from sifeval.types import BenchmarkResult, Sample, ScoredSample
+from sifeval.types import BenchmarkResult, ScoredSample
 
 
 def rescore_run(bench: Benchmark, run_dir: str | Path, out: str | Path | None = None) -> BenchmarkResult:
@@ -29,7 +27,7 @@ def rescore_run(bench: Benchmark, run_dir: str | Path, out: str | Path | None = 
     previous, scored = read_run(run_dir)
     mode = previous.get("mode", "sif")
     answered = [s for s in scored if s.response is not None and s.request_error is None]
-    rescored = score_many(bench, [s.sample for s in answered], [s.response or "" for s in answered], mode)
+    rescored = bench.score_many([s.sample for s in answered], [s.response or "" for s in answered], mode)
     by_id = {s.sample.id: s for s in rescored}
     final = [by_id.get(s.sample.id, s) for s in scored]
     target = Path(out) if out else run_dir
@@ -55,38 +53,6 @@ def rescore_run(bench: Benchmark, run_dir: str | Path, out: str | Path | None = 
     return result
 
 
-def _lmms_docs(bench_name: str) -> Callable[[dict[str, Any], int], list[Sample]]:
-    """How an lmms-eval ``doc`` (the upstream dataset row) becomes our sample(s)."""
-    if bench_name == "cvbench":
-        from sifeval.cvbench import sample_from_row
-
-        return lambda doc, _: [sample_from_row({**doc, "image": None})]
-    if bench_name == "sat":
-        from sifeval.sat import samples_from_row
-
-        # lmms-eval's SAT task (nv-njb/SAT: choices shuffled once, correct_answer_idx) asks each
-        # question once, with lettered options in the doc's order: that order, read as letters.
-        return lambda doc, i: samples_from_row(i, {**doc, "image_bytes": []}, "letters", rotations=(0,))
-    if bench_name == "vstar":
-        from sifeval.vstar import ANSWER_LINE, _parse_options
-
-        def vstar(doc: dict[str, Any], _: int) -> list[Sample]:
-            _question, choices = _parse_options(doc["text"])
-            return [
-                Sample(
-                    id=str(doc["question_id"]),
-                    question=doc["text"],
-                    target=doc["label"].strip("() ").upper(),
-                    category=doc["category"],
-                    choices=choices,
-                    metadata={"lmms_eval": True, "instruction": ANSWER_LINE},
-                )
-            ]
-
-        return vstar
-    raise ValueError(f"re-scoring lmms-eval logs is supported for cvbench, vstar and sat, not {bench_name}")
-
-
 def rescore_lmms_eval(bench: Benchmark, samples_file: str | Path, out: str | Path) -> BenchmarkResult:
     """Official scores from an lmms-eval ``--log_samples`` file (cv_bench, vstar_bench, sat).
 
@@ -95,15 +61,12 @@ def rescore_lmms_eval(bench: Benchmark, samples_file: str | Path, out: str | Pat
     macro formula, not micro accuracy; letters read properly, not the reply's first character).
     """
     notes = ["re-scored from an lmms-eval sample log by the official protocol"]
-    if bench.name == "sat" and bench.protocol != "letters":
+    asked = bench.lmms_eval_protocol
+    if asked is not None and asked != bench.protocol:
         from sifeval.adapters import get_benchmark
 
-        bench = get_benchmark("sat", "letters")  # lmms-eval asked for letters: read letters
-        notes = [
-            "re-scored from an lmms-eval sample log: lmms-eval's SAT task asks for option letters "
-            "in one fixed order, so it is scored as the `letters` protocol, one copy per question"
-        ]
-    to_samples = _lmms_docs(bench.name)
+        bench = get_benchmark(bench.name, asked)  # score what lmms-eval asked for
+        notes = [f"re-scored from an lmms-eval sample log: lmms-eval's task asks as our `{asked}` protocol does"]
     scored: list[ScoredSample] = []
     with open(samples_file, encoding="utf-8") as handle:
         for number, line in enumerate(handle):
@@ -113,7 +76,7 @@ def rescore_lmms_eval(bench: Benchmark, samples_file: str | Path, out: str | Pat
             reply = entry.get("resps") or entry.get("filtered_resps")
             while isinstance(reply, list):
                 reply = reply[0] if reply else ""
-            for sample in to_samples(entry["doc"], entry.get("doc_id", number)):
+            for sample in bench.samples_from_lmms_eval(entry["doc"], entry.get("doc_id", number)):
                 scored.append(bench.score(sample, str(reply), "plain"))
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)

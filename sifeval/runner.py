@@ -1,5 +1,6 @@
-"""Running a benchmark: requests in batches, every scored sample written as it comes, resumable,
-cached, shardable; then the results by the official formula.
+"""Running a benchmark: requests streamed through the backend (:mod:`sifeval.driver`), every
+scored sample written the moment it is scored, resumable, cached, shardable; then the results by
+the official formula.
 
 Run folder: ``samples.jsonl`` (one line per sample, appended as it is scored: the sample
 without images, the response or the request error, the extracted answer, the score) and
@@ -23,6 +24,8 @@ from sifdata.hub import sif_home
 from sifdata.journal import Journal
 from sifdata.progress import progress_bar
 from sifeval.adapters import Benchmark
+from sifeval.driver import Driver
+from sifeval.solvers import Solved
 from sifeval.types import BenchmarkResult, Sample, ScoredSample
 from sifmodel.backends import Backend, GenerationSettings
 
@@ -154,13 +157,6 @@ def latest_by_id(lines: Sequence[dict[str, Any]]) -> dict[str, dict[str, Any]]:
     return latest
 
 
-def score_many(bench: Benchmark, samples: Sequence[Sample], texts: Sequence[str], mode: str) -> list[ScoredSample]:
-    batch_scorer = getattr(bench, "score_many", None)
-    if batch_scorer is not None:
-        return list(batch_scorer(samples, texts, mode))
-    return [bench.score(sample, text, mode) for sample, text in zip(samples, texts, strict=True)]
-
-
 def _versions() -> dict[str, str]:
     from importlib.metadata import PackageNotFoundError, version
 
@@ -209,15 +205,15 @@ def run(
     shard: tuple[int, int] | None = None,
     resume: bool = False,
     cache: ResponseCache | None = None,
-    batch_size: int = 16,
     progress: bool = True,
     extra_info: dict[str, Any] | None = None,
 ) -> BenchmarkResult:
     """Evaluate ``backend`` on ``bench``; writes ``out/run.json`` (what this run is),
-    ``out/samples.jsonl`` (as it goes) and ``out/results.json``."""
+    ``out/samples.jsonl`` (each sample the moment it is scored) and ``out/results.json``."""
     out = Path(out)
     settings = settings or GenerationSettings()
-    asked_mode, mode = mode, bench.mode_for(mode)
+    solver = bench.solver()
+    asked_mode, mode = mode, solver.prompt_mode or mode
     if (out / SAMPLES).is_file() and not resume:
         raise FileExistsError(f"{out / SAMPLES} exists: pass --resume to continue that run, or choose another --out")
     identity = backend.identity()
@@ -235,23 +231,33 @@ def run(
     if not (out / RUN).is_file():
         (out / RUN).write_text(json.dumps(this_run, indent=2) + "\n", encoding="utf-8")
     fingerprint = identity["fingerprint"]
+    use_cache = cache if cache is not None and solver.cacheable else None
+
+    def cached(sample: Sample) -> Solved | None:
+        if use_cache is None:
+            return None
+        hit = use_cache.get(request_key(fingerprint, sample, mode, settings))
+        return Solved(hit["text"], usage=hit.get("usage", {})) if hit is not None else None
+
+    def remember(sample: Sample, solved: Solved) -> None:
+        if use_cache is not None and solved.text is not None:
+            key = request_key(fingerprint, sample, mode, settings)
+            use_cache.put(key, {"text": solved.text, "usage": solved.usage})
+
     with Journal(out / SAMPLES) as journal:
         done = {line["id"] for line in latest_by_id(journal.entries).values() if line.get("request_error") is None}
         pending = [sample for sample in samples if sample.id not in done]
-        with progress_bar(f"{bench.name} ({mode})", len(samples), enabled=progress) as advance:
+        errors = 0
+        with progress_bar(f"{bench.name} ({mode})", len(samples), enabled=progress, fields={"errors": 0}) as advance:
             advance(len(samples) - len(pending))
-            likelihood = bench.protocol == "likelihood"
-            for start in range(0, len(pending), batch_size):
-                batch = pending[start : start + batch_size]
-                if likelihood:
-                    new_lines = _likelihood_batch(bench, backend, batch, settings)
-                elif bench.protocol == "two-pass":
-                    new_lines = _two_pass_batch(bench, backend, batch, settings)
-                else:
-                    new_lines = _run_batch(bench, backend, fingerprint, batch, mode, settings, cache)
-                for line in new_lines:
-                    journal.append(line)
-                advance(len(batch))
+
+            def journal_scored(item: ScoredSample, usage: dict[str, Any]) -> None:
+                nonlocal errors
+                journal.append(scored_to_json(item, usage))
+                errors += item.request_error is not None
+                advance(1, errors=errors)
+
+            Driver(bench, backend, solver, mode, settings, journal_scored, cached, remember).run(pending)
         latest = latest_by_id(journal.entries)
     wanted = {sample.id for sample in samples}
     scored = [scored_from_json(line) for key, line in latest.items() if key in wanted]
@@ -270,104 +276,6 @@ def write_results(out: Path, result: BenchmarkResult) -> None:
     """``results.json`` in strict JSON (``null`` where a figure cannot be computed)."""
     text = json.dumps(result.to_json(), indent=2, allow_nan=False) + "\n"
     (out / RESULTS).write_text(text, encoding="utf-8")
-
-
-def _likelihood_batch(bench: Any, backend: Backend, batch: list[Sample], settings: GenerationSettings) -> list[dict]:
-    """The likelihood protocol: each option scored by the model; no text is generated."""
-    scorer = getattr(backend, "option_losses", None)
-    if scorer is None:
-        raise ValueError(f"the {bench.name} likelihood protocol needs a backend that scores text (hf:...)")
-    lines = []
-    for sample in batch:
-        request, options = bench.likelihood_request(sample, settings)
-        try:
-            item = bench.score_losses(sample, scorer(request, options))
-        except Exception as error:  # typed per-sample error, the run goes on
-            item = ScoredSample(sample, None, request_error=f"request: {type(error).__name__}: {error}")
-        lines.append(scored_to_json(item))
-    return lines
-
-
-def _two_pass_batch(bench: Any, backend: Backend, batch: list[Sample], settings: GenerationSettings) -> list[dict]:
-    """Box first, then the answer with a crop around that box (the original VisCoT protocol)."""
-    from sifeval.viscot import parse_padded_box
-
-    first = backend.generate([bench.first_pass(sample, settings) for sample in batch])
-    ready = [i for i, response in enumerate(first) if response.ok]
-    second = backend.generate(
-        [bench.second_pass(batch[i], parse_padded_box(first[i].text or ""), settings) for i in ready]
-    )
-    answered = [i for i, response in zip(ready, second, strict=True) if response.ok]
-    texts = {i: response.text or "" for i, response in zip(ready, second, strict=True) if response.ok}
-    scored = bench.score_two_pass(
-        [batch[i] for i in answered], [first[i].text or "" for i in answered], [texts[i] for i in answered]
-    )
-    by_index = dict(zip(answered, scored, strict=True))
-    failures = {i: first[i].error for i in range(len(batch)) if not first[i].ok}
-    failures.update({i: r.error for i, r in zip(ready, second, strict=True) if not r.ok})
-    lines = []
-    for index, sample in enumerate(batch):
-        item = by_index.get(index)
-        if item is None:
-            error = failures[index]
-            item = ScoredSample(sample, None, request_error=f"{error.kind}: {error.message}" if error else "request")
-        lines.append(scored_to_json(item))
-    return lines
-
-
-def _run_batch(
-    bench: Benchmark,
-    backend: Backend,
-    fingerprint: str,
-    batch: list[Sample],
-    mode: str,
-    settings: GenerationSettings,
-    cache: ResponseCache | None,
-) -> list[dict[str, Any]]:
-    keys = [request_key(fingerprint, sample, mode, settings) for sample in batch] if cache is not None else []
-    cached = {i: hit for i, key in enumerate(keys) if cache is not None and (hit := cache.get(key)) is not None}
-    errors: dict[int, str] = {}
-    requests, asked = [], []
-    for index in range(len(batch)):
-        if index in cached:
-            continue
-        try:  # a sample whose request cannot be built (a missing image) is that sample's error
-            requests.append(bench.request(batch[index], mode, settings))  # type: ignore[arg-type]
-            asked.append(index)
-        except (OSError, ValueError) as error:
-            errors[index] = f"input: {type(error).__name__}: {error}"
-    responses = dict(zip(asked, backend.generate(requests), strict=True)) if asked else {}
-    texts: dict[int, str] = {}
-    usage: dict[int, dict[str, Any]] = {}
-    for index in range(len(batch)):
-        if index in cached:
-            texts[index] = cached[index]["text"]
-            usage[index] = {**cached[index].get("usage", {}), "cached": True}
-            continue
-        if index in errors:
-            continue
-        response = responses[index]
-        if response.ok:
-            texts[index] = response.text or ""
-            usage[index] = {
-                "prompt_tokens": response.prompt_tokens,
-                "completion_tokens": response.completion_tokens,
-                "latency_s": response.latency_s,
-            }
-            if cache is not None:
-                cache.put(keys[index], {"text": texts[index], "usage": usage[index]})
-        else:
-            assert response.error is not None
-            errors[index] = f"{response.error.kind}: {response.error.message}"
-    answered = sorted(texts)
-    scored = dict(
-        zip(answered, score_many(bench, [batch[i] for i in answered], [texts[i] for i in answered], mode), strict=True)
-    )
-    lines = []
-    for index, sample in enumerate(batch):
-        item = scored.get(index) or ScoredSample(sample, None, request_error=errors[index])
-        lines.append(scored_to_json(item, usage.get(index)))
-    return lines
 
 
 def summarize(

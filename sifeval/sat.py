@@ -23,7 +23,10 @@ Deliberate differences from upstream: each copy's choices are in a fixed rotatio
 ``format_prompts`` shuffles them again at random (L161-164, reproducible only through the
 training script's global seed); the LLaVA chat wrapper of L172-175 ("###Human: ... Answer in
 natural language.") is replaced by the model's own chat template; a rewrite that would fail
-upstream (an index error in L1895-1902) leaves the reply as it is instead of stopping the run.
+upstream (an index error in L1866, L1896 or L1902: "moving", "is located" or "answer:" with
+nothing after it) leaves the reply as it is instead of stopping the run; L1830-1831 turn the
+right answer "night stand" into "nnight stand", so upstream never credits it; here "night
+stand" stays itself (upstream's ``QAAccuracyBatch``, L2001, does the same).
 Reported: the micro accuracy over all copies, per question type, and the share of questions
 right in every order.
 """
@@ -42,7 +45,6 @@ from sifeval.adapters import (
     answer_text,
     by,
     options_block,
-    register,
 )
 from sifeval.types import ImageRef, Sample, ScoredSample, Source
 
@@ -66,9 +68,25 @@ def official_prompt(question: str, choices: Sequence[str], question_type: str) -
     return f"{prefix}{question.strip()} {OFFICIAL_INSTRUCTION} Choose between the following options: {quoted}."
 
 
-def official_reading(reply: str, question: str) -> str:
-    """The words ``QAAccuracy.update`` compares with the answer (models/eval_funcs.py L1797-1904)."""
-    answer = reply.strip().split("###")[0].strip().lower()
+def official_reading(reply: str, question: str, truth: str = "") -> str:
+    """The words ``QAAccuracy.update`` compares with the answer (models/eval_funcs.py L1797-1904):
+    the reply cut at ``###`` and lower-cased, its fallbacks and rewrites applied in upstream's
+    order. ``truth`` is the raw answer (a yes/no answer has a fallback of its own, L1820-1825)."""
+    raw = reply.strip()
+    answer = raw.split("###")[0].strip().lower()
+    if answer == "":  # L1806-1818: a reply that opens with its own chat markers
+        if "###Assistant" in raw:
+            answer = _after(raw, "###Assistant:") if "###Assistant:" in raw else answer
+        elif "###Human" in raw:
+            answer = _after(raw, "###Human:") if "###Human:" in raw else _after(raw, "###Assistant:")
+        else:
+            answer = answer.split(".")[0]
+    if truth in ("yes", "no") and answer not in ("yes", "no"):  # L1820-1825
+        answer = _after(raw, "###Assistant:") if "###Assistant:" in raw else raw.split("###")[0].strip().lower()
+    if answer == "ight":  # L1827-1828
+        answer = "right"
+    if "ight stand" in answer and "night stand" not in answer:  # L1830-1831 (see the module docstring)
+        answer = answer.replace("ight stand", "night stand")
     asked = question.lower()
     if "which object is closer" in asked:  # L1852-1862
         for phrase in (" is closer", " are closer", " is situated closer", " are situated closer"):
@@ -95,6 +113,12 @@ def official_reading(reply: str, question: str) -> str:
         tail = answer.split("answer: ")
         answer = tail[1].split(" ")[0].strip() if len(tail) > 1 else answer
     return answer
+
+
+def _after(reply: str, marker: str) -> str:
+    """The text after ``marker`` up to the next ``###``, lower-cased ("" when absent)."""
+    parts = reply.split(marker)
+    return parts[1].split("###")[0].strip().lower() if len(parts) > 1 else ""
 
 
 def official_truth(answer: str) -> str:
@@ -158,13 +182,13 @@ def read_test_rows(data_dir: str | Path | None, revision: str | None = None) -> 
     return pq.read_table(path).to_pylist()
 
 
-@register
 class SAT(MultipleChoiceBenchmark):
     name = "sat"
     title = "SAT-Real"
     source = Source(hub_id="array/SAT", split="test", license="mit")
     protocols = ("official", "letters")
     default_protocol = "official"
+    lmms_eval_protocol = "letters"  # lmms-eval's SAT task asks lettered options, in one order
 
     def load(self, data_dir: str | Path | None = None) -> list[Sample]:
         samples: list[Sample] = []
@@ -172,13 +196,23 @@ class SAT(MultipleChoiceBenchmark):
             samples.extend(samples_from_row(index, row, self.protocol))
         return samples
 
+    @classmethod
+    def build_mirror(cls, out: str | Path, seed: int = 0) -> Path:
+        return build_mirror(out, seed=seed)
+
+    def samples_from_lmms_eval(self, doc: dict[str, Any], doc_id: int) -> list[Sample]:
+        """lmms-eval's SAT task (nv-njb/SAT: choices shuffled once, ``correct_answer_idx``) asks
+        each question once, with lettered options in the doc's order: that order, one copy."""
+        return samples_from_row(doc_id, {**doc, "image_bytes": []}, self.protocol, rotations=(0,))
+
     def score(self, sample: Sample, response_text: str, mode: str = "sif") -> ScoredSample:
         if self.protocol == "letters":
             return super().score(sample, response_text, mode)
         answer = answer_text(response_text, mode)
         if answer is None:
             return ScoredSample(sample, response_text, None, False, 0.0)
-        reading = official_reading(answer, str(sample.metadata.get("raw_question", sample.question)))
+        question = str(sample.metadata.get("raw_question", sample.question))
+        reading = official_reading(answer, question, sample.target)
         return ScoredSample(sample, response_text, reading, True, float(reading == official_truth(sample.target)))
 
     def aggregate(self, scored: Sequence[ScoredSample]) -> dict[str, float]:

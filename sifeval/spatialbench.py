@@ -35,7 +35,7 @@ from typing import Any
 
 from sifdata.answers import first_number
 from sifdata.depth import DepthEncoding, decode_depth_image, depth_to_image
-from sifeval.adapters import Benchmark, accuracy, answer_text, by, mean_over, register
+from sifeval.adapters import Benchmark, accuracy, answer_text, by, mean_over
 from sifeval.types import ImageRef, Sample, ScoredSample, Source
 from sifmodel.backends import GenerationRequest, GenerationSettings
 from sifmodel.prompts import PromptMode
@@ -51,7 +51,6 @@ def depth_twin(root: Path, image: str) -> Path:
     return root / folder / f"{Path(image).name.split('.', 1)[0]}.png"
 
 
-@register
 class SpatialBench(Benchmark):
     name = "spatialbench"
     title = "SpatialBench"
@@ -101,12 +100,19 @@ class SpatialBench(Benchmark):
             request.id, request.question, request.images, depth_to_image(values), mode, settings, request.system
         )
 
+    @classmethod
+    def build_mirror(cls, out: str | Path, seed: int = 0) -> Path:
+        return build_mirror(out, seed=seed)
+
     def unanswered(self, sample: Sample, error: str) -> ScoredSample:
         details = {"ape": 100.0} if sample.category == "counting" else {}
         return ScoredSample(sample, None, None, False, 0.0, request_error=error, details=details)
 
     def score(self, sample: Sample, response_text: str, mode: str = "sif") -> ScoredSample:
-        answer = answer_text(response_text, mode)
+        # Plain replies are matched as they are, unstripped (upstream's `gt in response`).
+        answer = (
+            (response_text if response_text.strip() else None) if mode == "plain" else answer_text(response_text, mode)
+        )
         if sample.category == "counting":
             return _score_count(sample, response_text, answer)
         right = answer is not None and sample.target in answer  # case-sensitive, as upstream

@@ -61,7 +61,8 @@ from PIL import Image
 
 from sifdata.chain import parse_chain
 from sifdata.geometry import iou, normalized_to_padded_square, union_box
-from sifeval.adapters import Benchmark, accuracy, answer_text, by, mean_over, register
+from sifeval.adapters import Benchmark, accuracy, answer_text, by, mean_over
+from sifeval.solvers import Solver, TwoPass
 from sifeval.types import ImageRef, Sample, ScoredSample, Source
 from sifmodel.judge import JudgeItem, JudgePrompt, LLMJudge, MatchJudge
 
@@ -273,7 +274,6 @@ def crop_around(image: Image.Image, box_padded: Sequence[float], min_half: int =
 # ----------------------------------------------------------------------------- the benchmark
 
 
-@register
 class VisCoT(Benchmark):
     name = "viscot"
     title = "Visual-CoT benchmark"
@@ -281,7 +281,6 @@ class VisCoT(Benchmark):
     protocols = ("sif-one-pass", "two-pass")
     default_protocol = "sif-one-pass"
     categories = SCORED_SUBSETS
-    fixed_prompt_protocols = ("two-pass",)
 
     def __init__(
         self,
@@ -323,11 +322,31 @@ class VisCoT(Benchmark):
     def unanswered(self, sample: Sample, error: str) -> ScoredSample:
         return ScoredSample(sample, None, None, False, 0.0, request_error=error, details={"detection": 0.0})
 
+    def solver(self) -> Solver:
+        return TwoPass(self.first_pass, self.second_pass) if self.protocol == "two-pass" else super().solver()
+
+    def scoring_workers(self) -> int:
+        """A judge model answers slowly: judge as many samples at once as it takes."""
+        return max(1, int(getattr(self.judge, "concurrency", 1)))
+
+    @classmethod
+    def build_mirror(cls, out: str | Path, seed: int = 0) -> Path:
+        return build_mirror(out, seed=seed)
+
     def score(self, sample: Sample, response_text: str, mode: str = "sif") -> ScoredSample:
         return self.score_many([sample], [response_text], mode)[0]
 
     def score_many(self, samples: Sequence[Sample], responses: Sequence[str], mode: str = "sif") -> list[ScoredSample]:
-        """Judge all answers together (the judge runs them concurrently)."""
+        """Judge all answers together (the judge runs them concurrently). A two-pass response is
+        the JSON of both passes: the first's box, the second's answer."""
+        if self.protocol == "two-pass":
+            passes = [json.loads(text) for text in responses]
+            boxes = [parse_padded_box(item["first_pass"]) for item in passes]
+            answers = [item["answer"].strip() or None for item in passes]
+            scored = self._graded(samples, responses, answers, boxes)
+            for item, both in zip(scored, passes, strict=True):
+                item.details["first_pass"] = both["first_pass"]
+            return scored
         boxes = [self.predicted_box(sample, text) for sample, text in zip(samples, responses, strict=True)]
         return self._graded(samples, responses, [answer_text(text, mode) for text in responses], boxes)
 
@@ -378,24 +397,17 @@ class VisCoT(Benchmark):
         question = f"{sample.question.lower()}.{BOX_INSTRUCTION}"
         return GenerationRequest(f"{sample.id}#box", question, images, mode="plain", settings=settings)
 
-    def second_pass(self, sample: Sample, box: list[float] | None, settings: Any) -> Any:
+    def second_pass(self, sample: Sample, first_reply: str, settings: Any) -> Any:
+        """model_cot_loader.py L86-97: the image and a crop around the first pass's box, with the
+        second-turn instruction and the question."""
         from sifmodel.backends import GenerationRequest
 
+        box = parse_padded_box(first_reply)
         image = sample.images[0].load().convert("RGB")
         crop = crop_around(image, box) if box is not None else image
         where = f"The region {[round(v, 3) for v in box]} is shown in the second image. " if box else ""
         question = f"{where}{SECOND_PASS} {sample.question}"
         return GenerationRequest(sample.id, question, (image, crop), mode="plain", settings=settings)
-
-    def score_two_pass(
-        self, samples: Sequence[Sample], first: Sequence[str], second: Sequence[str]
-    ) -> list[ScoredSample]:
-        boxes = [parse_padded_box(text) for text in first]
-        answers = [text.strip() or None for text in second]
-        scored = self._graded(samples, second, answers, boxes)
-        for item, text in zip(scored, first, strict=True):
-            item.details["first_pass"] = text
-        return scored
 
     def aggregate(self, scored: Sequence[ScoredSample]) -> dict[str, float]:
         subsets = by(scored, lambda s: s.sample.category)

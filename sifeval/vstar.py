@@ -27,7 +27,8 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from sifeval.adapters import LETTERS, MultipleChoiceBenchmark, accuracy, by, options_block, register
+from sifeval.adapters import LETTERS, MultipleChoiceBenchmark, accuracy, by, options_block
+from sifeval.solvers import Likelihood, Solver
 from sifeval.types import ImageRef, Sample, ScoredSample, Source
 from sifmodel.backends import GenerationRequest, GenerationSettings
 
@@ -53,7 +54,6 @@ def _download(source: Source) -> Path:
     return Path(snapshot_download(source.hub_id, repo_type="dataset", revision=source.revision))
 
 
-@register
 class VStar(MultipleChoiceBenchmark):
     name = "vstar"
     title = "V* Bench"
@@ -61,7 +61,6 @@ class VStar(MultipleChoiceBenchmark):
     protocols = ("generation", "likelihood")
     default_protocol = "generation"
     categories = ("direct_attributes", "relative_position")
-    fixed_prompt_protocols = ("likelihood",)  # the question alone, no options, no instruction
 
     def load(self, data_dir: str | Path | None = None) -> list[Sample]:
         root = Path(data_dir) if data_dir else _download(self.source)
@@ -85,6 +84,18 @@ class VStar(MultipleChoiceBenchmark):
                     )
                 )
         return samples
+
+    def solver(self) -> Solver:
+        return Likelihood(self.likelihood_request) if self.protocol == "likelihood" else super().solver()
+
+    @classmethod
+    def build_mirror(cls, out: str | Path, seed: int = 0) -> Path:
+        return build_mirror(out, seed=seed)
+
+    def samples_from_lmms_eval(self, doc: dict[str, Any], doc_id: int) -> list[Sample]:
+        _question, choices = _parse_options(doc["text"])
+        target = doc["label"].strip("() ").upper()
+        return [Sample(str(doc["question_id"]), doc["text"], target, doc["category"], choices=choices)]
 
     def likelihood_request(self, sample: Sample, settings: GenerationSettings) -> tuple[GenerationRequest, list[str]]:
         """The question alone (no options, no letter line) and the option texts to score."""

@@ -59,11 +59,13 @@ class Prompt:
         return self._with_system({"role": "user", "content": content})
 
     def openai_messages(self, image_max_side: int | None = None) -> list[dict[str, Any]]:
-        """Messages for an OpenAI-compatible server (images as PNG/JPEG data URLs)."""
+        """Messages for an OpenAI-compatible server or vLLM: images as PNG data URLs, lossless and
+        full size unless ``image_max_side`` says otherwise, so a served model sees the pixels the
+        ``hf:`` backend's processor sees."""
         content = []
         for kind, value in self.parts:
             if kind == "image":
-                url = image_data_url(value, max_side=image_max_side or max(value.size))
+                url = image_data_url(value, max_side=image_max_side or max(value.size), image_format="PNG")
                 content.append({"type": "image_url", "image_url": {"url": url}})
             else:
                 content.append({"type": "text", "text": value})

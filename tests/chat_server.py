@@ -22,6 +22,7 @@ import json
 import re
 import threading
 import time
+from collections.abc import Callable
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
@@ -68,9 +69,12 @@ def judge_score(messages: list[dict[str, Any]]) -> float:
 
 
 class ScriptedChatServer:
-    def __init__(self, default: str = "ok", slow_seconds: float = 3.0) -> None:
+    def __init__(
+        self, default: str = "ok", slow_seconds: float = 3.0, latency: Callable[[dict[str, Any]], float] | None = None
+    ) -> None:
         self.default = default
         self.slow_seconds = slow_seconds
+        self.latency = latency  # seconds before answering a request (varied, as generation lengths vary)
         self.rules: list[tuple[str, list[str]]] = []
         self.requests: list[dict[str, Any]] = []
         self.headers: list[dict[str, str]] = []
@@ -100,6 +104,8 @@ class ScriptedChatServer:
                 length = int(self.headers.get("Content-Length", 0))
                 request = json.loads(self.rfile.read(length))
                 behaviour = server._behaviour(request)
+                if server.latency is not None:
+                    time.sleep(server.latency(request))
                 with server._lock:
                     server.requests.append(request)
                     server.headers.append({k.lower(): v for k, v in self.headers.items()})

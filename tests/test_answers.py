@@ -98,3 +98,11 @@ def test_option_text_commits_only_when_one_option_matches() -> None:
     assert read_choice("The answer is a cube.", ["sphere", "cube"]) == "B"
     assert read_choice("a cube or a sphere", ["sphere", "cube"]) is None
     assert read_choice("B or C", ["x", "y", "z"]) is None
+
+
+@pytest.mark.parametrize(
+    "hedge", ["A or B", "The answer is A or B", "I would say A or D", "Both A and C", "Options A and B"]
+)
+def test_a_hedge_between_options_commits_to_none(hedge: str) -> None:
+    """Found by running the upstream parsers beside ours: "A" before "or"/"and" is an option."""
+    assert extract_choice(hedge, "ABCD") is None

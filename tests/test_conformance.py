@@ -130,10 +130,16 @@ def test_sat_official_prompt_is_upstreams() -> None:
         ("The camera is moving clockwise", "left", "Is the camera moving left or right?", True),  # L1864-1875
         ("The cup is closer to the camera", "cup", "Which object is closer to the camera?", True),  # L1852-1856
         ("left ### and more", "left", "q", True),  # cut at ### (L1804)
+        ("###Assistant: left", "left", "q", True),  # a reply opening with chat markers (L1806-1818)
+        ("maybe###Assistant: yes", "yes", "q", True),  # the yes/no fallback (L1820-1825)
+        ("ight", "right", "q", True),  # L1827-1828
+        ("The camera is moving.", "left", "Is the camera moving left or right?", False),  # upstream: IndexError (L1866)
     ],
 )
 def test_sat_official_text_matching(reply: str, truth: str, question: str, right: bool) -> None:
-    assert (official_reading(reply, question) == official_truth(truth)) is right
+    """Cross-checked by running QAAccuracy.update itself on 5,959 replies: these are the shapes
+    where a first version of ours differed."""
+    assert (official_reading(reply, question, truth) == official_truth(truth)) is right
 
 
 def _sat_file(folder: Path, rows: list[dict]) -> Path:

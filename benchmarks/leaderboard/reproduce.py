@@ -16,7 +16,7 @@ import argparse
 from pathlib import Path
 
 from sifeval.adapters import get_benchmark
-from sifeval.mirrors import MIRRORED, build_all
+from sifeval.mirrors import build_all, mirrored
 from sifeval.report import load_results, report_rows, to_markdown
 from sifeval.runner import ResponseCache, run
 from sifmodel.backends import GenerationSettings, load
@@ -35,7 +35,7 @@ def main() -> None:
     parser.add_argument("--limit", type=int)
     parser.add_argument("--max-new-tokens", type=int, default=2048)
     parser.add_argument("--depth-model", default="depth-anything/Depth-Anything-V2-Small-hf")
-    parser.add_argument("--benchmarks", default=",".join(MIRRORED))
+    parser.add_argument("--benchmarks", default=",".join(mirrored()))
     args = parser.parse_args()
 
     folders = build_all(args.out / "mirrors") if args.mirrors else {}

@@ -19,6 +19,7 @@ from sifmodel.backends.base import (
     GenerationRequest,
     GenerationResponse,
     GenerationSettings,
+    TextScorer,
     prompts_for,
 )
 
@@ -29,6 +30,7 @@ __all__ = [
     "GenerationRequest",
     "GenerationResponse",
     "GenerationSettings",
+    "TextScorer",
     "load",
     "parse_spec",
     "prompts_for",

@@ -8,10 +8,10 @@ a depth image gets one from sifdata's depth estimator (:class:`DepthProvider`).
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any, Protocol, runtime_checkable
 
 from PIL import Image
 
@@ -63,15 +63,29 @@ class GenerationResponse:
 
 
 class Backend(Protocol):
+    """An inference engine. ``generate`` answers a list in order; ``stream`` answers an iterable
+    (or a growing :class:`~sifmodel.backends.streaming.RequestFeed`) in the order requests finish,
+    keeping ``max_in_flight`` of them busy."""
+
     name: str
+    max_in_flight: int
 
     def generate(self, requests: Sequence[GenerationRequest]) -> list[GenerationResponse]: ...
+
+    def stream(self, requests: Iterable[GenerationRequest]) -> Iterator[GenerationResponse]: ...
 
     def identity(self) -> dict[str, Any]:
         """What the model *is*, not what it was called: a dict with a ``fingerprint`` that
         changes when the weights do (see :func:`model_identity`). Response caches and resumed
         runs are keyed by it."""
         ...
+
+
+@runtime_checkable
+class TextScorer(Protocol):
+    """A backend that can score given replies (likelihood protocols), not only generate."""
+
+    def option_losses(self, request: GenerationRequest, options: Sequence[str]) -> list[float]: ...
 
 
 FINGERPRINT_EDGE = 1 << 20  # bytes read from each end of a large weight file

@@ -1,9 +1,14 @@
-"""transformers backend: Qwen2.5-VL or any image-text-to-text model, batched, greedy or sampled."""
+"""transformers backend: Qwen2.5-VL or any image-text-to-text model, batched, greedy or sampled.
+
+Spec options: ``device``, ``dtype`` (``auto``, ``bfloat16``, ...), ``batch_size``,
+``device_map`` (``auto`` spreads a large model over the GPUs), ``attn_implementation``
+(``sdpa``, ``flash_attention_2``), ``revision``: ``hf:Qwen/Qwen2.5-VL-7B-Instruct?device_map=auto&dtype=bfloat16``.
+"""
 
 from __future__ import annotations
 
 import time
-from collections.abc import Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from typing import Any
 
 from sifmodel.backends.base import (
@@ -16,6 +21,7 @@ from sifmodel.backends.base import (
     model_identity,
     prompts_for,
 )
+from sifmodel.backends.streaming import in_request_order, stream_in_batches
 
 
 def load_processor(path: str, **kwargs: Any) -> Any:
@@ -43,6 +49,8 @@ class TransformersBackend:
         batch_size: int = 4,
         depth: DepthProvider | None = None,
         revision: str | None = None,
+        device_map: str | None = None,
+        attn_implementation: str | None = None,
     ) -> None:
         import torch
         from transformers import AutoModelForImageTextToText
@@ -50,12 +58,22 @@ class TransformersBackend:
         from sifdata.depth import default_device
 
         self.model_id = model
-        self.device = device or default_device()
         self.processor = load_processor(model, revision=revision)
         torch_dtype = "auto" if dtype == "auto" else getattr(torch, dtype)
-        self.model = AutoModelForImageTextToText.from_pretrained(model, dtype=torch_dtype, revision=revision)
-        self.model.to(self.device).eval()  # type: ignore[arg-type]
+        options: dict[str, Any] = {"dtype": torch_dtype, "revision": revision}
+        if device_map is not None:  # accelerate places the layers (several GPUs, offloading)
+            options["device_map"] = device_map
+        if attn_implementation is not None:  # "sdpa", "flash_attention_2", "eager"
+            options["attn_implementation"] = attn_implementation
+        self.model = AutoModelForImageTextToText.from_pretrained(model, **options)
+        if device_map is None:
+            self.device = device or default_device()
+            self.model.to(self.device)  # type: ignore[arg-type]
+        else:
+            self.device = str(self.model.device)
+        self.model.eval()
         self.batch_size = batch_size
+        self.max_in_flight = batch_size
         self.depth = depth
         self.revision = revision
 
@@ -98,19 +116,24 @@ class TransformersBackend:
 
     def generate(self, requests: Sequence[GenerationRequest]) -> list[GenerationResponse]:
         check_depth_available(requests, self.depth)
-        results: dict[str, GenerationResponse] = {}
+        return in_request_order(requests, self.stream(requests))
+
+    def stream(self, requests: Iterable[GenerationRequest]) -> Iterator[GenerationResponse]:
+        """Batches of what is waiting (up to ``batch_size``), each batch yielded when generated."""
+        return stream_in_batches(requests, self._generate_batch, self.batch_size)
+
+    def _generate_batch(self, batch: Sequence[GenerationRequest]) -> list[GenerationResponse]:
+        check_depth_available(batch, self.depth)
+        responses: list[GenerationResponse] = []
         by_settings: dict[GenerationSettings, list[GenerationRequest]] = {}
-        for request in requests:
+        for request in batch:
             by_settings.setdefault(request.settings, []).append(request)
         for settings, group in by_settings.items():
-            for start in range(0, len(group), self.batch_size):
-                batch = group[start : start + self.batch_size]
-                try:
-                    responses = self._run(batch, settings)
-                except Exception:  # one bad request must not sink the batch: run them one by one
-                    responses = [self._one(request, settings) for request in batch]
-                results.update((response.id, response) for response in responses)
-        return [results[request.id] for request in requests]
+            try:
+                responses.extend(self._run(group, settings))
+            except Exception:  # one bad request must not sink the batch: run them one by one
+                responses.extend(self._one(request, settings) for request in group)
+        return responses
 
     def _one(self, request: GenerationRequest, settings: GenerationSettings) -> GenerationResponse:
         try:

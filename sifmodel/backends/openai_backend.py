@@ -1,12 +1,15 @@
 """Any OpenAI-compatible server (vLLM serve, LLaMA-Factory api, transformers serve, a hosted
-API): bounded concurrency, timeouts, retries with backoff, typed errors."""
+API): a sliding window of concurrent requests, timeouts, retries with backoff, typed errors.
+
+The default concurrency (64) keeps a served engine's batch full: ``vllm serve`` batches the
+requests it has, so sending 16 at a time leaves most of a GPU idle. Images go as PNG data URLs,
+the same pixels the ``hf:`` backend sees."""
 
 from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Sequence
-from concurrent.futures import ThreadPoolExecutor
+from collections.abc import Iterable, Iterator, Sequence
 from typing import Any
 
 from sifdata.llm import ChatClient, ChatError, RetryPolicy
@@ -15,8 +18,10 @@ from sifmodel.backends.base import (
     GenerationError,
     GenerationRequest,
     GenerationResponse,
+    check_depth_available,
     prompts_for,
 )
+from sifmodel.backends.streaming import in_request_order, stream_concurrently
 
 
 class OpenAIBackend:
@@ -30,7 +35,7 @@ class OpenAIBackend:
         base_url: str,
         *,
         api_key: str | None = None,
-        concurrency: int = 16,
+        concurrency: int = 64,
         timeout: float = 300.0,
         retry: RetryPolicy | None = None,
         retries: int | None = None,
@@ -46,6 +51,8 @@ class OpenAIBackend:
         self.depth = depth
         self.image_max_side = image_max_side
         self._identity: dict[str, Any] | None = None
+        self._prepared: dict[str, list[dict[str, Any]] | Exception] = {}
+        self.max_in_flight = concurrency
 
     def identity(self) -> dict[str, Any]:
         """The endpoint, the model name, and what the server reports about that model (its
@@ -62,7 +69,10 @@ class OpenAIBackend:
             }
         return self._identity
 
-    def _one(self, request: GenerationRequest, messages: list[dict[str, Any]]) -> GenerationResponse:
+    def _one(self, request: GenerationRequest) -> GenerationResponse:
+        prepared = self._prepared.pop(request.id)
+        if isinstance(prepared, Exception):  # its prompt could not be built: this request's error
+            return GenerationResponse(request.id, None, GenerationError("request", f"prompt: {prepared}"))
         settings = request.settings
         params: dict[str, Any] = {"max_tokens": settings.max_new_tokens, "temperature": max(settings.temperature, 0.0)}
         if not settings.greedy:
@@ -70,7 +80,7 @@ class OpenAIBackend:
         if settings.seed is not None:
             params["seed"] = settings.seed
         try:
-            result = self.client.complete(messages, **params)
+            result = self.client.complete(prepared, **params)
         except ChatError as error:
             kind = "backend" if error.fatal else "request"
             return GenerationResponse(request.id, None, GenerationError(kind, error.reason))
@@ -78,8 +88,29 @@ class OpenAIBackend:
             request.id, result.text, None, result.prompt_tokens, result.completion_tokens, result.latency_s
         )
 
+    def _prepare(self, requests: list[GenerationRequest]) -> list[GenerationRequest]:
+        """Build the messages of requests taken together (depth estimated in one batch); a
+        request whose prompt cannot be built (an unreadable image) fails alone."""
+        try:
+            prompts = prompts_for(requests, self.depth)
+        except ValueError:
+            raise  # a configuration error (sif without depth and no depth model): the run stops
+        except Exception:
+            for request in requests:
+                try:
+                    (prompt,) = prompts_for([request], self.depth)
+                    self._prepared[request.id] = prompt.openai_messages(self.image_max_side)
+                except Exception as error:
+                    self._prepared[request.id] = error
+            return requests
+        for request, prompt in zip(requests, prompts, strict=True):
+            self._prepared[request.id] = prompt.openai_messages(self.image_max_side)
+        return requests
+
+    def stream(self, requests: Iterable[GenerationRequest]) -> Iterator[GenerationResponse]:
+        """A sliding window of ``concurrency`` requests: each next one is sent as one finishes."""
+        return stream_concurrently(requests, self._one, self.concurrency, prepare=self._prepare)
+
     def generate(self, requests: Sequence[GenerationRequest]) -> list[GenerationResponse]:
-        prompts = prompts_for(requests, self.depth)
-        messages = [prompt.openai_messages(self.image_max_side) for prompt in prompts]
-        with ThreadPoolExecutor(max_workers=self.concurrency, thread_name_prefix="sif-openai") as pool:
-            return list(pool.map(self._one, requests, messages))
+        check_depth_available(requests, self.depth)
+        return in_request_order(requests, self.stream(requests))
