@@ -33,7 +33,9 @@ def test_prompt_modes() -> None:
     with pytest.raises(DepthRequired):
         build_messages("q?", PHOTO)
     openai = sif.openai_messages(image_max_side=64)[0]["content"]
-    assert openai[1]["type"] == "image_url" and openai[1]["image_url"]["url"].startswith("data:image/jpeg;base64,")
+    assert openai[1]["type"] == "image_url" and openai[1]["image_url"]["url"].startswith(
+        "data:image/png;base64,"
+    )  # lossless: the pixels hf: sees
     hf = build_messages("q?", PHOTO, mode="sif-rgb", system="Be brief.").hf_messages()
     assert hf[0] == {"role": "system", "content": "Be brief."} and hf[1]["content"][1]["type"] == "image"
 
