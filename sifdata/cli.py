@@ -120,10 +120,11 @@ def build(
     except (ValueError, FileNotFoundError) as error:
         _fail(str(error))
     table = Table(title=f"build {out}")
-    for column in ("shard", "records", "rejects", "complete"):
+    for column in ("shard", "done", "pending", "rejected", "complete"):
         table.add_column(column)
     for result in report.shards:
-        table.add_row(str(result.index), str(result.records), str(result.rejects), "yes" if result.complete else "no")
+        complete = "yes" if result.complete else "no"
+        table.add_row(str(result.index), str(result.records), str(result.pending), str(result.rejects), complete)
     console.print(table)
     reasons = sum((r.reasons for r in report.shards), start=Counter())
     for reason, number in reasons.most_common(10):
@@ -132,10 +133,30 @@ def build(
         console.print(f"  {len(report.source_rejects)} source records rejected (see {out}/work/source_rejects.jsonl)")
     if report.rejects:
         console.print(f"  rejected records with their reasons: {out}/work/shard-*/rejects.jsonl")
+    console.print(f"records: {report.records} done, {report.pending} pending, {report.rejects} rejected")
+    if report.pending:
+        _fail(
+            f"{report.pending} records are pending (the writer endpoint could not be reached through every retry): "
+            "rerun the same command to ask them again"
+        )
+    if report.records == 0 and all(r.complete for r in report.shards):
+        _fail("the build produced no record: every candidate was rejected (reasons above)")
     if report.dataset_complete:
+        _require_valid(out)
         console.print(f"[green]dataset complete[/]: {report.records} records in {out}")
     else:
         console.print("shards still missing: run the other --shard jobs, then `sifdata merge`")
+
+
+def _require_valid(folder: Path) -> None:
+    """Validate what a job wrote; a dataset that does not validate is a failed job."""
+    from sifdata.validate import validate_folder
+
+    report = validate_folder(folder)
+    if not report.ok:
+        for issue in report.errors[:10]:
+            errors.print(f"  {issue.where}: {issue.check}: {issue.reason}")
+        _fail(f"{folder} does not validate ({len(report.errors)} problems; `sifdata validate {folder}` lists them)")
 
 
 @app.command()
@@ -150,6 +171,7 @@ def merge(
         manifest = run_merge(parts, out)
     except ValueError as error:
         _fail(str(error))
+    _require_valid(out)
     console.print(f"merged {len(manifest['shards'])} shards, {manifest['records']} records into {out}")
 
 
@@ -257,6 +279,7 @@ def import_published(
         console.print(f"  every rejected row with its reason: {out}/work/source_rejects.jsonl")
     if report.records == 0:
         _fail("no record could be imported" + ("" if report.rejects else ": the file holds no records"))
+    _require_valid(out)
 
 
 def _reason_kind(reason: str) -> str:
@@ -309,6 +332,7 @@ def push(
 
     plan = plan_push(folder, repo)
     if dry_run:
+        _require_valid(folder)  # a dry run says what a real push would do: refuse what does not validate
         table = Table(title=f"would upload to datasets/{repo}")
         table.add_column("file")
         table.add_column("bytes", justify="right")

@@ -235,6 +235,23 @@ def default_device() -> str:
     return "cpu"
 
 
+class DepthModelUnavailable(RuntimeError):
+    """The depth model cannot be loaded (not downloaded and offline, a wrong id or folder)."""
+
+    def __init__(self, model: str, error: Exception) -> None:
+        self.model = model
+        local = Path(model).exists()
+        where = (
+            "the folder has no loadable model"
+            if local
+            else "it is not in the Hugging Face cache and the Hub is not reachable (or the id is wrong)"
+        )
+        super().__init__(
+            f"depth model {model!r} cannot be loaded: {where} ({type(error).__name__}). Pass --depth-model with a "
+            "local folder or a cached Hub id (e.g. after `hf download depth-anything/Depth-Anything-V2-Small-hf`)."
+        )
+
+
 class DepthEstimator:
     """Monocular depth in SIF polarity from a transformers ``depth-estimation`` model.
 
@@ -267,15 +284,20 @@ class DepthEstimator:
 
     @property
     def pipeline(self) -> Any:
+        """The loaded ``depth-estimation`` pipeline; :class:`DepthModelUnavailable` says which
+        model could not be loaded and what to pass instead."""
         if self._pipeline is None:
             from transformers import pipeline
 
-            self._pipeline = pipeline(
-                "depth-estimation",
-                model=self.model,
-                revision=self.revision,
-                device=self.device or default_device(),
-            )
+            try:
+                self._pipeline = pipeline(
+                    "depth-estimation",
+                    model=self.model,
+                    revision=self.revision,
+                    device=self.device or default_device(),
+                )
+            except (OSError, ValueError) as error:
+                raise DepthModelUnavailable(self.model, error) from None
         return self._pipeline
 
     def _pixels(self, image: Image.Image) -> Any:

@@ -33,10 +33,20 @@ def _rows(folder: str | Path) -> Iterator[dict[str, Any]]:
         yield from iter_rows(path)
 
 
+_SUFFIXES = {"JPEG": ".jpg", "PNG": ".png", "WEBP": ".webp", "GIF": ".gif", "BMP": ".bmp", "TIFF": ".tif"}
+
+
 def _image_suffix(cell: dict[str, Any]) -> str:
-    name = cell.get("path") or ""
-    suffix = Path(name).suffix.lower()
-    return suffix if suffix in (".jpg", ".jpeg", ".png", ".webp") else ".png"
+    """The file suffix of an Image cell's bytes, by their format (cells hold no file names)."""
+    import io
+
+    from PIL import Image
+
+    try:
+        with Image.open(io.BytesIO(cell["bytes"])) as image:
+            return _SUFFIXES.get(image.format or "", ".png")
+    except (OSError, KeyError, TypeError):
+        return ".png"
 
 
 class MissingImage(ValueError):
@@ -81,9 +91,9 @@ def _model_depth_png(row: dict[str, Any]) -> bytes:
 def _images(row: dict[str, Any], with_depth: bool) -> list[dict[str, Any]]:
     """Model-input image cells: RGB then (optionally) the rendered depth; both must exist."""
     _require_image(row, "image")
-    cells = [row["image"]]
+    cells = [{"bytes": row["image"]["bytes"], "path": None}]
     if with_depth:
-        cells.append({"bytes": _model_depth_png(row), "path": f"{row['id']}_d.png"})
+        cells.append({"bytes": _model_depth_png(row), "path": None})
     return cells
 
 

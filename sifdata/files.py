@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import json
 import os
 import re
+from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 
 def atomic_write(path: str | Path, data: bytes) -> Path:
@@ -50,8 +53,9 @@ class OutsideRoot(ValueError):
 def confined_path(root: str | Path, relative: str) -> Path:
     """``root / relative``, refusing a path from a data file that leaves ``root``.
 
-    Absolute paths and ``..`` steps that climb above ``root`` raise :class:`OutsideRoot`, so a
-    record can never make the program read or write a file outside the folder it names.
+    Absolute paths, ``..`` steps that climb above ``root`` and symbolic links inside ``root``
+    that point outside it raise :class:`OutsideRoot`, so a record can never make the program
+    read or write a file outside the folder it names. (``root`` itself may be a link.)
     """
     if not relative or Path(relative).is_absolute() or re.match(r"^[A-Za-z]:[\\/]", relative):
         raise OutsideRoot(f"path {relative!r} is not relative to {root}")
@@ -63,4 +67,40 @@ def confined_path(root: str | Path, relative: str) -> Path:
             depth += 1
         if depth < 0:
             raise OutsideRoot(f"path {relative!r} leaves {root}")
-    return Path(root) / relative
+    path = Path(root) / relative
+    if path.exists() or path.is_symlink():
+        real_root = Path(root).resolve()
+        if not path.resolve().is_relative_to(real_root):
+            raise OutsideRoot(f"path {relative!r} is a link out of {root} (to {path.resolve()})")
+    return path
+
+
+class DataFileError(ValueError):
+    """A data file that cannot be read, with the file, the line and the reason."""
+
+
+def read_json(path: str | Path) -> Any:
+    """The JSON in ``path``; :class:`DataFileError` names the file, line and column otherwise."""
+    path = Path(path)
+    try:
+        with open(path, encoding="utf-8") as handle:
+            return json.load(handle)
+    except json.JSONDecodeError as error:
+        where = f"line {error.lineno}, column {error.colno}"
+        raise DataFileError(f"{path}: {where}: not valid JSON ({error.msg})") from None
+    except UnicodeDecodeError as error:
+        raise DataFileError(f"{path}: not UTF-8 text ({error.reason} at byte {error.start})") from None
+
+
+def read_jsonl(path: str | Path) -> Iterator[tuple[int, Any]]:
+    """(line number, value) for each non-empty line of a JSON Lines file; a bad line is a
+    :class:`DataFileError` naming the file and line."""
+    path = Path(path)
+    with open(path, encoding="utf-8") as handle:
+        for number, line in enumerate(handle, 1):
+            if not line.strip():
+                continue
+            try:
+                yield number, json.loads(line)
+            except json.JSONDecodeError as error:
+                raise DataFileError(f"{path}: line {number}: not valid JSON ({error.msg})") from None

@@ -36,12 +36,19 @@ class ChatResult:
 
 
 class ChatError(RuntimeError):
-    """A chat call that failed. ``fatal``: every other call would fail the same way (bad key,
-    unknown model); ``status``: the HTTP status when there was one."""
+    """A chat call that failed.
 
-    def __init__(self, reason: str, *, fatal: bool = False, status: int | None = None) -> None:
+    ``fatal``: every other call would fail the same way (a bad key, an unknown model): stop.
+    ``transient``: the endpoint was unreachable or overloaded through every retry (timeouts,
+    connection errors, 429, 5xx): nothing is wrong with the request; ask again later.
+    Neither: this request failed (a 400, a reply that is not a chat completion).
+    ``status``: the HTTP status when there was one.
+    """
+
+    def __init__(self, reason: str, *, fatal: bool = False, transient: bool = False, status: int | None = None) -> None:
         self.reason = reason
         self.fatal = fatal
+        self.transient = transient
         self.status = status
         super().__init__(reason)
 
@@ -51,6 +58,23 @@ def _seconds(header: str | None) -> float | None:
         return float(header) if header is not None else None
     except ValueError:
         return None
+
+
+def _completion_text(response: Any) -> str:
+    """The text of a chat completion; :class:`ChatError` when the server answered 200 with
+    something else (an HTML page, a proxy's error text, a JSON object of another shape)."""
+    choices = getattr(response, "choices", None)
+    if not isinstance(choices, list):
+        shown = _short(str(response), 120)
+        raise ChatError(f"the server answered 200 with a body that is not a chat completion: {shown!r}")
+    if not choices:
+        raise ChatError("the response has no choices")
+    message = getattr(choices[0], "message", None)
+    content = getattr(message, "content", None)
+    if content is not None and not isinstance(content, str):
+        raise ChatError(f"the reply's content is a {type(content).__name__}, not text")
+    # An empty completion is an answer (the caller decides what it is worth).
+    return content or ""
 
 
 def _short(text: str, limit: int = 200) -> str:
@@ -131,15 +155,12 @@ class ChatClient:
                 header = error.response.headers.get("retry-after") if error.response is not None else None
                 retry_after = _seconds(header)
             else:
-                if not response.choices:
-                    raise ChatError("the response has no choices")
-                # An empty completion is an answer (the caller decides what it is worth).
-                text = response.choices[0].message.content or ""
-                usage = response.usage
+                text = _completion_text(response)  # ChatError for a 200 that is no chat completion
+                usage = getattr(response, "usage", None)
                 return ChatResult(
                     text=text,
-                    prompt_tokens=usage.prompt_tokens if usage else None,
-                    completion_tokens=usage.completion_tokens if usage else None,
+                    prompt_tokens=getattr(usage, "prompt_tokens", None),
+                    completion_tokens=getattr(usage, "completion_tokens", None),
                     latency_s=time.perf_counter() - started,
                     attempts=attempt,
                 )
@@ -147,4 +168,4 @@ class ChatClient:
                 with self._lock:
                     self.retries += 1
                 time.sleep(self.retry.delay(attempt, retry_after))
-        raise ChatError(f"gave up after {self.retry.attempts} attempts ({last})")
+        raise ChatError(f"gave up after {self.retry.attempts} attempts ({last})", transient=True)

@@ -78,12 +78,21 @@ def shard_name(index: int, count: int, split: str = "train") -> str:
 
 
 ImageCell = dict[str, Any]
-"""An Image column's value: ``{"bytes": ..., "path": <file name>}``."""
+"""An Image column's value: ``{"bytes": ..., "path": None}``."""
 
 
 def image_cell(path: Path) -> ImageCell:
-    """The Image cell of a file: its bytes, and its name (which keeps the suffix for exports)."""
-    return {"bytes": path.read_bytes(), "path": path.name}
+    """The Image cell of a file: its bytes, and no path.
+
+    ``datasets.Image`` keeps only the path, dropping the bytes, when that path names a file
+    relative to the *current* folder: a shard written from a folder holding a file of the same
+    name would have lost every image. The format is read from the bytes where a name is needed.
+    """
+    return bytes_cell(path.read_bytes())
+
+
+def bytes_cell(data: bytes) -> ImageCell:
+    return {"bytes": data, "path": None}
 
 
 def record_row(record: SIFRecord, images: Mapping[str, ImageCell | None]) -> dict[str, Any]:

@@ -65,6 +65,7 @@ class Benchmark(ABC):
     default_protocol: ClassVar[str]
     categories: ClassVar[tuple[str, ...]] = ()
     lmms_eval_protocol: ClassVar[str | None] = None  # the protocol lmms-eval's task of it asks
+    provides_depth: ClassVar[bool] = False  # True: every sample brings its depth map (no estimation)
 
     def __init__(self, protocol: str | None = None) -> None:
         self.protocol = protocol or self.default_protocol

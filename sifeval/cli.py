@@ -6,11 +6,14 @@ import json
 import logging
 import sys
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.console import Console
 from rich.table import Table
+
+if TYPE_CHECKING:
+    from sifeval.adapters import Benchmark
 
 app = typer.Typer(help="Evaluate SIF models on five benchmarks by their official protocols.", no_args_is_help=True)
 console = Console()
@@ -28,7 +31,7 @@ def _main(verbose: Annotated[bool, typer.Option("--verbose", "-v")] = False) -> 
     logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s")
 
 
-def _bench(name: str, protocol: str | None, judge: str, box_frame: str | None = None) -> object:
+def _bench(name: str, protocol: str | None, judge: str, box_frame: str | None = None) -> Benchmark:
     from sifeval.adapters import get_benchmark
 
     try:
@@ -98,9 +101,11 @@ def run(
     progress: bool = True,
 ) -> None:
     """Evaluate a model on one benchmark; writes OUT/samples.jsonl as it goes and OUT/results.json."""
+    from sifdata.depth import DepthModelUnavailable
+    from sifeval.driver import RunAborted
     from sifeval.runner import ResponseCache
     from sifeval.runner import run as run_benchmark
-    from sifmodel.backends import GenerationSettings, load
+    from sifmodel.backends import DepthProvider, GenerationSettings, ModelUnavailable, load
 
     if mode not in ("sif", "sif-rgb", "plain"):
         _fail("--mode takes sif, sif-rgb or plain")
@@ -114,10 +119,20 @@ def run(
             _fail("--shard i/n needs 0 <= i < n")
         shard_spec = (index, count)
     adapter = _bench(bench, protocol, judge, box_frame)
-    backend = load(model, depth_model=depth_model if mode == "sif" else None)
+    depth = None
+    if adapter.mode_for(mode) == "sif" and not adapter.provides_depth:
+        depth = DepthProvider(depth_model)
+        try:  # before any work: a depth model that cannot load fails every request otherwise
+            depth.ensure_available()
+        except DepthModelUnavailable as error:
+            _fail(str(error))
+    try:
+        backend = load(model, depth=depth)
+    except (ModelUnavailable, ImportError, ValueError) as error:
+        _fail(str(error))
     try:
         result = run_benchmark(
-            adapter,  # type: ignore[arg-type]
+            adapter,
             backend,
             model,
             out,
@@ -130,10 +145,16 @@ def run(
             cache=ResponseCache() if cache else None,
             progress=progress,
         )
+    except RunAborted as error:
+        _fail(f"run stopped: {error}. Scored samples are kept in {out}; fix the cause, then rerun with --resume")
     except (FileExistsError, FileNotFoundError, ValueError) as error:
         _fail(str(error))
     _print_result(result)
     console.print(f"results: {out / 'results.json'}")
+    if result.request_errors:
+        _fail(f"{result.request_errors} samples have no response (reasons in samples.jsonl): rerun with --resume")
+    if result.judge_failures:
+        _fail(f"{result.judge_failures} answers were not graded by the judge: `sifeval rescore {out}` grades them")
 
 
 @app.command(name="list")
@@ -163,6 +184,11 @@ def report(
 ) -> None:
     """A side-by-side table of runs and published numbers, per category."""
     from sifeval.report import load_results, report_rows, to_html, to_markdown
+
+    if format not in ("md", "html"):
+        _fail(f"--format takes md or html, not {format!r}")
+    if out is not None and out.suffix.lower() not in (f".{format}", ".markdown" if format == "md" else ".htm", ""):
+        _fail(f"{out} does not name a {format} file: use --out with .{format}, or --format to match")
 
     try:
         tables = report_rows(load_results(list(runs)), with_published=published)

@@ -157,7 +157,7 @@ def build_mirror(out: str | Path, per_task: int = 4, seed: int = 0) -> Path:
                 "idx": index,
                 "type": level,
                 "task": task,
-                "image": {"bytes": item["image_png"], "path": f"{index}.png"},
+                "image": {"bytes": item["image_png"], "path": None},  # bytes only: never a path
                 "question": item["question"],
                 "choices": choices,
                 "answer": f"({LETTERS[item['answer_index']]})",

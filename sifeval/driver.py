@@ -14,6 +14,7 @@ runner's thread, one at a time.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable, Iterable
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -27,6 +28,12 @@ from sifmodel.backends.streaming import RequestFeed
 from sifmodel.prompts import PromptMode
 
 ScoredHandler = Callable[[ScoredSample, dict[str, Any]], None]
+FAILURE_STREAK = 8  # the same request error this many times in a row stops the run
+
+
+class RunAborted(RuntimeError):
+    """A systematic failure (a refused key, the endpoint down for good, every request refused the
+    same way): going on would only fail every remaining sample. Scored samples are kept."""
 
 
 @dataclass
@@ -54,6 +61,7 @@ class Driver:
     _scoring: list[Future[ScoredSample]] = field(default_factory=list)
     _usage: dict[str, dict[str, Any]] = field(default_factory=dict)
     _pool: ThreadPoolExecutor | None = None
+    _streak: list[str] = field(default_factory=list)
 
     def run(self, samples: Iterable[Sample]) -> None:
         if self.solver.needs_text_scoring and not isinstance(self.backend, TextScorer):
@@ -139,13 +147,26 @@ class Driver:
         if fresh and solved.error is None:
             self.on_solved(sample, solved)
         if solved.error is not None or solved.text is None:
-            self.on_scored(ScoredSample(sample, None, request_error=solved.error or "request: no response"), usage)
+            error = solved.error or "request: no response"
+            self.on_scored(ScoredSample(sample, None, request_error=error), usage)
+            self._watch(error)
             return
+        self._streak.clear()
         self._usage[sample.id] = usage
         if self._pool is None:
             self.on_scored(self.bench.score(sample, solved.text, self.mode), usage)
             return
         self._scoring.append(self._pool.submit(self.bench.score, sample, solved.text, self.mode))
+
+    def _watch(self, error: str) -> None:
+        """Stop at once on an error every request would get (``backend``: a refused key, an unknown
+        model), and after ``FAILURE_STREAK`` identical errors in a row on any other."""
+        if error.startswith("backend:"):
+            raise RunAborted(error.removeprefix("backend:").strip())
+        kind = re.sub(r"\b(?:record|sample) \S+", "", error)[:160]
+        self._streak.append(kind)
+        if len(self._streak) >= FAILURE_STREAK and len(set(self._streak[-FAILURE_STREAK:])) == 1:
+            raise RunAborted(f"the same error {FAILURE_STREAK} times in a row: {kind}")
 
     def _hand_over(self, *, block: bool) -> None:
         """Give ``on_scored`` the scorings that are done (all of them when ``block``)."""

@@ -19,12 +19,12 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
-from sifdata.files import DiskCache
+from sifdata.files import DiskCache, atomic_write
 from sifdata.hub import sif_home
 from sifdata.journal import Journal
 from sifdata.progress import progress_bar
 from sifeval.adapters import Benchmark
-from sifeval.driver import Driver
+from sifeval.driver import Driver, RunAborted
 from sifeval.solvers import Solved
 from sifeval.types import BenchmarkResult, Sample, ScoredSample
 from sifmodel.backends import Backend, GenerationSettings
@@ -236,14 +236,20 @@ def run(
     def cached(sample: Sample) -> Solved | None:
         if use_cache is None:
             return None
-        hit = use_cache.get(request_key(fingerprint, sample, mode, settings))
+        try:
+            key = request_key(fingerprint, sample, mode, settings)
+        except (OSError, ValueError):  # an unreadable image: the request will say so, for this sample
+            return None
+        hit = use_cache.get(key)
         return Solved(hit["text"], usage=hit.get("usage", {})) if hit is not None else None
 
     def remember(sample: Sample, solved: Solved) -> None:
         if use_cache is not None and solved.text is not None:
-            key = request_key(fingerprint, sample, mode, settings)
-            use_cache.put(key, {"text": solved.text, "usage": solved.usage})
+            use_cache.put(
+                request_key(fingerprint, sample, mode, settings), {"text": solved.text, "usage": solved.usage}
+            )
 
+    stopped = ""
     with Journal(out / SAMPLES) as journal:
         done = {line["id"] for line in latest_by_id(journal.entries).values() if line.get("request_error") is None}
         pending = [sample for sample in samples if sample.id not in done]
@@ -257,8 +263,13 @@ def run(
                 errors += item.request_error is not None
                 advance(1, errors=errors)
 
-            Driver(bench, backend, solver, mode, settings, journal_scored, cached, remember).run(pending)
+            try:
+                Driver(bench, backend, solver, mode, settings, journal_scored, cached, remember).run(pending)
+            except RunAborted as error:
+                stopped = str(error)
         latest = latest_by_id(journal.entries)
+    if resume:
+        compact_journal(out / SAMPLES)
     wanted = {sample.id for sample in samples}
     scored = [scored_from_json(line) for key, line in latest.items() if key in wanted]
     notes = list((extra_info or {}).get("notes", []))
@@ -267,9 +278,26 @@ def run(
     partial = f"--limit {limit}" if limit is not None else ""
     if shard is not None:
         partial += f"{' and ' if partial else ''}--shard {shard[0]}/{shard[1]}"
+    if stopped:
+        notes.insert(0, f"the run stopped early: {stopped}. Scored samples are kept; fix the cause, then --resume")
     result = summarize(bench, scored, mode, data_dir, info, settings, {"notes": notes}, total=total, partial=partial)
     write_results(out, result)
+    if stopped:
+        raise RunAborted(stopped)
     return result
+
+
+def compact_journal(path: Path) -> None:
+    """Keep one line per sample (its latest) in a resumed run's journal: a retried sample's
+    earlier error lines are dropped, atomically."""
+    if not path.is_file():
+        return
+    with Journal(path) as journal:
+        latest = latest_by_id(journal.entries)
+        if len(latest) == len(journal.entries):
+            return
+    text = "".join(json.dumps(line, ensure_ascii=False) + "\n" for line in latest.values())
+    atomic_write(path, text.encode("utf-8"))
 
 
 def write_results(out: Path, result: BenchmarkResult) -> None:

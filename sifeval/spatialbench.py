@@ -35,6 +35,7 @@ from typing import Any
 
 from sifdata.answers import first_number
 from sifdata.depth import DepthEncoding, decode_depth_image, depth_to_image
+from sifdata.files import DataFileError, read_json
 from sifeval.adapters import Benchmark, accuracy, answer_text, by, mean_over
 from sifeval.types import ImageRef, Sample, ScoredSample, Source
 from sifmodel.backends import GenerationRequest, GenerationSettings
@@ -58,6 +59,7 @@ class SpatialBench(Benchmark):
     protocols = ("official",)
     default_protocol = "official"
     categories = CATEGORIES
+    provides_depth = True  # the *_d twins
 
     def load(self, data_dir: str | Path | None = None) -> list[Sample]:
         if data_dir is None:
@@ -71,31 +73,33 @@ class SpatialBench(Benchmark):
             path = root / f"{category}.json"
             if not path.is_file():
                 raise FileNotFoundError(f"SpatialBench folder {root} has no {category}.json")
-            for position, row in enumerate(json.loads(path.read_text(encoding="utf-8"))):
-                images = row["image"] if isinstance(row["image"], list) else [row["image"]]
-                twin = depth_twin(root, images[0])
-                samples.append(
-                    Sample(
+            for position, row in enumerate(read_json(path)):
+                try:
+                    images = row["image"] if isinstance(row["image"], list) else [row["image"]]
+                    twin = depth_twin(root, images[0])
+                    sample = Sample(
                         id=f"{category}/{row.get('id', position)}",
                         question=row["question"],
                         target=str(row["answer"]),
                         category=category,
-                        images=tuple(ImageRef(path=str(root / image)) for image in images),
-                        depth_image=ImageRef(path=str(twin)),
+                        images=tuple(ImageRef.inside(root, image) for image in images),
+                        depth_image=ImageRef.inside(root, str(twin.relative_to(root))),
                         metadata={"position": position, "pair": position // 2, "depth_twin": str(twin)},
                     )
-                )
+                except (KeyError, IndexError, TypeError, AttributeError) as error:
+                    raise DataFileError(f"{path}: record {position}: missing or malformed {error}") from None
+                samples.append(sample)
         return samples
 
     def request(self, sample: Sample, mode: PromptMode, settings: GenerationSettings) -> GenerationRequest:
         if mode != "sif":
             return super().request(sample, mode, settings)
         twin = Path(sample.metadata["depth_twin"])
-        if not twin.is_file():
+        if sample.depth_image is None or (sample.depth_image.refused is None and not twin.is_file()):
             raise FileNotFoundError(f"the depth twin of {sample.id} is missing: {twin}")
         request = super().request(sample, mode, settings)
         # Metric depth (larger = farther) -> SIF depth -> the 8-bit picture models see.
-        values, _ = decode_depth_image(ImageRef(path=str(twin)).load(), DepthEncoding.METRIC16)
+        values, _ = decode_depth_image(sample.depth_image.load(), DepthEncoding.METRIC16)
         return GenerationRequest(
             request.id, request.question, request.images, depth_to_image(values), mode, settings, request.system
         )

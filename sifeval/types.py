@@ -11,15 +11,32 @@ from typing import Any
 
 from PIL import Image
 
+from sifdata.files import OutsideRoot, confined_path
+
 
 @dataclass(frozen=True)
 class ImageRef:
-    """An image by file path or encoded bytes, decoded only when a request is built."""
+    """An image by file path or encoded bytes, decoded only when a request is built.
+
+    ``refused`` says why a path named by a data file is not read (it leaves the benchmark's
+    folder): loading it is that sample's error, never a read outside the folder.
+    """
 
     path: str | None = None
     data: bytes | None = field(default=None, repr=False)
+    refused: str | None = None
+
+    @classmethod
+    def inside(cls, root: str | Path, relative: str) -> ImageRef:
+        """The image ``relative`` names under ``root``, or a refused reference if it leaves it."""
+        try:
+            return cls(path=str(confined_path(root, relative)))
+        except OutsideRoot as error:
+            return cls(refused=str(error))
 
     def load(self) -> Image.Image:
+        if self.refused is not None:
+            raise ValueError(f"image refused: {self.refused}")
         if self.data is not None:
             return Image.open(io.BytesIO(self.data))
         if self.path is None:
@@ -29,6 +46,8 @@ class ImageRef:
             return image
 
     def digest(self) -> str:
+        if self.refused is not None:
+            raise ValueError(f"image refused: {self.refused}")
         payload = self.data if self.data is not None else Path(self.path or "").read_bytes()
         return hashlib.sha256(payload).hexdigest()[:16]
 

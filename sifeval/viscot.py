@@ -60,6 +60,7 @@ from typing import Any, Literal
 from PIL import Image
 
 from sifdata.chain import parse_chain
+from sifdata.files import DataFileError, read_json, read_jsonl
 from sifdata.geometry import iou, normalized_to_padded_square, union_box
 from sifeval.adapters import Benchmark, accuracy, answer_text, by, mean_over
 from sifeval.solvers import Solver, TwoPass
@@ -141,9 +142,8 @@ class Record:
 
 def read_subset(root: Path, subset: str) -> list[Record]:
     """The questions of one subset, each with its detection record (same position, same id)."""
-    questions = json.loads((root / "benchmark" / f"{subset}.json").read_text(encoding="utf-8"))
-    lines = (root / "benchmark_det" / f"{subset}.jsonl").read_text(encoding="utf-8").splitlines()
-    detections = [json.loads(line) for line in lines if line.strip()]
+    questions = read_json(root / "benchmark" / f"{subset}.json")
+    detections = [row for _, row in read_jsonl(root / "benchmark_det" / f"{subset}.jsonl")]
     if len(questions) != len(detections):
         raise ValueError(
             f"Visual-CoT {subset}: {len(questions)} questions but {len(detections)} detection records "
@@ -154,9 +154,9 @@ def read_subset(root: Path, subset: str) -> list[Record]:
         where = f"Visual-CoT {subset} #{position} (question_id {row.get('question_id')})"
         if row.get("question_id") != det.get("question_id"):
             raise ValueError(f"{where}: the detection record there has question_id {det.get('question_id')}")
-        turns = [turn["value"] for turn in row["conversations"]]
-        records.append(
-            Record(
+        try:
+            turns = [turn["value"] for turn in row["conversations"]]
+            record = Record(
                 subset=subset,
                 position=position,
                 question_id=row["question_id"],
@@ -167,7 +167,9 @@ def read_subset(root: Path, subset: str) -> list[Record]:
                 height=int(det["height"]),
                 box_pixels=tuple(float(v) for v in det["bbox"]),  # type: ignore[arg-type]
             )
-        )
+        except (KeyError, IndexError, TypeError, ValueError) as error:
+            raise DataFileError(f"{where}: missing or malformed field ({type(error).__name__}: {error})") from None
+        records.append(record)
     return records
 
 
@@ -205,7 +207,7 @@ def sample_from_record(record: Record, root: Path) -> Sample:
         question=record.question,
         target=record.answer,
         category=record.subset,
-        images=(ImageRef(path=str(root / record.image)),),
+        images=(ImageRef.inside(root, record.image),),
         metadata={
             "question_line": record.question_line,
             "question_id": record.question_id,

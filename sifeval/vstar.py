@@ -27,6 +27,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from sifdata.files import DataFileError, read_jsonl
 from sifeval.adapters import LETTERS, MultipleChoiceBenchmark, accuracy, by, options_block
 from sifeval.solvers import Likelihood, Solver
 from sifeval.types import ImageRef, Sample, ScoredSample, Source
@@ -65,24 +66,24 @@ class VStar(MultipleChoiceBenchmark):
     def load(self, data_dir: str | Path | None = None) -> list[Sample]:
         root = Path(data_dir) if data_dir else _download(self.source)
         samples = []
-        with open(root / "test_questions.jsonl", encoding="utf-8") as handle:
-            for line in handle:
-                if not line.strip():
-                    continue
-                row = json.loads(line)
+        for number, row in read_jsonl(root / "test_questions.jsonl"):
+            try:
                 question, choices = _parse_options(row["text"])
-                samples.append(
-                    Sample(
-                        id=str(row["question_id"]),
-                        question=row["text"],
-                        target=row["label"].strip().strip("()").upper(),
-                        category=row["category"],
-                        images=(ImageRef(path=str(root / row["image"])),),
-                        choices=choices,
-                        sif_question=f"{question}\n{options_block(choices)}",
-                        metadata={"image": row["image"], "question_core": question},
-                    )
+                sample = Sample(
+                    id=str(row["question_id"]),
+                    question=row["text"],
+                    target=row["label"].strip().strip("()").upper(),
+                    category=row["category"],
+                    images=(ImageRef.inside(root, row["image"]),),
+                    choices=choices,
+                    sif_question=f"{question}\n{options_block(choices)}",
+                    metadata={"image": row["image"], "question_core": question},
                 )
+            except (KeyError, TypeError, AttributeError) as error:
+                raise DataFileError(
+                    f"{root / 'test_questions.jsonl'}: line {number}: missing or malformed {error}"
+                ) from None
+            samples.append(sample)
         return samples
 
     def solver(self) -> Solver:

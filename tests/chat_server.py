@@ -7,6 +7,7 @@ error handling are exercised for real. For each request it picks a behaviour:
 - ``ok``: the correct chain, read back from the plan in the request, in a code fence; or, for
   a judge prompt, ``{"score": 1.0}`` for an exact match and ``{"score": 0.25}`` otherwise;
 - ``429`` / ``500`` / ``401`` / ``400``: that HTTP status (429 with ``Retry-After: 0``);
+- ``garbage200``: status 200 with an HTML page instead of a chat completion;
 - ``slow``: sleeps past the client's timeout, then answers;
 - ``garbage``: prose with no chain; ``wrong_boxes`` / ``wrong_answer``: a chain that fails
   the plan checks; ``fix_on_feedback``: garbage until the request carries a rejection reason;
@@ -113,6 +114,14 @@ class ScriptedChatServer:
                     status = int(behaviour)
                     extra = {"Retry-After": "0"} if status == 429 else None
                     self._send(status, {"error": {"message": f"scripted {status}", "type": "scripted"}}, extra)
+                    return
+                if behaviour == "garbage200":  # a proxy's page where a completion should be
+                    body = b"<html><body>502 Bad Gateway (but sent as 200)</body></html>"
+                    self.send_response(200)
+                    self.send_header("Content-Type", "text/html")
+                    self.send_header("Content-Length", str(len(body)))
+                    self.end_headers()
+                    self.wfile.write(body)
                     return
                 if behaviour == "slow":
                     time.sleep(server.slow_seconds)

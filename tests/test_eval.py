@@ -156,21 +156,27 @@ def test_request_errors_are_counted_apart_and_resume_retries_them(
     samples = get_benchmark("vstar").load(mirrors["vstar"])[:4]
     with ScriptedChatServer() as server:
         server.script(samples[1].question.split("\n")[0], ["500"] * 2)
-        _run(
-            "--bench",
-            "vstar",
-            "--model",
-            f"openai:m@{server.base_url}?retries=2&retry_delay=0.01",
-            "--data",
-            str(mirrors["vstar"]),
-            "--out",
-            str(out),
-            "--limit",
-            "4",
-            "--mode",
-            "plain",
-            "--no-cache",
+        failed = runner.invoke(
+            app,
+            [
+                "run",
+                "--no-progress",
+                "--bench",
+                "vstar",
+                "--model",
+                f"openai:m@{server.base_url}?retries=2&retry_delay=0.01",
+                "--data",
+                str(mirrors["vstar"]),
+                "--out",
+                str(out),
+                "--limit",
+                "4",
+                "--mode",
+                "plain",
+                "--no-cache",
+            ],
         )
+        assert failed.exit_code == 1 and "rerun with --resume" in " ".join(failed.output.split())  # not all done
         first = json.loads((out / "results.json").read_text())
         assert first["request_error_rate"] == 0.25 and not first["complete"] and first["n_scored"] == 3
         right = sum(s.target == "A" for s in samples if s is not samples[1])  # the scripted reply answers "A"

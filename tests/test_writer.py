@@ -101,20 +101,24 @@ def test_rate_limits_and_server_errors_are_retried(tmp_path: Path) -> None:
         assert writer.transport_retries == 2 and len(server.requests) == 3
 
 
-def test_persistent_errors_reject_the_record_with_the_reason() -> None:
+def test_an_outage_leaves_the_record_pending_not_rejected() -> None:
     with ScriptedChatServer(default="500") as server:
         outcome = write_checked(_writer(server, attempts=3), _request())
-        assert outcome.chain is None
-        assert (
-            outcome.reject_reason
-            == "writer failed: record test/What color is the cup?: gave up after 3 attempts (HTTP 500)"
-        )
+        assert outcome.chain is None and outcome.pending  # asked again on the next run
+        assert outcome.reject_reason == "record test/What color is the cup?: gave up after 3 attempts (HTTP 500)"
+
+
+def test_a_request_the_endpoint_refuses_rejects_the_record_with_the_reason() -> None:
+    with ScriptedChatServer(default="400") as server:
+        outcome = write_checked(_writer(server, attempts=3), _request())
+        assert outcome.chain is None and not outcome.pending
+        assert outcome.reject_reason == "writer failed: record test/What color is the cup?: HTTP 400: Error code: 400 - scripted 400"
 
 
 def test_timeouts_are_retried_then_reported() -> None:
     with ScriptedChatServer(default="slow", slow_seconds=1.0) as server:
         outcome = write_checked(_writer(server, attempts=2, timeout=0.2), _request())
-        assert outcome.chain is None and "APITimeoutError" in (outcome.reject_reason or "")
+        assert outcome.chain is None and outcome.pending and "APITimeoutError" in (outcome.reject_reason or "")
 
 
 def test_garbage_is_retried_with_the_reason_then_rejected() -> None:

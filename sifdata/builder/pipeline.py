@@ -41,6 +41,7 @@ from sifdata.depth import (
     DEFAULT_DEPTH_MODEL,
     DepthEstimator,
     DepthMap,
+    DepthModelUnavailable,
     depth_png_bytes,
     dequantize_depth,
     quantize_depth,
@@ -57,6 +58,7 @@ from sifdata.version import __version__
 
 log = logging.getLogger("sifdata.builder")
 SYNTHETIC_DEPTH = "synthetic-exact"
+FAILURE_STREAK = 8  # the same writer failure this many times in a row stops the build
 
 
 class BuildConfig(BaseModel):
@@ -91,11 +93,14 @@ class BuildAborted(RuntimeError):
 
 @dataclass
 class ShardResult:
+    """A shard's records done, rejected (with reasons) and pending (to be asked again)."""
+
     index: int
     records: int
     rejects: int
     reasons: Counter[str] = field(default_factory=Counter)
     complete: bool = False
+    pending: int = 0
 
 
 @dataclass
@@ -112,6 +117,10 @@ class BuildReport:
     @property
     def rejects(self) -> int:
         return sum(s.rejects for s in self.shards)
+
+    @property
+    def pending(self) -> int:
+        return sum(s.pending for s in self.shards)
 
 
 # ----------------------------------------------------------------------------- candidates
@@ -223,6 +232,8 @@ class ShardBuilder:
         self.estimator = estimator
         self.work = out / "work" / f"shard-{index:05d}-of-{count:05d}"
         self.parquet = out / "data" / shard_name(index, count)
+        self.pending: list[str] = []
+        self._streak: list[str] = []
 
     def run(self, advance: Callable[[int], None]) -> ShardResult:
         with Journal(self.work / "records.jsonl") as records, Journal(self.work / "rejects.jsonl") as rejects:
@@ -271,7 +282,11 @@ class ShardBuilder:
         for future in finished:
             item = in_flight.pop(future)
             outcome = future.result()  # a fatal WriterError propagates from here
-            if outcome.chain is None:
+            self._watch(outcome)
+            if outcome.pending:  # the endpoint was unreachable: asked again on the next run
+                self.pending.append(item.record.key)
+                log.info("pending %s: %s", item.record.key, outcome.reject_reason)
+            elif outcome.chain is None:
                 self._reject(
                     rejects, item.order, item.record.key, "writer", outcome.reject_reason or "", outcome.attempts
                 )
@@ -284,6 +299,19 @@ class ShardBuilder:
                     }
                 )
             advance(1)
+
+    def _watch(self, outcome: WriteOutcome) -> None:
+        """Stop when the writer fails the same way ``FAILURE_STREAK`` times in a row: a systematic
+        failure (the endpoint down for good, every request refused with one 4xx, replies that are
+        not chat completions) would otherwise spend the whole build failing record by record."""
+        reason = outcome.reject_reason or ""
+        if outcome.chain is not None or not (outcome.pending or reason.startswith("writer failed")):
+            self._streak.clear()
+            return
+        kind = re.sub(r"record \S+: ", "", reason.removeprefix("writer failed: "))[:120]
+        self._streak.append(kind)
+        if len(self._streak) >= FAILURE_STREAK and len(set(self._streak[-FAILURE_STREAK:])) == 1:
+            raise WriterError(f"the writer failed the same way {FAILURE_STREAK} times in a row: {kind}")
 
     def _reject(self, rejects: Journal, order: int, key: str, stage: str, reason: str, attempts: int = 0) -> None:
         log.info("rejected %s at %s: %s", key, stage, reason)
@@ -413,6 +441,7 @@ class ShardBuilder:
         )
         accounted = set(by_id) | set(final_rejects)
         result.complete = all(candidate.key in accounted for _, candidate in self.candidates)
+        result.pending = sum(1 for _, candidate in self.candidates if candidate.key not in accounted)
         if result.complete:
             ordered = sorted(by_id.values(), key=lambda e: e["order"])
             write_shard((shard_row(e["record"]) for e in ordered), self.parquet)
@@ -467,8 +496,13 @@ def build(
     source_rejects: list[SourceReject] = []
     candidates = select_candidates(config, source_rejects.append)
     writer = writer or make_writer(config, out)
-    if estimator is None:  # loads its model only when a record without a depth map needs it
+    if estimator is None:
         estimator = DepthEstimator(config.depth_model, device=config.depth_device, batch_size=config.depth_batch_size)
+        if config.source != "synthetic":  # records will need estimated depth: load the model before any work
+            try:
+                estimator.pipeline  # noqa: B018 - loading is the point
+            except DepthModelUnavailable as error:
+                raise BuildAborted(str(error)) from None
     indices = range(config.num_shards) if shard is None else [shard]
     if shard is not None and not 0 <= shard < config.num_shards:
         raise ValueError(f"shard {shard} is not in 0..{config.num_shards - 1}")

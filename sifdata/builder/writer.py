@@ -58,11 +58,14 @@ class WriteRequest:
 
 
 class WriterError(RuntimeError):
-    """A writer call failed. ``fatal`` errors (bad key, unknown model) stop the whole build."""
+    """A writer call failed. ``fatal`` errors (bad key, unknown model) stop the whole build;
+    ``transient`` ones (the endpoint down or overloaded through every retry) leave the record
+    pending for the next run; the others reject the record with the reason."""
 
-    def __init__(self, reason: str, *, fatal: bool = False) -> None:
+    def __init__(self, reason: str, *, fatal: bool = False, transient: bool = False) -> None:
         self.reason = reason
         self.fatal = fatal
+        self.transient = transient
         super().__init__(reason)
 
 
@@ -118,10 +121,14 @@ def check_written_chain(text: str, request: WriteRequest) -> Chain:
 
 @dataclass(frozen=True)
 class WriteOutcome:
+    """A chain, or a reject with its reason, or (``pending``) nothing yet: the endpoint could not
+    be reached, so the record is asked again on the next run."""
+
     record_id: str
     chain: str | None
     attempts: int
     reject_reason: str | None = None
+    pending: bool = False
 
 
 def write_checked(writer: Writer, request: WriteRequest, max_attempts: int = 3) -> WriteOutcome:
@@ -138,6 +145,8 @@ def write_checked(writer: Writer, request: WriteRequest, max_attempts: int = 3) 
         except WriterError as error:
             if error.fatal:
                 raise
+            if error.transient:
+                return WriteOutcome(request.record_id, None, attempt, error.reason, pending=True)
             return WriteOutcome(request.record_id, None, attempt, f"writer failed: {error.reason}")
         text = extract_fenced(raw)
         try:
@@ -334,7 +343,7 @@ class OpenAIWriter:
             text = self._chat.complete(messages, temperature=self.temperature, max_tokens=self.max_tokens).text
         except ChatError as error:
             reason = error.reason if error.fatal else f"record {request.record_id}: {error.reason}"
-            raise WriterError(reason, fatal=error.fatal) from None
+            raise WriterError(reason, fatal=error.fatal, transient=error.transient) from None
         if not text.strip():
             raise WriterError(f"record {request.record_id}: empty completion")
         if self.cache:

@@ -37,7 +37,7 @@ from pydantic import ValidationError
 
 from sifdata.chain import ChainError, format_chain, parse_chain
 from sifdata.depth import DepthMap, load_depth_png
-from sifdata.files import OutsideRoot, atomic_write, confined_path, safe_name
+from sifdata.files import OutsideRoot, atomic_write, confined_path, read_json, safe_name
 from sifdata.geometry import clip_box, padded_square_to_normalized, round_box
 from sifdata.prompt import sif_user_text
 from sifdata.schema import Box, Chain, Focus, Provenance, SIFRecord, Text
@@ -275,8 +275,8 @@ def to_record(
 def read_rows(path: str | Path) -> list[Any]:
     """The rows of a published file (a JSON list)."""
     path = Path(path)
-    with bulk_allocation(), open(path, encoding="utf-8") as handle:
-        rows = json.load(handle)
+    with bulk_allocation():
+        rows = read_json(path)
     if not isinstance(rows, list):
         raise ValueError(f"{path}: expected a JSON list of SIF-50K records")
     return rows

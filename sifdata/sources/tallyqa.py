@@ -3,11 +3,11 @@ object boxed in pixels (``bboxs``)."""
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+from sifdata.files import confined_path, read_json
 from sifdata.sources.base import (
     Candidate,
     RejectHandler,
@@ -22,7 +22,7 @@ from sifdata.sources.base import (
 
 
 def _parse_row(row: dict[str, Any], position: int, image_root: Path) -> SourceRecord:
-    image_path = image_root / row["image"]
+    image_path = confined_path(image_root, row["image"])  # OutsideRoot: this record's reject
     size = image_size(image_path)
     if size is None and "width" in row and "height" in row:
         size = (int(row["width"]), int(row["height"]))
@@ -45,8 +45,8 @@ def index(path: str | Path, *, image_root: str | Path | None = None) -> list[Can
     """The candidates of a TallyQA file, in file order (images are read when resolved)."""
     path = Path(path)
     root = Path(image_root) if image_root is not None else path.parent
-    with bulk_allocation(), open(path, encoding="utf-8") as handle:
-        rows = json.load(handle)
+    with bulk_allocation():
+        rows = read_json(path)
         if not isinstance(rows, list):
             raise ValueError(f"{path}: expected a JSON list of TallyQA records")
         candidates = []

@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, cast
 
+from sifdata.files import confined_path, read_json, read_jsonl
 from sifdata.schema import Box
 from sifdata.sources.base import (
     Candidate,
@@ -87,13 +88,9 @@ def _rows(path: Path) -> Iterator[dict[str, Any]]:
             yield from _rows(file)
         return
     if path.suffix == ".jsonl":
-        with open(path, encoding="utf-8") as handle:
-            for line in handle:
-                if line.strip():
-                    yield json.loads(line)
+        yield from (row for _, row in read_jsonl(path))
         return
-    with open(path, encoding="utf-8") as handle:
-        rows = json.load(handle)
+    rows = read_json(path)
     if not isinstance(rows, list):
         raise ValueError(f"{path}: expected a JSON list of Visual-CoT records")
     yield from rows
@@ -121,7 +118,7 @@ def _parse_row(
         box_pixel: list[float] = [float(v) for v in json.loads(marked.split("###", 1)[1])]
     else:
         raise ValueError("image field has no '###[x1,y1,x2,y2]' box")
-    image_path = image_root / image_rel
+    image_path = confined_path(image_root, image_rel)  # OutsideRoot: this record's reject, with the path
     size = image_size(image_path)
     sizes = size_table()
     detection = sizes.get(detection_key(image_rel, question_id)) if sizes else None

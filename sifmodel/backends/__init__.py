@@ -19,6 +19,7 @@ from sifmodel.backends.base import (
     GenerationRequest,
     GenerationResponse,
     GenerationSettings,
+    ModelUnavailable,
     TextScorer,
     prompts_for,
 )
@@ -30,6 +31,7 @@ __all__ = [
     "GenerationRequest",
     "GenerationResponse",
     "GenerationSettings",
+    "ModelUnavailable",
     "TextScorer",
     "load",
     "parse_spec",
@@ -47,11 +49,20 @@ def parse_spec(spec: str) -> tuple[str, str, dict[str, Any]]:
     return kind, target, options
 
 
-def load(spec: str, *, depth_model: str | None = None, depth_device: str | None = None, **overrides: Any) -> Backend:
-    """A backend for ``spec``. ``depth_model`` estimates depth for ``sif`` requests that lack it."""
+def load(
+    spec: str,
+    *,
+    depth_model: str | None = None,
+    depth_device: str | None = None,
+    depth: DepthProvider | None = None,
+    **overrides: Any,
+) -> Backend:
+    """A backend for ``spec``. ``depth_model`` (or a ready ``depth`` provider) estimates depth for
+    ``sif`` requests that lack it."""
     kind, target, options = parse_spec(spec)
     options.update(overrides)
-    depth = DepthProvider(depth_model, depth_device) if depth_model else None
+    if depth is None and depth_model:
+        depth = DepthProvider(depth_model, depth_device)
     if kind == "hf":
         from sifmodel.backends.hf import TransformersBackend
 

@@ -136,10 +136,31 @@ class DepthProvider:
         self.device = device
         self._estimator: DepthEstimator | None = None
 
-    def depth_images(self, images: Sequence[Image.Image]) -> list[Image.Image]:
+    @property
+    def estimator(self) -> DepthEstimator:
         if self._estimator is None:
             self._estimator = DepthEstimator(self.model, device=self.device)
-        return [depth_to_image(depth) for depth in self._estimator.estimate(list(images))]
+        return self._estimator
+
+    def ensure_available(self) -> None:
+        """Load the depth model now: :class:`~sifdata.depth.DepthModelUnavailable` before any work,
+        rather than a failure in every request."""
+        self.estimator.pipeline  # noqa: B018 - loading is the point
+
+    def depth_images(self, images: Sequence[Image.Image]) -> list[Image.Image]:
+        return [depth_to_image(depth) for depth in self.estimator.estimate(list(images))]
+
+
+class ModelUnavailable(RuntimeError):
+    """A model that cannot be loaded: which one, why, and what to pass instead."""
+
+    def __init__(self, model: str, error: Exception) -> None:
+        first = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+        where = "the folder" if Path(model).exists() else "the Hub id (not in the Hugging Face cache, or offline)"
+        super().__init__(
+            f"model {model!r} cannot be loaded from {where}: {first}. Pass a local folder, or download it first "
+            f"(`hf download {model}`)"
+        )
 
 
 def check_depth_available(requests: Sequence[GenerationRequest], depth: DepthProvider | None) -> None:

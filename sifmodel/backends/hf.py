@@ -17,6 +17,7 @@ from sifmodel.backends.base import (
     GenerationRequest,
     GenerationResponse,
     GenerationSettings,
+    ModelUnavailable,
     check_depth_available,
     model_identity,
     prompts_for,
@@ -58,7 +59,10 @@ class TransformersBackend:
         from sifdata.depth import default_device
 
         self.model_id = model
-        self.processor = load_processor(model, revision=revision)
+        try:
+            self.processor = load_processor(model, revision=revision)
+        except (OSError, ValueError) as error:
+            raise ModelUnavailable(model, error) from None
         torch_dtype = "auto" if dtype == "auto" else getattr(torch, dtype)
         options: dict[str, Any] = {"dtype": torch_dtype, "revision": revision}
         if device_map is not None:  # accelerate places the layers (several GPUs, offloading)
