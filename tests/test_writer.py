@@ -112,7 +112,10 @@ def test_a_request_the_endpoint_refuses_rejects_the_record_with_the_reason() -> 
     with ScriptedChatServer(default="400") as server:
         outcome = write_checked(_writer(server, attempts=3), _request())
         assert outcome.chain is None and not outcome.pending
-        assert outcome.reject_reason == "writer failed: record test/What color is the cup?: HTTP 400: Error code: 400 - scripted 400"
+        assert (
+            outcome.reject_reason
+            == "writer failed: record test/What color is the cup?: HTTP 400: Error code: 400 - scripted 400"
+        )
 
 
 def test_timeouts_are_retried_then_reported() -> None:
