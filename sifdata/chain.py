@@ -13,6 +13,7 @@ import ast
 import json
 import math
 import re
+from dataclasses import dataclass
 from typing import Any
 
 from sifdata.geometry import clip_box
@@ -339,6 +340,57 @@ def _parse_lenient(text: str, width: int | None, height: int | None, reason: str
             issues.append("boxes found outside <area> tags")
             steps.append(focus)
     return _chain(steps, answer, issues)
+
+
+# ---------------------------------------------------------------------------- as written
+
+
+@dataclass(frozen=True)
+class WrittenArea:
+    """One ``<area>`` exactly as written, for rewards that must score what a completion says.
+
+    ``boxes`` holds every readable box with each coordinate clipped to [0, 1], in the order
+    written: an inverted box stays inverted (it covers nothing), pixel numbers clip to the edge
+    (they cover nothing either), nothing is re-ordered, normalized or dropped for being odd.
+    ``depths`` holds the stated depth of each box, NaN where it is missing, unreadable or not
+    finite. ``unreadable`` counts the box-like items that could not be read as four numbers.
+    """
+
+    boxes: list[Box]
+    depths: list[float]
+    unreadable: int = 0
+
+
+def read_areas(text: str) -> list[WrittenArea]:
+    """Every ``<area>`` of a completion's thinking (before its last ``<answer>``), in order, as
+    written; an area with nothing readable is an area with no boxes, never skipped."""
+    answer_start = text.lower().rfind("<answer>")
+    body = text if answer_start < 0 else text[:answer_start]
+    areas = []
+    for match in _PIECE.finditer(body):
+        if match.group(1).lower() != "area":
+            continue
+        boxes: list[Box] = []
+        depths: list[float] = []
+        unreadable = 0
+        for raw_box, raw_depth in _candidate_boxes(match.group(2)):
+            numbers = [_to_float(v) for v in raw_box] if isinstance(raw_box, list | tuple) else []
+            if len(numbers) != 4 or any(v is None for v in numbers):
+                unreadable += 1
+                continue
+            x1, y1, x2, y2 = (min(max(v, 0.0), 1.0) for v in numbers if v is not None)
+            boxes.append((x1, y1, x2, y2))
+            depth = _to_float(raw_depth)
+            depths.append(depth if depth is not None else math.nan)
+        areas.append(WrittenArea(boxes, depths, unreadable))
+    return areas
+
+
+def written_answer(text: str) -> str | None:
+    """The content of the last ``<answer>`` written (to its ``</answer>`` or the end), stripped;
+    None when there is none or it is empty. Never an earlier answer in place of an empty last one."""
+    answers = [m.group(1).strip() for m in _ANSWER.finditer(text)]
+    return answers[-1] if answers and answers[-1] else None
 
 
 # ---------------------------------------------------------------------------- public

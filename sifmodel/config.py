@@ -13,10 +13,7 @@ from pathlib import Path
 from typing import Any, Literal, TypeVar
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field
-
-# LoRA on the language model's linear layers only: the vision tower stays frozen.
-LANGUAGE_LINEAR = r"^(?!.*visual).*\.(q_proj|k_proj|v_proj|o_proj|gate_proj|up_proj|down_proj)$"
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 
 class Strict(BaseModel):
@@ -27,7 +24,9 @@ class LoraSettings(Strict):
     r: int = 8
     alpha: int = 16
     dropout: float = 0.0
-    target_modules: str | list[str] = LANGUAGE_LINEAR
+    # "auto": the language model's linear layers, found from the model's structure (any VLM);
+    # or a PEFT pattern / list of module names.
+    target_modules: str | list[str] = "auto"
 
 
 class JudgeSettings(Strict):
@@ -39,7 +38,9 @@ class JudgeSettings(Strict):
     model: str | None = None
     concurrency: int = 32
     timeout: float = 60.0
-    with_image: bool = False
+    with_image: bool = True  # the spec's judge sees the image
+    max_tokens: int = 512  # room for a reasoning judge's thoughts before its score
+    temperature: float = 0.0
     failure_policy: Literal["raise", "mask"] = "mask"
 
 
@@ -98,12 +99,29 @@ class GRPOSettings(CommonSettings):
     # "grpo": per-sequence normalized clipped loss with the k3 KL term, as the paper's fork of TRL.
     loss_type: str = "grpo"
     scale_rewards: str = "group"
-    reward_weights: list[float] = Field(default_factory=lambda: [1.0, 1.0, 1.0, 1.0])
+    # The rewards by name, with their weights (the paper: all four, summed unweighted).
+    rewards: dict[str, float] = Field(
+        default_factory=lambda: {"format": 1.0, "accuracy": 1.0, "box_iou": 1.0, "depth": 1.0}
+    )
+    # "score": the reference of the progress bonus is the group mean of the judge's score (the
+    # decision in grpo-sif.md); "reward": the original's group mean of the reward, bonus included.
+    progress_reference: Literal["score", "reward"] = "score"
     depth_tolerance: float = 0.1
     use_vllm: bool = False
     vllm_mode: Literal["colocate", "server"] = "colocate"
     judge: JudgeSettings = Field(default_factory=JudgeSettings)
     lora: LoraSettings = Field(default_factory=lambda: LoraSettings(r=64, alpha=128, dropout=0.05))
+
+    @field_validator("rewards")
+    @classmethod
+    def _known_rewards(cls, rewards: dict[str, float]) -> dict[str, float]:
+        known = ("format", "accuracy", "box_iou", "depth")
+        unknown = [name for name in rewards if name not in known]
+        if unknown:
+            raise ValueError(f"unknown reward(s) {', '.join(unknown)}; the rewards are {', '.join(known)}")
+        if not rewards:
+            raise ValueError("rewards: name at least one reward")
+        return rewards
 
 
 Settings = TypeVar("Settings", bound=BaseModel)
@@ -140,7 +158,20 @@ def load_settings(kind: type[Settings], path: str | Path | None = None, override
 
 
 def dump_settings(settings: BaseModel, path: str | Path) -> Path:
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(yaml.safe_dump(settings.model_dump(mode="json"), sort_keys=False), encoding="utf-8")
-    return path
+    from sifdata.files import atomic_write
+
+    return atomic_write(path, yaml.safe_dump(settings.model_dump(mode="json"), sort_keys=False).encode("utf-8"))
+
+
+def record_settings(settings: BaseModel, path: str | Path) -> Path:
+    """Log the resolved settings and write them beside the checkpoints, as a recipe's first act
+    (torchtune-style): a run that crashes still says what it was."""
+    import logging
+    import os
+
+    if int(os.environ.get("RANK", "0")) != 0:  # one process writes and logs for all
+        return Path(path)
+    text = yaml.safe_dump(settings.model_dump(mode="json"), sort_keys=False)
+    logging.getLogger("sifmodel").info("resolved settings:\n%s", text)
+    print(f"resolved settings ({type(settings).__name__}), written to {path}:\n{text}", flush=True)
+    return dump_settings(settings, path)

@@ -82,6 +82,18 @@ def sft_dataset(
     return dataset.map(convert, remove_columns=dataset.column_names, features=features, desc="SFT rows")
 
 
+def write_depth_maps(dataset: Any, depth_dir: Path) -> None:
+    """Write every row's 16-bit depth PNG (the depth reward reads them) before ``datasets.map``:
+    a map reused from the cache does not run again, so files written inside it would be missing
+    after the output folder was deleted; written here, they exist whenever the rows point at them."""
+    for row in dataset.select_columns(["id", "depth_image"]):
+        depth_path = depth_dir / f"{safe_name(row['id'])}_d.png"
+        if not depth_path.is_file():
+            if not row.get("depth_image") or not row["depth_image"].get("bytes"):
+                raise ValueError(f"record {row['id']} has no depth map: the depth reward needs one")
+            atomic_write(depth_path, row["depth_image"]["bytes"])
+
+
 def grpo_dataset(
     name_or_path: str,
     depth_dir: str | Path,
@@ -94,11 +106,11 @@ def grpo_dataset(
     from datasets import List, Value
 
     depth_dir = Path(depth_dir)
+    dataset = load_sif(name_or_path, max_samples)
+    write_depth_maps(dataset, depth_dir)
 
     def convert(row: dict[str, Any]) -> dict[str, Any]:
         depth_path = depth_dir / f"{safe_name(row['id'])}_d.png"
-        if not depth_path.is_file():
-            atomic_write(depth_path, row["depth_image"]["bytes"])
         return {
             "prompt": [{"role": "user", "content": user_content(row["question"], with_depth=with_depth)}],
             "images": _model_images(row, with_depth, max_pixels),
@@ -109,7 +121,6 @@ def grpo_dataset(
             "depth_map": str(depth_path.resolve()),
         }
 
-    dataset = load_sif(name_or_path, max_samples)
     features = _features(
         {
             "prompt": List(

@@ -12,7 +12,7 @@ import os
 from pathlib import Path
 from typing import Any
 
-from sifmodel.config import GRPOSettings, dump_settings
+from sifmodel.config import GRPOSettings, record_settings
 from sifmodel.data import grpo_dataset
 from sifmodel.judge import make_judge
 from sifmodel.rewards import SIFRewards
@@ -38,6 +38,7 @@ def train_grpo(settings: GRPOSettings, *, callbacks: list[Any] | None = None) ->
         except ImportError as error:
             raise ImportError("use_vllm=true needs vLLM on a GPU machine: pip install 'sifthinker[vllm]'") from error
     output = Path(settings.output_dir)
+    record_settings(settings, output / "sif_grpo_config.yaml")  # first: a crashed run still has it
     model, processor = load_model_and_processor(settings)
     dataset = grpo_dataset(
         settings.data,
@@ -50,7 +51,9 @@ def train_grpo(settings: GRPOSettings, *, callbacks: list[Any] | None = None) ->
         make_judge(settings.judge),
         failure_policy=settings.judge.failure_policy,
         depth_tolerance=settings.depth_tolerance,
+        progress_reference=settings.progress_reference,
     )
+    names = list(settings.rewards)
     checkpoint = _checkpoint(settings)
     if checkpoint is not None:
         rewards.progress.load(checkpoint)
@@ -71,23 +74,22 @@ def train_grpo(settings: GRPOSettings, *, callbacks: list[Any] | None = None) ->
         epsilon=settings.epsilon,
         loss_type=settings.loss_type,
         scale_rewards=settings.scale_rewards,
-        reward_weights=settings.reward_weights,
+        reward_weights=[settings.rewards[name] for name in names],
         use_vllm=settings.use_vllm,
         vllm_mode=settings.vllm_mode,
         remove_unused_columns=False,
     )
     trainer = GRPOTrainer(
         model=model,
-        reward_funcs=rewards.functions(),  # type: ignore[arg-type]  # list invariance only
+        reward_funcs=rewards.functions(names),  # type: ignore[arg-type]  # list invariance only
         args=args,
         train_dataset=dataset,
         processing_class=processor,
-        peft_config=lora_config(settings),
+        peft_config=lora_config(settings, model),
         callbacks=[SIFRewardsCallback(rewards), *(callbacks or [])],
     )
     trainer.train(resume_from_checkpoint=checkpoint)
     trainer.save_model(str(output))
     processor.save_pretrained(str(output))
     rewards.progress.save(output)
-    dump_settings(settings, output / "sif_grpo_config.yaml")
     return output

@@ -78,8 +78,14 @@ class JudgeResult:
         return self.score is not None
 
 
+def _image_digest(image: Image.Image) -> str:
+    return hashlib.sha256(image.tobytes()).hexdigest()[:16]
+
+
 def parse_judge_reply(text: str) -> float:
-    """The score in ``{"score": s}`` (or "score: s"); ValueError for anything else."""
+    """The score of a judge reply: ``{"score": s}`` (also fenced in a code block),
+    ``score: s``, or a bare number ``s``, with s in [0, 1]. Anything else is ``ValueError``: a
+    judge failure, never a score."""
     match = re.search(r"\{[^{}]*\}", text)
     if match:
         try:
@@ -93,6 +99,9 @@ def parse_judge_reply(text: str) -> float:
     match = re.search(r"score\s*[:=]\s*(-?\d+(?:\.\d+)?)", text, re.IGNORECASE)
     if match and 0.0 <= float(match.group(1)) <= 1.0:
         return float(match.group(1))
+    bare = text.strip().strip("`").strip()
+    if re.fullmatch(r"\d+(?:\.\d+)?", bare) and 0.0 <= float(bare) <= 1.0:
+        return float(bare)
     raise ValueError(f"judge reply has no score: {text[:120]!r}")
 
 
@@ -114,6 +123,8 @@ class LLMJudge:
         timeout: float = 60.0,
         retry: RetryPolicy | None = None,
         with_image: bool = False,
+        max_tokens: int = 512,
+        temperature: float = 0.0,
     ) -> None:
         self.model = model or os.environ.get("SIF_JUDGE_MODEL")
         base_url = base_url or os.environ.get("SIF_JUDGE_BASE_URL")
@@ -127,12 +138,16 @@ class LLMJudge:
         )
         self.concurrency = concurrency
         self.with_image = with_image
+        # A reasoning judge thinks before it scores: too few tokens cut every reply short.
+        self.max_tokens = max_tokens
+        self.temperature = temperature
         self._cache: dict[str, float] = {}
         self._lock = threading.Lock()
 
     def _key(self, item: JudgeItem, prompt: JudgePrompt | None = None) -> str:
         name = prompt.name if prompt is not None else "sif"
-        payload = json.dumps([self.model, name, item.question, item.reference, item.prediction])
+        image = _image_digest(item.image) if self.with_image and item.image is not None else None
+        payload = json.dumps([self.model, name, item.question, item.reference, item.prediction, image])
         return hashlib.sha256(payload.encode()).hexdigest()
 
     def _messages(self, item: JudgeItem) -> list[dict[str, Any]]:
@@ -154,7 +169,7 @@ class LLMJudge:
                 return JudgeResult(self._cache[key], "cache")
         try:
             messages = prompt.messages(item) if prompt is not None else self._messages(item)
-            reply = self.client.complete(messages, temperature=0.0, max_tokens=32)
+            reply = self.client.complete(messages, temperature=self.temperature, max_tokens=self.max_tokens)
             score = prompt.parse(reply.text) if prompt is not None else parse_judge_reply(reply.text)
         except ChatError as error:
             return JudgeResult(None, "llm", error.reason)
@@ -216,4 +231,6 @@ def make_judge(settings: JudgeSettings) -> LLMJudge | MatchJudge:
         concurrency=settings.concurrency,
         timeout=settings.timeout,
         with_image=settings.with_image,
+        max_tokens=settings.max_tokens,
+        temperature=settings.temperature,
     )

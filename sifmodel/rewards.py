@@ -1,24 +1,47 @@
 """The four GRPO-SIF rewards, as TRL reward functions ``f(completions, **columns) -> list``.
 
-1. ``format_reward`` (0 or 1): the strict chain grammar holds.
-2. ``accuracy_reward`` (0..2): the judged score s of the ``<answer>`` (rules for options,
-   yes/no and numbers; the configured judge model otherwise), plus progress: if this sample
-   was seen before with stored value s_prev and s >= s_prev, reward = s + (s - s_prev). The
-   stored value is the group mean of this reward for the sample, updated after each group.
-3. ``box_iou_reward`` (0..2): H(P, G) = (IoU of the unions + Hungarian-matched IoU sum /
-   min(|P|, |G|)) / 2; end = H(last area, truth), start = H(first area that is not the full
-   image, truth); reward = end + max(0, end - start).
-4. ``depth_consistency_reward`` (0..1): the fraction of stated (box, depth) pairs within 10%
-   relative error of the depth map's mean inside the box.
+1. ``format`` (0 or 1): the strict chain grammar holds.
+2. ``accuracy`` (0..2): the judged score s of the last ``<answer>`` written (rules for options,
+   yes/no and numbers; the configured judge model otherwise), plus progress: if this sample was
+   seen before with reference s_prev and s >= s_prev, reward = s + (s - s_prev).
+   **The reference (the decision in grpo-sif.md):** s_prev is the group mean of the judge's
+   score s for the sample id, bonus *not* included, updated after each group (a mean of 0 is
+   stored too), gathered across processes and saved with checkpoints.
+   ``progress_reference="reward"`` keeps the original's reference instead (the group mean of
+   the reward, bonus included), for reproducing it: it compares a value in [0, 2] with s in
+   [0, 1] and switches the bonus off for good on the samples that improved most.
+3. ``box_iou`` (0..2): H(P, G) = (IoU of the unions + Hungarian-matched IoU sum /
+   min(|P|, |G|)) / 2; end = H(last area written, truth), start = H(first area with a box that
+   is not the full image, truth), default the full image; reward = end + max(0, end - start).
+4. ``depth`` (0..1): the fraction of stated (box, depth) pairs within 10% relative error of the
+   depth map's mean inside the box.
+
+**Scored as written** (a policy optimizes whatever pays; these are what it would find). Each
+case, with what it scores, is a test in ``tests/test_rewards.py``:
+
+=============================================================  ==================================
+the completion                                                 reward
+=============================================================  ==================================
+an exact last area after which an empty ``<area></area>``      box IoU 0: the last area written
+an exact area, then a last one of pixel numbers                box IoU 0 (pixels clip to the edge)
+an exact area, then an unreadable last one                     box IoU 0
+a last box with x2 = 1.09 (just past the edge)                 scored clipped to 1.0, not dropped
+an inverted last box ([0.5, 0.5, 0.1, 0.1])                    box IoU 0: it covers nothing
+an empty first area, then the exact box                        no progress bonus (not a start)
+a stated depth of NaN, -0.2 or 1.7, or none at all             a miss in the depth denominator
+a box reaching past the image with its true mean depth         scored on the clipped box
+[0.001, 0.001, 1, 1] or [0, 0, 0.999, 1] as the first area     both are the full image
+two ``<answer>`` tags, the last one empty                      accuracy 0: no answer, not the first
+=============================================================  ==================================
 
 Dataset columns read: ``gt_boxes`` (per-axis normalized), ``answer``, ``question``,
-``depth_map`` (path of the 16-bit SIF depth PNG) and ``sample_id``. Completions may be
-strings or conversational message lists.
+``depth_map`` (path of the 16-bit SIF depth PNG), ``sample_id``, and ``images`` (the RGB image
+goes to the judge when ``with_image``). Completions may be strings or conversational lists.
 
-Fixes over the original: a judge failure is never a silent 0 (policy ``raise``, or ``mask``:
-the sample's accuracy term is None, which TRL leaves out, and it is counted); the progress
-record is explicit state keyed by ``sample_id``, gathered across processes and saved with
-checkpoints; each depth map is decoded once and its integral image reused across completions.
+Fixes over the original: a judge failure is never a silent 0 (policy ``raise``, agreed by every
+process so that all stop together, or ``mask``: the sample's accuracy term is None, which TRL
+leaves out, and it is counted); the progress record is explicit state keyed by ``sample_id``;
+each depth map is decoded once and its integral image reused across completions.
 """
 
 from __future__ import annotations
@@ -33,7 +56,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any, Literal
 
-from sifdata.chain import parse_chain
+from sifdata.chain import WrittenArea, parse_chain, read_areas, written_answer
 from sifdata.depth import DepthMap, load_depth_png
 from sifdata.geometry import matched_iou, union_iou
 from sifdata.schema import Chain
@@ -170,8 +193,17 @@ def _gather(items: list[Any]) -> list[Any]:
 # ----------------------------------------------------------------------------- scores
 
 
+FULL_IMAGE_TOLERANCE = 1e-3 + 1e-9  # 3-decimal rounding either way (the 1e-9: 0.999 is 1 - 0.001)
+
+
 def _is_full_image(boxes: Sequence[Sequence[float]]) -> bool:
-    return len(boxes) == 1 and all(abs(a - b) <= 1e-3 for a, b in zip(boxes[0], FULL_IMAGE, strict=True))
+    return len(boxes) == 1 and all(
+        abs(a - b) <= FULL_IMAGE_TOLERANCE for a, b in zip(boxes[0], FULL_IMAGE, strict=True)
+    )
+
+
+def _covers_something(box: Sequence[float]) -> bool:
+    return box[2] > box[0] and box[3] > box[1]
 
 
 def localization_score(predicted: Sequence[Sequence[float]], truth: Sequence[Sequence[float]]) -> float:
@@ -190,28 +222,36 @@ def parsed(text: str) -> Chain:
     return parse_chain(text, strict=False)
 
 
+@lru_cache(maxsize=8192)
+def areas(text: str) -> tuple[WrittenArea, ...]:
+    """The completion's areas as written (:func:`sifdata.chain.read_areas`), read once."""
+    return tuple(read_areas(text))
+
+
 def box_iou_score(text: str, gt_boxes: Sequence[Sequence[float]]) -> float:
-    focus = parsed(text).focus_steps
-    if not focus:
+    written = areas(text)
+    if not written:
         return 0.0
-    end = localization_score(focus[-1].boxes, gt_boxes)
-    first_focused = next((step.boxes for step in focus if not _is_full_image(step.boxes)), [FULL_IMAGE])
-    start = localization_score(first_focused, gt_boxes)
+    end = localization_score(written[-1].boxes, gt_boxes)
+    starts = (a.boxes for a in written if any(map(_covers_something, a.boxes)) and not _is_full_image(a.boxes))
+    start = localization_score(next(starts, [FULL_IMAGE]), gt_boxes)
     return end + max(0.0, end - start)
 
 
 def depth_consistency_score(text: str, depth: DepthMap, tolerance: float = 0.1) -> float:
-    pairs = [
-        (box, stated)
-        for step in parsed(text).focus_steps
-        for box, stated in zip(step.boxes, step.depths, strict=True)
-        if stated is not None
-    ]
-    if not pairs:
+    written = areas(text)
+    pairs = [(box, stated) for area in written for box, stated in zip(area.boxes, area.depths, strict=True)]
+    total = len(pairs) + sum(area.unreadable for area in written)  # an unreadable box is a miss too
+    if not total:
         return 0.0
-    # 1e-6 keeps the boundary (exactly 10%) on the right side of float32 rounding.
-    right = sum(abs(stated - (mean := depth.box_mean(box))) <= tolerance * mean + 1e-6 for box, stated in pairs)
-    return right / len(pairs)
+    right = 0
+    for box, stated in pairs:
+        if not (0.0 <= stated <= 1.0) or not _covers_something(box):  # NaN fails the comparison
+            continue
+        mean = depth.box_mean(box)
+        # 1e-6 keeps the boundary (exactly 10%) on the right side of float32 rounding.
+        right += abs(stated - mean) <= tolerance * mean + 1e-6
+    return right / total
 
 
 def format_score(text: str) -> float:
@@ -219,6 +259,10 @@ def format_score(text: str) -> float:
 
 
 # ----------------------------------------------------------------------------- rewards
+
+
+REWARD_NAMES = ("format", "accuracy", "box_iou", "depth")
+ProgressReference = Literal["score", "reward"]
 
 
 class SIFRewards:
@@ -232,14 +276,18 @@ class SIFRewards:
         depth_tolerance: float = 0.1,
         progress: ProgressState | None = None,
         depth_cache: DepthMapCache | None = None,
+        progress_reference: ProgressReference = "score",
     ) -> None:
         if failure_policy not in ("raise", "mask"):
             raise ValueError(f"failure_policy must be 'raise' or 'mask', got {failure_policy!r}")
+        if progress_reference not in ("score", "reward"):
+            raise ValueError(f"progress_reference must be 'score' or 'reward', got {progress_reference!r}")
         self.judge = judge
         self.failure_policy = failure_policy
         self.depth_tolerance = depth_tolerance
         self.progress = progress or ProgressState()
         self.depth_cache = depth_cache or DepthMapCache()
+        self.progress_reference = progress_reference
         self.stats = RewardStats()
 
     def format(self, completions: Sequence[Any], **columns: Any) -> list[float]:
@@ -260,14 +308,20 @@ class SIFRewards:
         answer: Sequence[str],
         question: Sequence[str] | None = None,
         sample_id: Sequence[str] | None = None,
+        images: Sequence[Any] | None = None,
         **columns: Any,
     ) -> list[float | None]:
         count = len(completions)
         questions = list(question) if question is not None else [""] * count
-        predictions = [parsed(completion_text(c)).answer for c in completions]
-        items = [JudgeItem(q, a, p or "") for q, a, p in zip(questions, answer, predictions, strict=True)]
+        predictions = [written_answer(completion_text(c)) for c in completions]
+        pictures = [_first_image(images[i]) if images is not None else None for i in range(count)]
+        items = [
+            JudgeItem(q, a, p or "", picture)
+            for q, a, p, picture in zip(questions, answer, predictions, pictures, strict=True)
+        ]
         judged = judge_answers([item for item, p in zip(items, predictions, strict=True) if p], self.judge)
         scores: list[float | None] = []
+        failure: str | None = None
         results = iter(judged)
         for index, prediction in enumerate(predictions):
             if not prediction:  # no <answer>: wrong, and said so in the statistics
@@ -287,13 +341,18 @@ class SIFRewards:
                     self.stats.judge_failures += 1
                     self.stats.last_failure = result.error
             if result.score is None:
-                if self.failure_policy == "raise":
-                    raise JudgeFailure(
-                        f"could not judge completion {index} (sample {_id(sample_id, index)}): {result.error}"
-                    )
-                with self.stats._lock:
-                    self.stats.masked += 1
+                where = f"completion {index} (sample {_id(sample_id, index)})"
+                failure = failure or f"could not judge {where}: {result.error}"
+                if self.failure_policy == "mask":
+                    with self.stats._lock:
+                        self.stats.masked += 1
             scores.append(result.score)
+        if self.failure_policy == "raise":
+            # Every process learns of a failure on any of them before anyone raises: one rank
+            # raising alone would leave the others waiting in the next collective until timeout.
+            failures = [reason for reason in _gather([failure]) if reason]
+            if failures:
+                raise JudgeFailure(failures[0] + (f" (and {len(failures) - 1} more)" if len(failures) > 1 else ""))
         return self._with_progress(scores, sample_id)
 
     def _with_progress(self, scores: list[float | None], sample_id: Sequence[str] | None) -> list[float | None]:
@@ -308,15 +367,17 @@ class SIFRewards:
                 rewards.append(score + (score - previous))
             else:
                 rewards.append(score)
-        local = [(str(sample_id[i]), r) for i, r in enumerate(rewards) if r is not None]
+        stored = scores if self.progress_reference == "score" else rewards
+        local = [(str(sample_id[i]), value) for i, value in enumerate(stored) if value is not None]
         sums: dict[str, list[float]] = {}
-        for key, reward in _gather(local):
-            sums.setdefault(key, []).append(reward)
+        for key, value in _gather(local):
+            sums.setdefault(key, []).append(value)
         self.progress.update({key: sum(values) / len(values) for key, values in sums.items()})
         return rewards
 
-    def functions(self) -> list[Callable[..., list[float | None]]]:
-        """The four rewards as named functions, in the order of the paper."""
+    def functions(self, names: Sequence[str] = REWARD_NAMES) -> list[Callable[..., list[float | None]]]:
+        """The rewards named (``format``, ``accuracy``, ``box_iou``, ``depth``) as TRL reward
+        functions, in the order given; an unknown name is an error."""
 
         def format_reward(completions: Sequence[Any], **columns: Any) -> list[float | None]:
             return list(self.format(completions, **columns))
@@ -330,7 +391,31 @@ class SIFRewards:
         def depth_consistency_reward(completions: Sequence[Any], **columns: Any) -> list[float | None]:
             return list(self.depth_consistency(completions, **columns))
 
-        return [format_reward, accuracy_reward, box_iou_reward, depth_consistency_reward]
+        by_name = {
+            "format": format_reward,
+            "accuracy": accuracy_reward,
+            "box_iou": box_iou_reward,
+            "depth": depth_consistency_reward,
+        }
+        unknown = [name for name in names if name not in by_name]
+        if unknown:
+            raise ValueError(f"unknown reward(s) {', '.join(unknown)}; the rewards are {', '.join(REWARD_NAMES)}")
+        return [by_name[name] for name in names]
+
+    def gathered_stats(self) -> dict[str, float]:
+        """The statistics summed over every process (a collective call: every rank must make it)."""
+        totals: dict[str, float] = {}
+        for part in _gather([self.stats.as_dict()]):
+            for key, value in part.items():
+                totals[key] = totals.get(key, 0) + value
+        return totals
+
+
+def _first_image(cell: Any) -> Any:
+    """The RGB image of a row's ``images`` (a list: RGB, then depth), for the judge."""
+    if isinstance(cell, list | tuple):
+        return cell[0] if cell else None
+    return cell
 
 
 def _id(sample_id: Sequence[str] | None, index: int) -> str:

@@ -9,7 +9,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from sifmodel.config import SFTSettings, dump_settings
+from sifmodel.config import SFTSettings, record_settings
 from sifmodel.data import sft_dataset
 from sifmodel.training import common_arguments, load_model_and_processor, lora_config, pixel_limits
 
@@ -17,6 +17,7 @@ from sifmodel.training import common_arguments, load_model_and_processor, lora_c
 def train_sft(settings: SFTSettings, *, callbacks: list[Any] | None = None) -> Path:
     from trl import SFTConfig, SFTTrainer
 
+    record_settings(settings, Path(settings.output_dir) / "sif_sft_config.yaml")  # first: a crash keeps it
     model, processor = load_model_and_processor(settings)
     dataset = sft_dataset(
         settings.data,
@@ -40,12 +41,11 @@ def train_sft(settings: SFTSettings, *, callbacks: list[Any] | None = None) -> P
         train_dataset=train,
         eval_dataset=held_out,
         processing_class=processor,
-        peft_config=lora_config(settings),
+        peft_config=lora_config(settings, model),
         callbacks=callbacks,
     )
     trainer.train(resume_from_checkpoint=settings.resume_from_checkpoint)
     output = Path(settings.output_dir)
     trainer.save_model(str(output))
     processor.save_pretrained(str(output))
-    dump_settings(settings, output / "sif_sft_config.yaml")
     return output

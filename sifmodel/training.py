@@ -5,7 +5,9 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 import warnings
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -34,15 +36,29 @@ def _size_field(image_processor: Any, name: str, legacy: str) -> Any:
     return value if value is not None else getattr(image_processor, legacy, None)
 
 
+def has_pixel_budget(image_processor: Any) -> bool:
+    """Whether the processor resizes to a pixel budget (Qwen2-VL's dynamic resolution, with a
+    ``merge_size``); fixed-size processors (CLIP's, LLaVA's) have no such budget."""
+    return hasattr(image_processor, "merge_size") or hasattr(image_processor, "max_pixels")
+
+
 def pixel_limits(image_processor: Any) -> tuple[int | None, int | None]:
-    """(min, max) pixels of a Qwen2-VL-style image processor (``size`` edges or the older fields)."""
+    """(min, max) pixels of a Qwen2-VL-style image processor (``size`` edges or the older
+    fields); (None, None) for a processor without a pixel budget."""
+    if not has_pixel_budget(image_processor):
+        return None, None
     return _size_field(image_processor, "shortest_edge", "min_pixels"), _size_field(
         image_processor, "longest_edge", "max_pixels"
     )
 
 
 def set_pixel_limits(image_processor: Any, min_pixels: int | None, max_pixels: int | None) -> None:
-    """Qwen2-VL processors keep min/max pixels as ``size.shortest_edge``/``size.longest_edge``."""
+    """Qwen2-VL processors keep min/max pixels as ``size.shortest_edge``/``size.longest_edge``.
+    Left alone for a processor without a pixel budget: there ``shortest_edge`` is an edge length."""
+    if not has_pixel_budget(image_processor):
+        if min_pixels is not None or max_pixels is not None:
+            log.info("%s has no pixel budget: image_min/max_pixels left unused", type(image_processor).__name__)
+        return
     for value, name, legacy in (
         (min_pixels, "shortest_edge", "min_pixels"),
         (max_pixels, "longest_edge", "max_pixels"),
@@ -58,6 +74,57 @@ def set_pixel_limits(image_processor: Any, min_pixels: int | None, max_pixels: i
             setattr(image_processor, legacy, value)
 
 
+@dataclass(frozen=True)
+class ModelParts:
+    """Where a vision-language model keeps its language model and its vision side, found from the
+    model's own structure: the language model is the module that owns the input embeddings; the
+    vision side is everything beside it in the same parent (the vision tower, the projector or
+    merger). No name is assumed ("visual" is Qwen's; LLaVA's is "vision_tower")."""
+
+    language_model: str  # e.g. "model.language_model"
+    vision: tuple[str, ...]  # e.g. ("model.visual",) or ("model.multi_modal_projector", "model.vision_tower")
+    language_linear: tuple[str, ...]  # the names of the language model's linear layers
+
+
+def model_parts(model: Any) -> ModelParts:
+    import torch
+
+    embeddings = model.get_input_embeddings()
+    owner = next((name for name, module in model.named_modules() if module is embeddings), None)
+    if owner is None or "." not in owner:
+        raise ValueError(f"cannot find where {type(model).__name__} keeps its language model")
+    language = owner.rsplit(".", 1)[0]
+    parent = language.rsplit(".", 1)[0] if "." in language else ""
+    siblings = dict(model.get_submodule(parent).named_children()) if parent else {}
+    vision = tuple(f"{parent}.{name}" for name in sorted(siblings) if f"{parent}.{name}" != language)
+    if not vision:
+        raise ValueError(f"{type(model).__name__}: no vision tower beside the language model at {language}")
+    linear = tuple(
+        name
+        for name, module in model.named_modules()
+        if name.startswith(language + ".") and isinstance(module, torch.nn.Linear)
+    )
+    return ModelParts(language, vision, linear)
+
+
+def freeze_vision(model: Any) -> int:
+    """Freeze the vision side (tower and projector); returns the number of parameters frozen."""
+    parts = model_parts(model)
+    frozen = 0
+    for name, parameter in model.named_parameters():
+        if any(name.startswith(prefix + ".") for prefix in parts.vision):
+            parameter.requires_grad_(False)
+            frozen += parameter.numel()
+    return frozen
+
+
+def language_lora_targets(model: Any) -> str:
+    """A PEFT ``target_modules`` pattern naming exactly the language model's linear layers."""
+    parts = model_parts(model)
+    suffixes = sorted({name.rsplit(".", 1)[-1] for name in parts.language_linear})
+    return rf"^{re.escape(parts.language_model)}\..*\.({'|'.join(map(re.escape, suffixes))})$"
+
+
 def load_model_and_processor(settings: CommonSettings) -> tuple[Any, Any]:
     import torch
     from transformers import AutoModelForImageTextToText
@@ -66,25 +133,24 @@ def load_model_and_processor(settings: CommonSettings) -> tuple[Any, Any]:
     set_pixel_limits(processor.image_processor, settings.image_min_pixels, settings.image_max_pixels)
     dtype = torch.bfloat16 if use_bf16(settings.bf16) else torch.float32
     model = AutoModelForImageTextToText.from_pretrained(settings.model, dtype=dtype)
-    if settings.finetuning == "full":  # the vision tower stays frozen, as with LoRA
-        for name, parameter in model.named_parameters():
-            if "visual" in name:
-                parameter.requires_grad_(False)
+    frozen = freeze_vision(model)  # with LoRA too: only adapters train, and the tower never does
+    log.info("vision side frozen: %s (%d parameters)", ", ".join(model_parts(model).vision), frozen)
     return model, processor
 
 
-def lora_config(settings: CommonSettings) -> Any:
-    """The LoRA config, or None for full fine-tuning (then the vision tower is frozen here)."""
+def lora_config(settings: CommonSettings, model: Any) -> Any:
+    """The LoRA config (adapters on the language model's linear layers, found from ``model``
+    unless configured), or None for full fine-tuning."""
     from peft import LoraConfig
 
     if settings.finetuning == "full":
         return None
-
+    targets = settings.lora.target_modules
     return LoraConfig(
         r=settings.lora.r,
         lora_alpha=settings.lora.alpha,
         lora_dropout=settings.lora.dropout,
-        target_modules=settings.lora.target_modules,
+        target_modules=language_lora_targets(model) if targets == "auto" else targets,
         task_type="CAUSAL_LM",
     )
 
@@ -123,9 +189,10 @@ class SIFRewardsCallback(TrainerCallback):
             self.rewards.progress.save(checkpoint)
 
     def on_log(self, args: Any, state: Any, control: Any, logs: dict[str, Any] | None = None, **kwargs: Any) -> None:
+        gathered = self.rewards.gathered_stats()  # every rank takes part; rank 0 writes the sums
         if not state.is_world_process_zero:
             return
-        stats = {"step": state.global_step, **self.rewards.stats.as_dict()}
+        stats = {"step": state.global_step, **gathered}
         if self.rewards.stats.last_failure:
             stats["last_failure"] = self.rewards.stats.last_failure
         with open(Path(args.output_dir) / "reward_stats.jsonl", "a", encoding="utf-8") as handle:

@@ -46,13 +46,31 @@ def test_rule_scores(prediction: str, reference: str, score: float | None) -> No
     assert rule_score(prediction, reference) == score
 
 
-def test_judge_reply_parsing() -> None:
-    assert parse_judge_reply('{"score": 0.7}') == 0.7
-    assert parse_judge_reply('Sure. {"score": 1}') == 1.0
-    assert parse_judge_reply("score: 0.25") == 0.25
-    for bad in ("I think so", '{"score": 7}', '{"score": "high"}'):
-        with pytest.raises(ValueError):
-            parse_judge_reply(bad)
+@pytest.mark.parametrize(
+    ("reply", "score"),
+    [  # the shapes grpo-sif.md names: JSON (possibly fenced), "score: x", a bare number
+        ('{"score": 0.7}', 0.7),
+        ('Sure. {"score": 1}', 1.0),
+        ('```json\n{"score": 0.4}\n```', 0.4),
+        ("score: 0.25", 0.25),
+        ("Score = 1", 1.0),
+        ("0.7", 0.7),
+        (" 0.7\n", 0.7),
+        ("`0`", 0.0),
+        ("1", 1.0),
+    ],
+)
+def test_judge_reply_shapes_that_are_scores(reply: str, score: float) -> None:
+    assert parse_judge_reply(reply) == score
+
+
+@pytest.mark.parametrize(
+    "reply",
+    ["I think so", '{"score": 7}', '{"score": "high"}', "7", "-0.5", "0.7 or 0.8", "I'd say 0.7", "", "score: 1.5"],
+)
+def test_judge_reply_shapes_that_are_failures(reply: str) -> None:
+    with pytest.raises(ValueError):
+        parse_judge_reply(reply)
 
 
 def _judge(server: ScriptedChatServer, **kwargs) -> LLMJudge:
@@ -102,3 +120,52 @@ def test_missing_judge_configuration_is_a_clear_error(monkeypatch: pytest.Monkey
     monkeypatch.delenv("SIF_JUDGE_BASE_URL", raising=False)
     with pytest.raises(ValueError, match="SIF_JUDGE_BASE_URL"):
         LLMJudge()
+
+
+def _image_parts(request: dict) -> list[dict]:
+    content = request["messages"][0]["content"]
+    return [part for part in content if part.get("type") == "image_url"] if isinstance(content, list) else []
+
+
+def test_the_image_reaches_the_judge_over_loopback_with_the_configured_budget() -> None:
+    from PIL import Image
+
+    completion = "<think><area>[]</area></think><answer>a mug</answer>"
+    red, blue = Image.new("RGB", (64, 48), "red"), Image.new("RGB", (64, 48), "blue")
+    columns = {"answer": ["a red cup"] * 2, "question": ["what is it?"] * 2, "sample_id": ["s1", "s2"]}
+    # The GRPO rows' ``images``: the RGB image, then the depth rendering (not for the judge).
+    images = [[red, Image.new("RGB", (64, 48), "gray")], [blue, Image.new("RGB", (64, 48), "gray")]]
+    with ScriptedChatServer() as server:
+        judge = _judge(server, with_image=True, max_tokens=777, temperature=0.3)
+        scores = SIFRewards(judge).accuracy([completion] * 2, images=images, **columns)
+        assert scores == [0.25, 0.25]
+        assert len(server.requests) == 2  # same text, different images: not one cached verdict
+        for request in server.requests:
+            (part,) = _image_parts(request)
+            assert part["image_url"]["url"].startswith("data:image/")
+            assert request["max_tokens"] == 777 and request["temperature"] == 0.3
+        pixels = [Image.open(_decoded(request)).convert("RGB").getpixel((5, 5)) for request in server.requests]
+        colours = {"red" if r > 200 and b < 50 else "blue" if b > 200 and r < 50 else "other" for r, _, b in pixels}
+        assert colours == {"red", "blue"}  # each sample's own RGB image, not the depth rendering
+    with ScriptedChatServer() as server:  # with_image=false: text only
+        SIFRewards(_judge(server, with_image=False)).accuracy([completion] * 2, images=images, **columns)
+        assert all(not _image_parts(request) for request in server.requests)
+
+
+def _decoded(request: dict):
+    import base64
+    import io
+
+    (part,) = _image_parts(request)
+    return io.BytesIO(base64.b64decode(part["image_url"]["url"].split(",", 1)[1]))
+
+
+def test_judge_settings_reach_the_judge() -> None:
+    from sifmodel.config import JudgeSettings
+    from sifmodel.judge import make_judge
+
+    settings = JudgeSettings(kind="llm", model="m", base_url="http://127.0.0.1:9/v1", max_tokens=2048, temperature=0.6)
+    judge = make_judge(settings)
+    assert isinstance(judge, LLMJudge)
+    assert (judge.max_tokens, judge.temperature, judge.with_image, judge.concurrency) == (2048, 0.6, True, 32)
+    assert JudgeSettings().max_tokens >= 512  # room for a reasoning judge; 32 cut every such reply short

@@ -104,15 +104,35 @@ def test_depth_cache_evicts_least_recently_used(tmp_path: Path) -> None:
     assert cache.decoded == 4
 
 
-def test_accuracy_progress_bonus_and_group_update() -> None:
-    rewards = SIFRewards()
+def test_progress_reference_over_three_rounds_by_hand() -> None:
+    """grpo-sif.md's decision: the reference is the group mean of the judge's score s (bonus not
+    included); ``reward`` keeps the original's group mean of the reward (bonus included)."""
     right, wrong = chain([FULL], answer="(A)"), chain([FULL], answer="(B)")
-    columns = {"answer": ["(A)", "(A)"], "question": ["q", "q"], "sample_id": ["s1", "s1"]}
-    assert rewards.accuracy([right, wrong], **columns) == [1.0, 0.0]
-    assert rewards.progress.previous("s1") == 0.5  # group mean of this reward
-    assert rewards.accuracy([right, wrong], **columns) == [1.5, 0.0]  # 1 >= 0.5: 1 + (1 - 0.5)
-    assert rewards.progress.previous("s1") == 0.75
-    assert rewards.accuracy([right], answer=["(A)"], question=["q"], sample_id=["other"]) == [1.0]
+
+    def group(*completions: str) -> dict:
+        count = len(completions)
+        return {
+            "completions": list(completions),
+            "answer": ["(A)"] * count,
+            "question": ["q"] * count,
+            "sample_id": ["s1"] * count,
+        }
+
+    ours, original = SIFRewards(), SIFRewards(progress_reference="reward")
+    rounds = [group(right, wrong), group(right, wrong), group(right, right, right, wrong)]
+    # round 1: no reference yet; s = [1, 0]; reference <- mean(s) = 0.5 (both ways: no bonus paid)
+    # round 2: 1 >= 0.5 pays 1 + 0.5; ours stores mean(s) = 0.5, the original mean(1.5, 0) = 0.75
+    # round 3: ours 1 + (1 - 0.5) = 1.5 again; the original 1 + (1 - 0.75) = 1.25, then stores
+    #          mean(1.25, 1.25, 1.25, 0) = 0.9375 where ours stores mean(1, 1, 1, 0) = 0.75
+    expected_ours = [[1.0, 0.0], [1.5, 0.0], [1.5, 1.5, 1.5, 0.0]]
+    expected_original = [[1.0, 0.0], [1.5, 0.0], [1.25, 1.25, 1.25, 0.0]]
+    references_ours, references_original = [0.5, 0.5, 0.75], [0.5, 0.75, 0.9375]
+    for number, columns in enumerate(rounds):
+        assert ours.accuracy(**columns) == expected_ours[number]
+        assert original.accuracy(**columns) == expected_original[number]
+        assert ours.progress.previous("s1") == references_ours[number]
+        assert original.progress.previous("s1") == references_original[number]
+    assert ours.accuracy([right], answer=["(A)"], question=["q"], sample_id=["other"]) == [1.0]
 
 
 def test_accuracy_reads_conversational_completions_and_counts_missing_answers() -> None:
@@ -159,6 +179,10 @@ def test_reward_functions_have_trl_names_and_signatures() -> None:
         "depth_consistency_reward",
     ]
     assert module.format_reward([chain([FULL])], gt_boxes=[TRUTH], unrelated_column=[1]) == [1.0]
+    chosen = SIFRewards(MatchJudge()).functions(["box_iou", "format"])  # by name, in the order given
+    assert [f.__name__ for f in chosen] == ["box_iou_reward", "format_reward"]
+    with pytest.raises(ValueError, match="unknown reward"):
+        SIFRewards().functions(["format", "brevity"])
 
 
 box_values = st.integers(0, 1000).map(lambda v: v / 1000)
@@ -175,3 +199,60 @@ def test_reward_ranges(raw: list, noise: str) -> None:
     assert 0.0 <= box_iou_score(text, TRUTH) <= 2.0
     assert 0.0 <= depth_consistency_score(text, DepthMap(np.full((8, 8), 0.5, dtype=np.float32))) <= 1.0
     assert format_score(text) in (0.0, 1.0)
+
+
+# ----------------------------------------------------------------------------- scored as written
+
+EXACT = '{"bbox_2d":[0.100,0.100,0.300,0.300],"depth":0.500}'
+
+
+def written(*areas: str, answer: str = "<answer>(A)</answer>") -> str:
+    body = "".join(f"<area>{area}</area><text>look</text>" for area in areas)
+    return f'<think><area>[{{"bbox_2d":[0,0,1,1],"depth":0.5}}]</area><text>x</text>{body}</think>{answer}'
+
+
+@pytest.mark.parametrize(
+    ("completion", "expected", "why"),
+    [
+        (written(f"[{EXACT}]"), 1.0, "the exact box last: full marks"),
+        (written(f"[{EXACT}]", ""), 0.0, "an empty last area is the last area"),
+        (written(f"[{EXACT}]", "[]"), 0.0, "an empty list too"),
+        (written(f"[{EXACT}]", '[{"bbox_2d":[120,80,300,250],"depth":0.5}]'), 0.0, "pixel numbers clip to the edge"),
+        (written(f"[{EXACT}]", "looking at the cup"), 0.0, "an unreadable last area"),
+        (written('[{"bbox_2d":[0.300,0.300,0.100,0.100],"depth":0.5}]'), 0.0, "an inverted box covers nothing"),
+        (written("", f"[{EXACT}]"), 1.0, "an empty first area is no start: no bonus"),
+    ],
+)
+def test_the_last_area_written_is_the_last_area_scored(completion: str, expected: float, why: str) -> None:
+    assert box_iou_score(completion, TRUTH) == pytest.approx(expected), why
+
+
+def test_a_box_just_past_the_edge_is_clipped_not_dropped() -> None:
+    past = written('[{"bbox_2d":[0.500,0.500,1.090,0.900],"depth":0.5}]')
+    inside = written('[{"bbox_2d":[0.500,0.500,1.000,0.900],"depth":0.5}]')
+    truth = [(0.5, 0.5, 1.0, 0.9)]
+    assert box_iou_score(past, truth) == box_iou_score(inside, truth) == pytest.approx(1.0)
+
+
+def test_impossible_depths_are_misses_in_the_denominator() -> None:
+    depth = DepthMap(np.full((20, 20), 0.2, dtype=np.float32))
+    good = '{"bbox_2d":[0.100,0.100,0.500,0.500],"depth":0.200}'
+    for bad in ("NaN", "-0.2", "1.7"):
+        completion = f'<think><area>[{good},{{"bbox_2d":[0.5,0.5,0.9,0.9],"depth":{bad}}}]</area><text>x</text></think><answer>a</answer>'
+        assert depth_consistency_score(completion, depth) == 0.5, bad  # 1 of 2, never 1 of 1
+    no_depth = f'<think><area>[{good},{{"bbox_2d":[0.5,0.5,0.9,0.9]}}]</area><text>x</text></think>'
+    assert depth_consistency_score(no_depth, depth) == 0.5
+    past = '<think><area>[{"bbox_2d":[0.5,0.5,1.3,0.9],"depth":0.200}]</area><text>x</text></think>'
+    assert depth_consistency_score(past, depth) == 1.0  # scored on the clipped box
+
+
+def test_the_full_image_tolerance_is_symmetric() -> None:
+    for first in ((0.001, 0.001, 1.0, 1.0), (0.0, 0.0, 0.999, 1.0)):
+        completion = chain([first], [(0.0, 0.0, 0.5, 0.5)], [TRUTH[0]])
+        assert box_iou_score(completion, TRUTH) == pytest.approx(1.0 + (1.0 - 0.16)), first  # the start is [0,0,.5,.5]
+
+
+def test_the_last_answer_written_is_the_answer() -> None:
+    rewards = SIFRewards()
+    two = written(f"[{EXACT}]", answer="<answer>(A)</answer><answer></answer>")
+    assert rewards.accuracy([two], answer=["(A)"], question=["q"]) == [0.0]  # no answer, not the first one
