@@ -242,6 +242,35 @@ def show(
     console.print(f"wrote {path}")
 
 
+@app.command()
+def view(
+    folder: Annotated[Path, typer.Argument(help="a build folder (data/train-*.parquet)")],
+    out: Annotated[Path, typer.Option(help="the site folder to write (open OUT/index.html)")],
+    limit: Annotated[int | None, typer.Option(min=1, help="records to show (rejects are always shown)")] = None,
+    serve: Annotated[bool, typer.Option("--serve", help="then serve the site on loopback until Ctrl-C")] = False,
+    port: Annotated[int, typer.Option(help="port for --serve")] = 8765,
+) -> None:
+    """A static site paging through a build: records with their chains drawn (boxes, depths, the
+    ground truth, the depth map), rejects with their reasons; filters by source, chain length."""
+    from sifdata.viewer import serve_site
+    from sifdata.viewer.build import view_build
+
+    try:
+        site = view_build(folder, out, limit=limit)
+    except (FileNotFoundError, ValueError) as error:
+        _fail(str(error))
+        return
+    console.print(
+        f"wrote {site.items} items to {site.index} ({site.pictures_written} pictures made, "
+        f"{site.pictures_reused} reused)"
+    )
+    if serve:
+        try:
+            serve_site(out, port=port)
+        except OSError as error:
+            _fail(str(error))
+
+
 @app.command(name="import")
 def import_published(
     file: Annotated[Path, typer.Argument(help="published SIF-50K JSON (e.g. SIF-50K.json)")],

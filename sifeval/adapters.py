@@ -10,17 +10,20 @@ from __future__ import annotations
 
 import math
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from importlib.metadata import EntryPoint, entry_points
 from pathlib import Path
 from typing import Any, ClassVar
 
 from sifdata.answers import LETTERS, read_choice
 from sifdata.chain import parse_chain
+from sifdata.geometry import Box
 from sifeval.solvers import Generate, Solver
 from sifeval.types import Sample, ScoredSample, Source
 from sifmodel.backends import GenerationRequest, GenerationSettings
 from sifmodel.prompts import PromptMode
+
+FocusBox = tuple[Box, float | None]  # a box of a focus step and its stated depth
 
 ANSWER_WITH_LETTER = "Answer with the option's letter from the given choices directly."
 
@@ -127,6 +130,26 @@ class Benchmark(ABC):
     @abstractmethod
     def aggregate(self, scored: Sequence[ScoredSample]) -> dict[str, float]:
         """The official metric under ``score`` (0-100) and per-category figures."""
+
+    # ----------------------------------------------------------------- reading a run again
+
+    @classmethod
+    def from_options(cls, protocol: str | None, options: Mapping[str, Any]) -> Benchmark:
+        """The benchmark as a run recorded it (its protocol and :meth:`options`), to read that
+        run's responses again the way it read them (the viewer); a judge is not restored."""
+        return cls(protocol)
+
+    def truth_boxes(self, sample: Sample, width: int, height: int) -> list[Box]:
+        """The sample's ground-truth boxes, per-axis normalized in the image's frame, where the
+        benchmark has them (none by default)."""
+        return []
+
+    def focus_steps(self, sample: Sample, response: str, width: int, height: int) -> list[list[FocusBox]]:
+        """The focus steps a response wrote, each a list of (box per-axis normalized in the
+        image frame, stated depth), read as the benchmark reads boxes (pixel values by the image
+        size); none for a response with no readable ``<area>``."""
+        chain = parse_chain(response, strict=False, width=width, height=height)
+        return [list(zip(step.boxes, step.depths, strict=True)) for step in chain.focus_steps]
 
     def reference_results(self) -> list[dict[str, Any]]:
         """Published numbers for this benchmark, each with its source and protocol note."""

@@ -203,6 +203,45 @@ def report(
 
 
 @app.command()
+def view(
+    runs: Annotated[list[Path], typer.Argument(help="a run folder, or two runs of one benchmark to compare")],
+    out: Annotated[Path, typer.Option(help="the site folder to write (open OUT/index.html)")],
+    data: Annotated[Path | None, typer.Option(help="the benchmark's data (default: the folder the run used)")] = None,
+    depth_model: Annotated[
+        str | None, typer.Option(help="estimate depth images for samples that bring none (a Depth Anything model)")
+    ] = None,
+    depth_device: Annotated[str | None, typer.Option(help="device for --depth-model")] = None,
+    serve: Annotated[bool, typer.Option("--serve", help="then serve the site on loopback until Ctrl-C")] = False,
+    port: Annotated[int, typer.Option(help="port for --serve")] = 8765,
+) -> None:
+    """A static site paging through a run's samples: the image with every focus step's boxes, the
+    ground truth, the depth image, question, target, response, answer and score; filters by
+    status, category and text. Two runs: side by side, opening on their disagreements."""
+    from sifdata.depth import DepthModelUnavailable
+    from sifdata.viewer import serve_site
+    from sifeval.view import view_runs
+
+    try:
+        site = view_runs(runs, out, data_dir=data, depth_model=depth_model, depth_device=depth_device)
+    except (FileNotFoundError, ValueError, KeyError, DepthModelUnavailable) as error:
+        _fail(str(error.args[0] if isinstance(error, KeyError) and error.args else error))
+        return
+    console.print(
+        f"wrote {site.items} samples to {site.index} ({site.pictures_written} pictures made, "
+        f"{site.pictures_reused} reused)"
+    )
+    for note in site.notes:
+        errors.print(f"[yellow]warning:[/] {note}", markup=True, highlight=False)
+    if site.picture_errors:
+        errors.print(f"[yellow]{site.picture_errors} pictures could not be read: their samples say why[/]")
+    if serve:
+        try:
+            serve_site(out, port=port)
+        except OSError as error:
+            _fail(str(error))
+
+
+@app.command()
 def rescore(
     run_dir: Annotated[Path | None, typer.Argument(help="a run folder to re-score in place")] = None,
     bench: Annotated[str | None, typer.Option("--bench", help="benchmark (default: the run's)")] = None,

@@ -107,5 +107,43 @@ def run_loop(out: str | Path, *, records: int = 24, eval_limit: int = 8, console
     report = to_markdown(report_rows(load_results(runs)))
     (out / "report.md").write_text(report, encoding="utf-8")
     console.print(report, markup=False, soft_wrap=True)
+    console.rule("12. the viewer: every sample with its focus boxes, and the build's chains")
+    sites = write_viewers(out, data, runs, depth_model)
+    for name, index in sites.items():
+        console.print(f"  {name}: {index}")
+    for shot in screenshots(sites, out, console):
+        console.print(f"  screenshot: {shot}")
     console.rule(f"whole loop done in {time.perf_counter() - started:.0f} s; report: {out / 'report.md'}")
     return out / "report.md"
+
+
+def write_viewers(out: Path, data: Path, runs: list[Path], depth_model: Path) -> dict[str, Path]:
+    """The viewer sites of the demo's build and of each of its runs, under ``out/view``."""
+    from sifdata.viewer.build import view_build
+    from sifeval.view import view_runs
+
+    sites = {"build": view_build(data, out / "view" / "build", progress=False).index}
+    for run in runs:
+        site = view_runs(
+            [run], out / "view" / run.name, depth_model=str(depth_model), depth_device="cpu", progress=False
+        )
+        sites[run.name] = site.index
+    return sites
+
+
+def screenshots(sites: dict[str, Path], out: Path, console: Console) -> list[Path]:
+    """Pictures of the viewer (the ones in the README): a VisCoT sample of the demo run, with its
+    ground truth and the response's boxes, and a record of the build with its chain. Skipped,
+    saying why, where no Chromium is installed."""
+    from sifdata.browser import BrowserError, BrowserUnavailable, screenshot_page
+
+    wanted = [("viscot", "viewer.png"), ("build", "viewer-build.png")]
+    taken = []
+    try:
+        for name, file in wanted:
+            if name in sites:
+                url = sites[name].resolve().as_uri() + "#/item/0"
+                taken.append(screenshot_page(url, out / file, ready="document.body.dataset.ready === 'item:0'"))
+    except (BrowserUnavailable, BrowserError) as error:
+        console.print(f"  no screenshot: {error}")
+    return taken

@@ -128,15 +128,26 @@ def _rate(value: float | None) -> str:
 
 
 def to_html(tables: list[dict[str, Any]]) -> str:
+    """One self-contained page: per benchmark, the table and a bar chart of its rows, inlined as SVG."""
+    from sifeval.plots import bar_chart_html  # matplotlib: only the HTML report pays for its import
+
     body = []
-    for table in tables:
+    for index, table in enumerate(tables):
         head = "".join(f"<th>{html.escape(c)}</th>" for c in _header(table["columns"]))
         rows = [
             "<tr>" + "".join(f"<td>{html.escape(c)}</td>" for c in _cells(row, table["columns"])) + "</tr>"
             for row in table["rows"]
         ]
         missing = f"<p>Published: {html.escape(table['missing'])}</p>" if table["missing"] else ""
-        body.append(f"<h2>{html.escape(table['benchmark'])}</h2><table><tr>{head}</tr>{''.join(rows)}</table>{missing}")
-    style = "table{border-collapse:collapse}td,th{border:1px solid #ccc;padding:4px 8px;font:13px sans-serif}"
+        chart = bar_chart_html(table, id_prefix=f"chart{index}-")
+        # A wide table (VisCoT's is ~3200 px) scrolls inside its own box; the page does not.
+        grid = f'<div style="overflow-x:auto"><table><tr>{head}</tr>{"".join(rows)}</table></div>'
+        body.append(f"<h2>{html.escape(table['benchmark'])}</h2>{grid}{missing}{chart}")
+    # Charts are shown at their natural size (no max-width scaling, which shrank a wide chart's
+    # text to 7-8 px), each in its own scrolling box: see sifeval.plots.FONT_SIZE.
+    style = (
+        "table{border-collapse:collapse}td,th{border:1px solid #ccc;padding:4px 8px;font:13px sans-serif}"
+        "figure{margin:12px 0}figure svg{display:block}figcaption{font:12px sans-serif;color:#444}"
+    )
     head = f"<head><meta charset='utf-8'><style>{style}</style></head>"
     return f"<!doctype html><html>{head}<body>{''.join(body)}</body></html>\n"

@@ -226,6 +226,8 @@ def run(
         samples = samples[:limit]
     # What the shards of this run cover together (merge checks it), beside the identity.
     this_run["samples_total"] = len(samples)
+    # Where the data was (not part of the identity): the viewer loads the images from there again.
+    this_run["data_dir"] = str(Path(data_dir).resolve()) if data_dir is not None else None
     samples = shard_samples(samples, shard)
     out.mkdir(parents=True, exist_ok=True)
     if not (out / RUN).is_file():

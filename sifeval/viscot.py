@@ -52,7 +52,7 @@ from __future__ import annotations
 import json
 import math
 import re
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
@@ -61,8 +61,8 @@ from PIL import Image
 
 from sifdata.chain import parse_chain
 from sifdata.files import DataFileError, read_json, read_jsonl
-from sifdata.geometry import iou, normalized_to_padded_square, union_box
-from sifeval.adapters import Benchmark, accuracy, answer_text, by, mean_over
+from sifdata.geometry import Box, iou, normalized_to_padded_square, padded_square_to_normalized, union_box
+from sifeval.adapters import Benchmark, FocusBox, accuracy, answer_text, by, mean_over
 from sifeval.solvers import Solver, TwoPass
 from sifeval.types import ImageRef, Sample, ScoredSample, Source
 from sifmodel.judge import JudgeItem, JudgePrompt, LLMJudge, MatchJudge
@@ -309,6 +309,25 @@ class VisCoT(Benchmark):
     def options(self) -> dict[str, Any]:
         judge = getattr(self.judge, "model", None)
         return {"box_frame": self.box_frame, "judge": judge, "judge_prompt": OFFICIAL_JUDGE.name}
+
+    @classmethod
+    def from_options(cls, protocol: str | None, options: Mapping[str, Any]) -> VisCoT:
+        return cls(protocol, box_frame=options.get("box_frame", "per-axis"))
+
+    def truth_boxes(self, sample: Sample, width: int, height: int) -> list[Box]:
+        """The official ground truth (``benchmark_det``'s box, moved onto the padded square)
+        brought back to the image frame."""
+        side = padded_side(sample)
+        padded = [v / side for v in sample.metadata["truth_padded_px"]]
+        return [padded_square_to_normalized(padded, sample.metadata["width"], sample.metadata["height"])]
+
+    def focus_steps(self, sample: Sample, response: str, width: int, height: int) -> list[list[FocusBox]]:
+        """Boxes in the frame the run read them (``box_frame``), brought to the image frame."""
+        width, height = sample.metadata["width"], sample.metadata["height"]
+        steps = super().focus_steps(sample, response, width, height)
+        if self.box_frame != "padded-square":
+            return steps
+        return [[(padded_square_to_normalized(box, width, height), depth) for box, depth in step] for step in steps]
 
     def predicted_box(self, sample: Sample, response_text: str) -> list[float] | None:
         """The last area's box on the padded square (normalized), read in ``box_frame``."""

@@ -28,6 +28,7 @@ from pathlib import Path
 from typing import Any
 
 from sifdata.files import DataFileError, read_jsonl
+from sifdata.geometry import Box, clip_box, pixel_to_normalized, xywh_to_xyxy
 from sifeval.adapters import LETTERS, MultipleChoiceBenchmark, accuracy, by, options_block
 from sifeval.solvers import Likelihood, Solver
 from sifeval.types import ImageRef, Sample, ScoredSample, Source
@@ -85,6 +86,18 @@ class VStar(MultipleChoiceBenchmark):
                 ) from None
             samples.append(sample)
         return samples
+
+    def truth_boxes(self, sample: Sample, width: int, height: int) -> list[Box]:
+        """The target objects' boxes from the image's own JSON beside it (``bbox``: x, y, w, h in
+        pixels); none when that file is absent or unreadable."""
+        image = sample.images[0].path if sample.images else None
+        if image is None:
+            return []
+        try:
+            meta = json.loads(Path(image).with_suffix(".json").read_text(encoding="utf-8"))
+            return [clip_box(pixel_to_normalized(xywh_to_xyxy(box), width, height)) for box in meta["bbox"]]
+        except (OSError, ValueError, KeyError, TypeError):
+            return []
 
     def solver(self) -> Solver:
         return Likelihood(self.likelihood_request) if self.protocol == "likelihood" else super().solver()

@@ -554,6 +554,22 @@ def test_whole_loop_demo(tmp_path: Path) -> None:
     assert all(f"## {name}" in report for name in ("cvbench", "sat", "spatialbench", "viscot", "vstar"))
     assert (tmp_path / "demo" / "runs" / "sif-tiny" / "README.md").is_file()
     assert json.loads((tmp_path / "demo" / "eval" / "sat" / "results.json").read_text())["n"] == 2
+    # it ends with the viewer of its build and of each run, and says where they are
+    from sifdata.viewer import read_data_file
+
+    for name in ("build", "cvbench", "sat", "spatialbench", "viscot", "vstar"):
+        assert (tmp_path / "demo" / "view" / name / "index.html").is_file(), name
+        assert str(tmp_path / "demo" / "view" / name / "index.html") in result.output.replace("\n", "")
+    run_site = read_data_file(tmp_path / "demo" / "view" / "sat" / "data" / "manifest.js")
+    assert len(run_site["items"]) == 2
+    from sifdata.browser import BrowserUnavailable, find_chromium
+
+    try:
+        find_chromium()
+    except BrowserUnavailable:
+        assert "no screenshot" in result.output
+    else:
+        assert (tmp_path / "demo" / "viewer.png").stat().st_size > 10_000
 
 
 # ----------------------------------------------------------------------------- runs that cannot mix
