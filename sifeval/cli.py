@@ -244,28 +244,72 @@ def view(
 @app.command()
 def rescore(
     run_dir: Annotated[Path | None, typer.Argument(help="a run folder to re-score in place")] = None,
-    bench: Annotated[str | None, typer.Option("--bench", help="benchmark (default: the run's)")] = None,
-    from_lmms_eval: Annotated[Path | None, typer.Option(help="an lmms-eval --log_samples JSONL file")] = None,
-    out: Annotated[Path | None, typer.Option(help="write the re-scored run here")] = None,
+    bench: Annotated[str | None, typer.Option("--bench", help="benchmark (default: the run's, or the log's)")] = None,
+    from_lmms_eval: Annotated[
+        Path | None,
+        typer.Option(help="an lmms-eval --log_samples file, a folder of them, or lmms-eval's --output_path"),
+    ] = None,
+    data: Annotated[
+        list[str] | None,
+        typer.Option(help="[TASK=]DIR: the folder an lmms-eval task read, to join its rows by doc_id (repeatable)"),
+    ] = None,
+    out: Annotated[Path | None, typer.Option(help="write the re-scored run(s) here")] = None,
     judge: Annotated[str, typer.Option(help="answer judge for VisCoT: llm or match")] = "llm",
 ) -> None:
-    """Score saved responses again without the model (or an lmms-eval sample log by our protocol)."""
-    from sifeval.rescore import rescore_lmms_eval, rescore_run
+    """Score saved responses again without the model, or lmms-eval's sample logs by the official protocols."""
+    from sifeval.rescore import rescore_run
 
     if from_lmms_eval is not None:
-        if bench is None or out is None:
-            _fail("--from-lmms-eval needs --bench and --out")
-        result = rescore_lmms_eval(_bench(bench, None, judge), from_lmms_eval, out)  # type: ignore[arg-type]
-    else:
-        if run_dir is None:
-            _fail("give a run folder or --from-lmms-eval FILE")
-            return
-        previous = json.loads((run_dir / "results.json").read_text())
-        name = bench or previous["benchmark"]
-        frame = (previous.get("protocol_options") or {}).get("box_frame")
-        bench_adapter = _bench(name, previous.get("protocol"), judge, frame)
-        result = rescore_run(bench_adapter, run_dir, out)  # type: ignore[arg-type]
-    _print_result(result)
+        if out is None:
+            _fail("--from-lmms-eval needs --out")
+        _rescore_lmms_eval(from_lmms_eval, out, bench, data or [])  # type: ignore[arg-type]
+        return
+    if run_dir is None:
+        _fail("give a run folder or --from-lmms-eval PATH")
+        return
+    previous = json.loads((run_dir / "results.json").read_text())
+    name = bench or previous["benchmark"]
+    frame = (previous.get("protocol_options") or {}).get("box_frame")
+    bench_adapter = _bench(name, previous.get("protocol"), judge, frame)
+    _print_result(rescore_run(bench_adapter, run_dir, out))  # type: ignore[arg-type]
+
+
+def _rescore_lmms_eval(source: Path, out: Path, bench: str | None, data: list[str]) -> None:
+    from sifeval.lmms_logs import rescore_logs
+
+    folders: dict[str, str] = {}
+    for item in data:
+        task, _, folder = item.rpartition("=")
+        folders[task] = folder
+    try:
+        outcomes = rescore_logs(source, out, bench, folders)
+    except (FileNotFoundError, ValueError) as error:
+        _fail(str(error))
+        return
+    for outcome in outcomes:
+        name = f"{outcome.log.name} ({outcome.task or 'unknown task'})"
+        if outcome.skipped:
+            console.print(f"[yellow]skipped[/] {name}: {outcome.skipped}")
+        elif outcome.error:
+            errors.print(f"[bold red]not scored[/] {name}: {outcome.error}")
+        else:
+            lmms = f"; lmms-eval reported {outcome.lmms_eval_figure}" if outcome.lmms_eval_figure else ""
+            console.print(f"{name}: official score {_figure(outcome.score)}{lmms} -> {outcome.out}")
+    if any(outcome.error for outcome in outcomes) or not any(outcome.out and not outcome.error for outcome in outcomes):
+        raise typer.Exit(1)
+
+
+def _figure(value: float | None) -> str:
+    return "n/a" if value is None or value != value else f"{value:.2f}"
+
+
+@app.command("lmms-eval-tasks")
+def lmms_eval_tasks() -> None:
+    """Print the folder of sifthinker's lmms-eval tasks (sif_cvbench, sif_vstar, sif_sat), for
+    lmms-eval's --include_path."""
+    from importlib.resources import files
+
+    print(Path(str(files("sifeval") / "lmms_eval_tasks")))
 
 
 @app.command()

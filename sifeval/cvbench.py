@@ -89,17 +89,25 @@ class CVBench(MultipleChoiceBenchmark):
         ``test_3d.parquet``), joined here: the ``default`` config reads the two files as one
         table, which fails where their provenance columns (``target_size``, ``bbox``, ...) have
         different types in the two files. A copy without the two configs is read as ``default``."""
+        return [sample_from_row(row) for row in self._both_halves(data_dir, COLUMNS)]
+
+    def rows_without_images(self, data_dir: str | Path | None = None) -> list[dict[str, Any]]:
+        """The rows in the ``default`` config's order (2D, then 3D), without the image: the
+        docs lmms-eval's ``cv_bench`` task numbers by ``doc_id``."""
+        return self._both_halves(data_dir, tuple(column for column in COLUMNS if column != "image"))
+
+    def _both_halves(self, data_dir: str | Path | None, columns: Sequence[str]) -> list[dict[str, Any]]:
         rows: list[dict[str, Any]] = []
         try:
             for config in ("2D", "3D"):
-                rows.extend(self._rows(data_dir, config))
+                rows.extend(self._rows(data_dir, config, columns))
         except ValueError as error:  # no such config: an older layout with one table
             if "2D" not in str(error) and "3D" not in str(error):
                 raise
-            rows = self._rows(data_dir, "default")
-        return [sample_from_row(row) for row in rows]
+            rows = self._rows(data_dir, "default", columns)
+        return rows
 
-    def _rows(self, data_dir: str | Path | None, config: str) -> list[dict[str, Any]]:
+    def _rows(self, data_dir: str | Path | None, config: str, columns: Sequence[str]) -> list[dict[str, Any]]:
         import datasets
 
         if data_dir:
@@ -108,8 +116,10 @@ class CVBench(MultipleChoiceBenchmark):
             table = datasets.load_dataset(
                 self.source.hub_id, config, split=self.source.split, revision=self.source.revision
             )
-        table = table.select_columns([c for c in COLUMNS if c in table.column_names])
-        return list(table.cast_column("image", datasets.Image(decode=False)))
+        table = table.select_columns([c for c in columns if c in table.column_names])
+        if "image" in table.column_names:
+            table = table.cast_column("image", datasets.Image(decode=False))
+        return list(table)
 
     @classmethod
     def build_mirror(cls, out: str | Path, seed: int = 0) -> Path:

@@ -1,4 +1,5 @@
-"""Scoring again without the model: a run's saved responses, or lmms-eval sample logs."""
+"""Scoring again without the model: a run's saved responses, or the parts of shard runs
+(lmms-eval sample logs: :mod:`sifeval.lmms_logs`)."""
 
 from __future__ import annotations
 
@@ -50,47 +51,6 @@ def rescore_run(bench: Benchmark, run_dir: str | Path, out: str | Path | None = 
     if target != run_dir and (run_dir / RUN).is_file():
         (target / RUN).write_text((run_dir / RUN).read_text(encoding="utf-8"), encoding="utf-8")
     write_results(target, result)
-    return result
-
-
-def rescore_lmms_eval(bench: Benchmark, samples_file: str | Path, out: str | Path) -> BenchmarkResult:
-    """Official scores from an lmms-eval ``--log_samples`` file (cv_bench, vstar_bench, sat).
-
-    Each line's ``doc`` is the upstream row and ``resps`` (or ``filtered_resps``) the raw reply;
-    the reply is scored by our extractor and aggregated by the official formula (CV-Bench's
-    macro formula, not micro accuracy; letters read properly, not the reply's first character).
-    """
-    notes = ["re-scored from an lmms-eval sample log by the official protocol"]
-    asked = bench.lmms_eval_protocol
-    if asked is not None and asked != bench.protocol:
-        from sifeval.adapters import get_benchmark
-
-        bench = get_benchmark(bench.name, asked)  # score what lmms-eval asked for
-        notes = [f"re-scored from an lmms-eval sample log: lmms-eval's task asks as our `{asked}` protocol does"]
-    scored: list[ScoredSample] = []
-    with open(samples_file, encoding="utf-8") as handle:
-        for number, line in enumerate(handle):
-            if not line.strip():
-                continue
-            entry = json.loads(line)
-            reply = entry.get("resps") or entry.get("filtered_resps")
-            while isinstance(reply, list):
-                reply = reply[0] if reply else ""
-            for sample in bench.samples_from_lmms_eval(entry["doc"], entry.get("doc_id", number)):
-                scored.append(bench.score(sample, str(reply), "plain"))
-    out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
-    (out / SAMPLES).write_text("".join(json.dumps(scored_to_json(s)) + "\n" for s in scored), encoding="utf-8")
-    result = summarize(
-        bench,
-        scored,
-        "plain",
-        None,
-        {"spec": f"lmms-eval log {Path(samples_file).name}"},
-        None,
-        {"notes": notes},
-    )
-    write_results(out, result)
     return result
 
 

@@ -50,6 +50,22 @@ def _parse_options(text: str) -> tuple[str, tuple[str, ...]]:
     return " ".join(question_lines), tuple(options)
 
 
+def sample_from_question(row: dict[str, Any], images: tuple[ImageRef, ...]) -> Sample:
+    """A row of ``test_questions.jsonl``: the question asked as written (its shuffled options and
+    the letter instruction), the options read from it."""
+    question, choices = _parse_options(row["text"])
+    return Sample(
+        id=str(row["question_id"]),
+        question=row["text"],
+        target=row["label"].strip().strip("()").upper(),
+        category=row["category"],
+        images=images,
+        choices=choices,
+        sif_question=f"{question}\n{options_block(choices)}",
+        metadata={"question_core": question, **({"image": row["image"]} if isinstance(row.get("image"), str) else {})},
+    )
+
+
 def _download(source: Source) -> Path:
     from huggingface_hub import snapshot_download
 
@@ -69,22 +85,11 @@ class VStar(MultipleChoiceBenchmark):
         samples = []
         for number, row in read_jsonl(root / "test_questions.jsonl"):
             try:
-                question, choices = _parse_options(row["text"])
-                sample = Sample(
-                    id=str(row["question_id"]),
-                    question=row["text"],
-                    target=row["label"].strip().strip("()").upper(),
-                    category=row["category"],
-                    images=(ImageRef.inside(root, row["image"]),),
-                    choices=choices,
-                    sif_question=f"{question}\n{options_block(choices)}",
-                    metadata={"image": row["image"], "question_core": question},
-                )
+                samples.append(sample_from_question(row, (ImageRef.inside(root, row["image"]),)))
             except (KeyError, TypeError, AttributeError) as error:
                 raise DataFileError(
                     f"{root / 'test_questions.jsonl'}: line {number}: missing or malformed {error}"
                 ) from None
-            samples.append(sample)
         return samples
 
     def truth_boxes(self, sample: Sample, width: int, height: int) -> list[Box]:
@@ -107,9 +112,10 @@ class VStar(MultipleChoiceBenchmark):
         return build_mirror(out, seed=seed)
 
     def samples_from_lmms_eval(self, doc: dict[str, Any], doc_id: int) -> list[Sample]:
-        _question, choices = _parse_options(doc["text"])
-        target = doc["label"].strip("() ").upper()
-        return [Sample(str(doc["question_id"]), doc["text"], target, doc["category"], choices=choices)]
+        """lmms-eval's ``vstar_bench`` reads the re-host ``lmms-lab-encoder/vstar-bench``: the
+        rows of ``test_questions.jsonl`` (``text``, ``label``, ``category``, ``question_id``) with
+        the image in an ``image`` column."""
+        return [sample_from_question(doc, images=())]
 
     def likelihood_request(self, sample: Sample, settings: GenerationSettings) -> tuple[GenerationRequest, list[str]]:
         """The question alone (no options, no letter line) and the option texts to score."""

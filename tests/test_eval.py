@@ -335,6 +335,8 @@ def test_report_flags_published_rows_with_other_protocols(mirrors: dict[str, Pat
 
 
 def test_lmms_eval_logs_are_rescored_by_the_official_protocol(tmp_path: Path) -> None:
+    """The older lmms-eval layout, with ``doc`` and ``resps`` on each line and files not named by
+    task (hence --bench); the logs lmms-eval 0.7.3 writes: tests/test_lmms_eval_logs.py."""
     docs = [
         {
             "idx": 0,

@@ -1,0 +1,167 @@
+"""Re-scoring the logs lmms-eval 0.7.3 really writes (tests/data/lmms_eval, made by lmms-eval
+itself: see its README) by the official protocols, the figures computed by hand below."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+from typing import Any
+
+import pytest
+from lmms_eval_layouts import build_local_copies
+from typer.testing import CliRunner
+
+from sifeval.cli import app
+from sifeval.lmms_logs import TASKS, LogRefused, logged_reply
+
+LOGS = Path(__file__).parent / "data" / "lmms_eval"
+DEFAULT = LOGS / "default" / "scripted__sif-writer"
+CV_BENCH_LOG = next(DEFAULT.glob("*_samples_cv_bench.jsonl"))
+VSTAR_LOG = next(DEFAULT.glob("*_samples_vstar_bench.jsonl"))
+SAT_FILTERED_LOG = next(DEFAULT.glob("*_samples_sat.jsonl"))
+SAT_RAW_LOG = next((LOGS / "raw" / "scripted__sif-writer").glob("*_samples_sat.jsonl"))
+runner = CliRunner()
+
+
+@pytest.fixture(scope="module")
+def copies(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    return build_local_copies(tmp_path_factory.mktemp("lmms-data"))
+
+
+def _data(copies: dict[str, Path]) -> list[str]:
+    return [
+        "--data",
+        f"cv_bench={copies['nyu-visionx/CV-Bench']}",
+        "--data",
+        f"vstar_bench={copies['lmms-lab-encoder/vstar-bench']}",
+        "--data",
+        f"sat={copies['nv-njb/SAT']}",
+    ]
+
+
+def _lines(path: Path) -> list[dict[str, Any]]:
+    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+
+
+def _rescore(*args: str) -> Any:
+    return runner.invoke(app, ["rescore", "--from-lmms-eval", *args])
+
+
+def test_the_real_logs_have_no_doc(copies: dict[str, Path]) -> None:
+    """What the rest of this file relies on: lmms-eval pops ``doc`` from every line
+    (loggers/evaluation_tracker.py L286) and ``resps`` where it equals ``filtered_resps`` (L280-283)."""
+    for log in (CV_BENCH_LOG, VSTAR_LOG, SAT_FILTERED_LOG, SAT_RAW_LOG):
+        lines = _lines(log)
+        assert lines and all("doc" not in line and "doc_id" in line for line in lines)
+    assert all("resps" not in line for line in _lines(SAT_FILTERED_LOG))
+
+
+def test_cv_bench_log_scored_by_the_official_formula(copies: dict[str, Path], tmp_path: Path) -> None:
+    result = _rescore(str(CV_BENCH_LOG), "--out", str(tmp_path / "o"), *_data(copies))
+    assert result.exit_code == 0, result.output
+    results = json.loads((tmp_path / "o" / "results.json").read_text())
+    metrics = results["metrics"]
+    # By hand, from the log's replies and the rows' targets (doc_id: reply -> ours):
+    # ADE20K 0 "A" right, 2 "The second option, (B)." right, 4 "Answer: D" (2 options) no answer,
+    #   6 "D" (2 options) no answer: 2/4 = 50; COCO 1 "(C) 1" wrong, 3 "I cannot tell" no answer,
+    #   5 "(A)" right, 7 "b" wrong: 1/4 = 25; Omni3D 8..15: 11 "B", 12 "The answer is (B).",
+    #   15 "(A)" right, 10 a request failure, the rest wrong: 3/8 = 37.5.
+    assert metrics["source/ADE20K"] == 50.0 and metrics["source/COCO"] == 25.0
+    assert metrics["source/Omni3D"] == 37.5
+    assert metrics["acc_2D"] == 37.5 and metrics["acc_3D"] == 37.5 and metrics["score"] == 37.5
+    # lmms-eval's own figure: the micro share of replies whose first letter is the answer
+    # (tasks/cv_bench/utils.py L6-24, L55-64): 5/16, crediting "Answer: D" as A.
+    assert "cv_bench_acc,none = 0.3125" in " ".join(results["notes"])
+    logged = {line["doc_id"]: line["cv_bench_acc"] for line in _lines(CV_BENCH_LOG)}
+    assert logged[4]["pred"] == "Answer: D" and logged[4]["is_correct"] is True
+    scored = {line["id"]: line for line in _lines(tmp_path / "o" / "samples.jsonl")}
+    assert scored["4"]["score"] == 0.0 and scored["4"]["parse_ok"] is False
+    # lmms-eval scores its own failed request as an answer (models/chat/openai.py L143-147); here it
+    # is a request error, counted as unanswered and named.
+    assert scored["10"]["request_error"].startswith("lmms-eval: [LMMS_EVAL_REQUEST_FAILED")
+    assert results["request_errors"] == 1 and results["complete"] is False
+    assert "re-scored from lmms-eval's cv_bench log" in " ".join(results["notes"])
+
+
+def test_vstar_log_joined_by_doc_id(copies: dict[str, Path], tmp_path: Path) -> None:
+    result = _rescore(str(VSTAR_LOG), "--out", str(tmp_path / "v"), *_data(copies))
+    assert result.exit_code == 0, result.output
+    metrics = json.loads((tmp_path / "v" / "results.json").read_text())["metrics"]
+    # direct_attributes 2 "C." and 5 "The answer is B" right of 6; relative_position none of 6
+    # ("(D)", "Answer: C", "The answer is (C)." name no option of two).
+    assert metrics["category/direct_attributes"] == pytest.approx(100 / 3)
+    assert metrics["category/relative_position"] == 0.0 and metrics["score"] == pytest.approx(100 / 6)
+    scored = _lines(tmp_path / "v" / "samples.jsonl")
+    assert next(line["sample"]["choices"] for line in scored) == ["red", "blue", "orange", "white"]
+
+
+def test_sat_log_of_filtered_words_is_refused(copies: dict[str, Path], tmp_path: Path) -> None:
+    result = _rescore(str(SAT_FILTERED_LOG), "--out", str(tmp_path / "s"), *_data(copies))
+    assert result.exit_code == 1
+    text = " ".join(result.output.split())
+    assert "filter's output" in text and "--reasoning_tags none" in text and "sif_sat" in text
+    assert not (tmp_path / "s" / "results.json").exists()
+
+
+def test_sat_log_with_raw_replies_is_scored(copies: dict[str, Path], tmp_path: Path) -> None:
+    result = _rescore(str(SAT_RAW_LOG), "--out", str(tmp_path / "s"), *_data(copies))
+    assert result.exit_code == 0, result.output
+    results = json.loads((tmp_path / "s" / "results.json").read_text())
+    # lmms-eval's SAT asks lettered options in one order: our `letters` protocol, one rotation.
+    # Right: 0 "<think>hmm</think>A", 1 "A", 9 "A", 10 "The answer is A." (4 of 12); lmms-eval's
+    # exact match on the first word got 2 ("The" is no letter).
+    assert results["protocol"] == "letters" and results["metrics"]["score"] == pytest.approx(100 / 3)
+    assert "exact_match,flexible-extract = 0.1667" in " ".join(results["notes"])
+
+
+def test_an_output_folder_is_rescored_log_by_log(copies: dict[str, Path], tmp_path: Path) -> None:
+    source = tmp_path / "lmms-out"
+    shutil.copytree(LOGS, source)
+    (source / "default" / "scripted__sif-writer" / "20261126_000000_samples_mme.jsonl").write_text("{}\n")
+    result = _rescore(str(source), "--out", str(tmp_path / "o"), *_data(copies))
+    assert result.exit_code == 1  # the filtered SAT log was not scored
+    written = sorted(path.name for path in (tmp_path / "o").iterdir())
+    assert [name.split("_", 2)[2] for name in written] == ["cv_bench", "vstar_bench", "sat"]
+    assert "skipped 20261126_000000_samples_mme.jsonl" in " ".join(result.output.split())
+
+
+def test_a_join_against_the_wrong_copy_is_refused(copies: dict[str, Path], tmp_path: Path) -> None:
+    wrong = ["--data", f"cv_bench={copies['lmms-lab-encoder/vstar-bench']}"]
+    result = _rescore(str(CV_BENCH_LOG), "--out", str(tmp_path / "o"), *wrong)
+    assert result.exit_code == 1 and "not the copy lmms-eval's cv_bench read" in " ".join(result.output.split())
+    shuffled = tmp_path / "20261126_000000_samples_vstar_bench.jsonl"
+    lines = _lines(VSTAR_LOG)
+    lines[0]["doc_id"], lines[1]["doc_id"] = lines[1]["doc_id"], lines[0]["doc_id"]
+    shuffled.write_text("".join(json.dumps(line) + "\n" for line in lines))
+    result = _rescore(str(shuffled), "--out", str(tmp_path / "v"), *_data(copies))
+    text = " ".join(result.output.split())
+    assert result.exit_code == 1 and "doc_id 1: the log says question_id" in text
+
+
+def test_without_rows_it_says_where_to_find_them(tmp_path: Path) -> None:
+    result = _rescore(str(CV_BENCH_LOG), "--out", str(tmp_path / "o"))  # offline: no Hub copy
+    text = " ".join(result.output.split())
+    assert result.exit_code == 1 and "give --data cv_bench=DIR" in text
+
+
+@pytest.mark.parametrize(
+    ("entry", "task", "raw_everywhere", "reply"),
+    [
+        ({"filtered_resps": "The answer is (B)."}, "cv_bench", False, "The answer is (B)."),
+        ({"resps": "<think>x</think>B", "filtered_resps": "B"}, "cv_bench", False, "<think>x</think>B"),
+        ({"resps": [["(B)"]], "filtered_resps": ["(B)"]}, "sat", False, "(B)"),  # the older layout
+        ({"resps": ["The answer is B."], "filtered_resps": "The"}, "sat", False, "The answer is B."),
+        ({"filtered_resps": "A"}, "sat", True, "A"),
+    ],
+)
+def test_where_the_reply_is(entry: dict[str, Any], task: str, raw_everywhere: bool, reply: str) -> None:
+    """evaluator.py L303-346 and evaluation_tracker.py L266-283: which field holds the reply."""
+    assert logged_reply(entry, TASKS[task], raw_everywhere) == reply
+
+
+def test_a_filtered_word_is_never_taken_for_a_reply() -> None:
+    with pytest.raises(LogRefused, match="first word"):
+        logged_reply({"filtered_resps": "The"}, TASKS["sat"], False)
+    with pytest.raises(LogRefused):  # a string resps of a filtered task is the filter's output
+        logged_reply({"resps": "thinkhmmthinkA", "filtered_resps": "thinkhmmthinkA"}, TASKS["sat"], False)
