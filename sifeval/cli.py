@@ -305,7 +305,7 @@ def _figure(value: float | None) -> str:
 
 @app.command("lmms-eval-tasks")
 def lmms_eval_tasks() -> None:
-    """Print the folder of sifthinker's lmms-eval tasks (sif_cvbench, sif_vstar, sif_sat), for
+    """Print the folder of sifthinker's lmms-eval tasks (sif_cvbench, sif_vstar, sif_sat and their _sif_rgb twins), for
     lmms-eval's --include_path."""
     from importlib.resources import files
 

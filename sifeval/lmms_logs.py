@@ -66,6 +66,7 @@ class LoggedTask:
     stated: Callable[[dict[str, Any]], dict[str, Any]] = field(default=lambda entry: {})
     truth: Callable[[dict[str, Any]], dict[str, Any]] = field(default=lambda doc: {})
     own: bool = False  # one of sifthinker's tasks: each line holds its scored sample
+    mode: str = "plain"  # where the answer is: the whole reply, or a SIF chain's <answer>
 
 
 def _metric(entry: dict[str, Any], key: str) -> dict[str, Any]:
@@ -108,10 +109,14 @@ UPSTREAM_TASKS = (
         ),
     ),
 )
-OWN_TASKS = (
-    LoggedTask("sif_cvbench", "cvbench", None, "nyu-visionx/CV-Bench", "default", own=True),
-    LoggedTask("sif_vstar", "vstar", "generation", "lmms-lab-encoder/vstar-bench", own=True),
-    LoggedTask("sif_sat", "sat", "official", "array/SAT", data_files={"test": "SAT_test.parquet"}, own=True),
+OWN_TASKS = tuple(
+    LoggedTask(f"{name}{suffix}", bench, protocol, dataset, config, files, own=True, mode=mode)
+    for name, bench, protocol, dataset, config, files in (
+        ("sif_cvbench", "cvbench", None, "nyu-visionx/CV-Bench", "default", None),
+        ("sif_vstar", "vstar", "generation", "lmms-lab-encoder/vstar-bench", None, None),
+        ("sif_sat", "sat", "official", "array/SAT", None, {"test": "SAT_test.parquet"}),
+    )
+    for suffix, mode in (("", "plain"), ("_sif_rgb", "sif-rgb"))
 )
 TASKS = {task.name: task for task in (*UPSTREAM_TASKS, *OWN_TASKS)}
 
@@ -296,10 +301,10 @@ def _join(entry: dict[str, Any], docs: Sequence[dict[str, Any]], task: LoggedTas
 # ----------------------------------------------------------------------------- scoring
 
 
-def _scored(bench: Benchmark, sample: Sample, reply: str) -> ScoredSample:
+def _scored(bench: Benchmark, sample: Sample, reply: str, mode: str) -> ScoredSample:
     if reply.startswith(REQUEST_FAILED):
         return bench.unanswered(sample, f"lmms-eval: {reply[:300]}")
-    return bench.score(sample, reply, "plain")
+    return bench.score(sample, reply, mode)
 
 
 def score_log(
@@ -343,7 +348,7 @@ def score_log(
                 samples = bench.samples_from_lmms_eval(doc, int(entry["doc_id"]))
         except (LogRefused, KeyError, TypeError, ValueError) as error:
             raise LogRefused(f"{log}: line {number}: {error}") from None
-        scored.extend(_scored(bench, sample, reply) for sample in samples)
+        scored.extend(_scored(bench, sample, reply, task.mode) for sample in samples)
     return bench, scored, notes
 
 
@@ -420,7 +425,7 @@ def rescore_logs(
         result = summarize(
             scored_bench,
             scored,
-            "plain",
+            task.mode,
             None,
             {
                 "spec": f"lmms-eval {record.get('lmms_eval_version', '')} log {log.name}".replace("  ", " "),
@@ -428,6 +433,7 @@ def rescore_logs(
             },
             None,
             {"notes": notes},
+            ask_again="lmms-eval could not get their replies; run it again for them.",
         )
         write_results(target, result)
         outcome.score = result.metrics.get("score")

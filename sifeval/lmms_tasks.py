@@ -19,7 +19,9 @@ Every metric's per-doc value is the same scored sample (:func:`sifeval.runner.sc
 so each aggregation is the benchmark's own :meth:`Benchmark.aggregate` over all of them: the
 CV-Bench formula, not lmms-eval's micro average, and the reply's option read by the shared
 extractor, not its first character. The prompt is the benchmark's ``plain`` one, the reply read
-whole, as ``sifeval run --mode plain`` asks and reads it.
+whole, as ``sifeval run --mode plain`` asks and reads it; the ``sif_*_sif_rgb`` tasks ask the SIF
+prompt with the RGB image and read the chain's ``<answer>``, as ``--mode sif-rgb`` does, their
+user turn built by the same code (``doc_to_messages``: its texts and images in the SIF order).
 
 SAT (``sif_sat``) is circular: :func:`sat_process_docs` turns each question into one doc per
 position of the right answer, as the official protocol asks (``sifeval.sat``); its log has one
@@ -104,11 +106,43 @@ def sat_process_docs(dataset: Any) -> Any:
 # ----------------------------------------------------------------------------- task functions
 
 
-def _doc_to_text(make: Callable[[dict[str, Any]], Sample]) -> Callable[..., str]:
+def _doc_to_text(make: Callable[[dict[str, Any]], Sample], mode: str = "plain") -> Callable[..., str]:
+    """The question as ``sifeval run --mode MODE`` asks it, as one text (what lmms-eval's
+    non-chat models send after the images; chat models get :func:`_doc_to_messages`)."""
+
     def doc_to_text(doc: dict[str, Any], lmms_eval_specific_kwargs: dict[str, Any] | None = None) -> str:
-        return make(doc).question
+        sample = make(doc)
+        if mode == "plain":
+            return sample.question
+        from sifdata.prompt import sif_user_parts
+
+        question = sample.sif_question or sample.question
+        return "".join(text or "" for kind, text in sif_user_parts(question, with_depth=False) if kind == "text")
 
     return doc_to_text
+
+
+def _doc_to_messages(
+    make: Callable[[dict[str, Any]], Sample], images: Callable[[dict[str, Any]], list[Any]], mode: str
+) -> Callable[..., list[dict[str, Any]]]:
+    """The user turn exactly as ``sifeval run --mode MODE`` builds it (sifmodel.prompts), texts and
+    images in its order, in lmms-eval's chat message shape (``api/task.py`` L1762-1840)."""
+
+    def doc_to_messages(
+        doc: dict[str, Any], lmms_eval_specific_kwargs: dict[str, Any] | None = None
+    ) -> list[dict[str, Any]]:
+        from sifmodel.prompts import build_messages
+
+        sample = make(doc)
+        question = sample.question if mode == "plain" else sample.sif_question or sample.question
+        prompt = build_messages(question, images(doc), mode=mode)  # type: ignore[arg-type]
+        content = [
+            {"type": "image", "url": value} if kind == "image" else {"type": "text", "text": value}
+            for kind, value in prompt.parts
+        ]
+        return [{"role": "user", "content": content}]
+
+    return doc_to_messages
 
 
 def _doc_to_target(make: Callable[[dict[str, Any]], Sample]) -> Callable[[dict[str, Any]], str]:
@@ -119,13 +153,13 @@ def _doc_to_target(make: Callable[[dict[str, Any]], Sample]) -> Callable[[dict[s
 
 
 def _process_results(
-    bench_name: str, make: Callable[[dict[str, Any]], Sample], metrics: Mapping[str, str]
+    bench_name: str, make: Callable[[dict[str, Any]], Sample], metrics: Mapping[str, str], mode: str = "plain"
 ) -> Callable[[dict[str, Any], list[str]], dict[str, Any]]:
     def process_results(doc: dict[str, Any], results: list[str]) -> dict[str, Any]:
         from sifeval.runner import scored_to_json
 
         reply = results[0] if results else ""
-        scored = scored_to_json(_benchmark(bench_name).score(make(doc), reply, "plain"))
+        scored = scored_to_json(_benchmark(bench_name).score(make(doc), reply, mode))
         return {SCORED_KEY: scored, **{metric: scored for metric in metrics}}
 
     return process_results
@@ -181,3 +215,15 @@ sat_doc_to_target = _doc_to_target(sat_sample)
 sat_process_results = _process_results("sat", sat_sample, SAT_METRICS)
 sat_score = _aggregate("sat", "score")
 sat_all_orders_right = _aggregate("sat", "all_orders_right")
+
+# The SIF prompt with the RGB image (``--mode sif-rgb``; lmms-eval has no depth estimator), the
+# answer read from the chain's ``<answer>``: the sif_*_sif_rgb tasks, for SIF models.
+cvbench_sif_doc_to_text = _doc_to_text(cvbench_sample, "sif-rgb")
+cvbench_sif_doc_to_messages = _doc_to_messages(cvbench_sample, images_of, "sif-rgb")
+cvbench_sif_process_results = _process_results("cvbench", cvbench_sample, CVBENCH_METRICS, "sif-rgb")
+vstar_sif_doc_to_text = _doc_to_text(vstar_sample, "sif-rgb")
+vstar_sif_doc_to_messages = _doc_to_messages(vstar_sample, images_of, "sif-rgb")
+vstar_sif_process_results = _process_results("vstar", vstar_sample, VSTAR_METRICS, "sif-rgb")
+sat_sif_doc_to_text = _doc_to_text(sat_sample, "sif-rgb")
+sat_sif_doc_to_messages = _doc_to_messages(sat_sample, sat_images_of, "sif-rgb")
+sat_sif_process_results = _process_results("sat", sat_sample, SAT_METRICS, "sif-rgb")

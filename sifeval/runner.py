@@ -319,8 +319,9 @@ def summarize(
     *,
     total: int | None = None,
     partial: str = "",
+    ask_again: str = "Run again with --resume to ask them again.",
 ) -> BenchmarkResult:
-    """The official figures of a run.
+    """The official figures of a run (``ask_again``: how to ask the unanswered samples again).
 
     ``score`` is the official aggregate over every sample, a sample without a response counted
     as the benchmark counts an unanswered question (:meth:`Benchmark.unanswered`: wrong);
@@ -341,8 +342,7 @@ def summarize(
     if errors:
         notes.append(
             f"{len(errors)} of {n} samples have no response (request errors): `score` counts them as wrong, as the "
-            "official scripts count a question without an answer; `score_answered_only` leaves them out. "
-            "Run again with --resume to ask them again."
+            f"official scripts count a question without an answer; `score_answered_only` leaves them out. {ask_again}"
         )
     if judge_failures:
         notes.append(

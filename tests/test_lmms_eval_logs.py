@@ -81,6 +81,7 @@ def test_cv_bench_log_scored_by_the_official_formula(copies: dict[str, Path], tm
     # is a request error, counted as unanswered and named.
     assert scored["10"]["request_error"].startswith("lmms-eval: [LMMS_EVAL_REQUEST_FAILED")
     assert results["request_errors"] == 1 and results["complete"] is False
+    assert "run it again for them" in " ".join(results["notes"]) and "--resume" not in " ".join(results["notes"])
     assert "re-scored from lmms-eval's cv_bench log" in " ".join(results["notes"])
 
 

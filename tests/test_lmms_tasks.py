@@ -17,6 +17,8 @@ from sifdata.hub import load_local
 from sifeval import lmms_tasks
 from sifeval.adapters import get_benchmark
 from sifeval.types import Sample
+from sifmodel.backends import GenerationSettings
+from sifmodel.prompts import build_messages
 
 TASKS = Path(lmms_tasks.__file__).parent / "lmms_eval_tasks"
 
@@ -33,27 +35,37 @@ def _docs(folder: Path, config: dict[str, Any]) -> Any:
 
 
 def _config(name: str) -> dict[str, Any]:
+    """A task's YAML with its ``include`` merged under it (shallow, as lmms-eval's utils.py
+    L1031-1056 merges), ``!function utils.f`` read as ``utils.f``."""
+
     class Loader(yaml.SafeLoader):
         pass
 
     Loader.add_constructor("!function", lambda loader, node: loader.construct_scalar(node))  # type: ignore[arg-type]
-    return yaml.load((TASKS / f"{name}.yaml").read_text(), Loader=Loader)
+    config = yaml.load((TASKS / f"{name}.yaml").read_text(), Loader=Loader)
+    if "include" in config:
+        config = {**_config(config.pop("include").removesuffix(".yaml")), **config}
+    return config
 
 
-def _reply(sample: Sample) -> str:
-    """A varied scripted model: right, wrong, or unreadable, by the question's id."""
+def _reply(sample: Sample, mode: str) -> str:
+    """A varied scripted model: right, wrong, or unreadable, by the question's id; in a SIF chain
+    for the SIF prompt."""
     number = sum(map(ord, sample.id))
-    if number % 3 == 0:
-        return sample.target
-    return "(B)" if number % 3 == 1 else "I am not sure."
+    answer = sample.target if number % 3 == 0 else "(B)" if number % 3 == 1 else "I am not sure."
+    if mode == "plain":
+        return answer
+    area = '<area>[{"bbox_2d":[0.1,0.1,0.6,0.6],"depth":0.4}]</area><text>The region.</text>'
+    return f"<think>{area}</think><answer>{answer}</answer>" if number % 5 else f"<think>{area}</think>{answer}"
 
 
 def _without_images(doc: dict[str, Any]) -> dict[str, Any]:
     return {key: value for key, value in doc.items() if key not in ("image", "image_bytes")}
 
 
+@pytest.mark.parametrize("mode", ["plain", "sif-rgb"])
 @pytest.mark.parametrize(
-    ("task", "bench", "copy", "metrics"),
+    ("name", "bench", "copy", "metrics"),
     [
         ("sif_cvbench", "cvbench", "nyu-visionx/CV-Bench", lmms_tasks.CVBENCH_METRICS),
         ("sif_vstar", "vstar", "lmms-lab-encoder/vstar-bench", lmms_tasks.VSTAR_METRICS),
@@ -61,8 +73,9 @@ def _without_images(doc: dict[str, Any]) -> dict[str, Any]:
     ],
 )
 def test_tasks_ask_and_score_as_sifeval_run(
-    copies: dict[str, Path], task: str, bench: str, copy: str, metrics: dict[str, str]
+    copies: dict[str, Path], name: str, bench: str, copy: str, metrics: dict[str, str], mode: str
 ) -> None:
+    task = name if mode == "plain" else f"{name}_sif_rgb"
     config = _config(task)
     assert config["task"] == task and config["reasoning_tags"] == "none"
     assert [entry["metric"] for entry in config["metric_list"]] == list(metrics)
@@ -85,12 +98,23 @@ def test_tasks_ask_and_score_as_sifeval_run(
         images = function["doc_to_visual"](doc)
         assert images and all(image.mode == "RGB" for image in images)
         sample = samples[index]
-        assert (text, target) == (sample.question, sample.target)  # what sifeval run asks, in order
-        reply = _reply(sample)
+        assert target == sample.target
+        request = runner_bench.request(sample, mode, GenerationSettings())  # type: ignore[arg-type]
+        sent = build_messages(request.question, list(request.images), mode=request.mode)
+        if mode == "plain":
+            assert text == sample.question  # what sifeval run asks, in order
+        else:  # the chat models' user turn: sifeval's own, texts and images in its order
+            messages = getattr(lmms_tasks, config["doc_to_messages"].removeprefix("utils."))(doc)
+            content = messages[0]["content"]
+            assert [(part["type"], part.get("text")) for part in content] == [
+                (kind, value if kind == "text" else None) for kind, value in sent.parts
+            ]
+            assert text == "".join(value for kind, value in sent.parts if kind == "text")
+        reply = _reply(sample, mode)
         per_doc = function["process_results"](bare, [reply])
         for metric in metrics:
             values[metric].append(per_doc[metric])
-        expected.append(runner_bench.score(sample, reply, "plain"))
+        expected.append(runner_bench.score(sample, reply, mode))
     assert len(expected) == len(samples)  # SAT: one doc per copy of the circular protocol
     official = runner_bench.aggregate(expected)
     for metric, figure in metrics.items():
@@ -108,5 +132,8 @@ def test_the_tasks_folder_is_shipped_and_printed() -> None:
     result = CliRunner().invoke(app, ["lmms-eval-tasks"])
     assert result.exit_code == 0
     folder = Path(result.output.strip())
-    assert sorted(path.name for path in folder.glob("*.yaml")) == ["sif_cvbench.yaml", "sif_sat.yaml", "sif_vstar.yaml"]
+    names = sorted(path.stem for path in folder.glob("*.yaml"))
+    assert names == sorted(
+        f"sif_{bench}{suffix}" for bench in ("cvbench", "vstar", "sat") for suffix in ("", "_sif_rgb")
+    )
     assert (folder / "utils.py").is_file()
