@@ -40,6 +40,7 @@ from typing import Any
 
 from sifdata.files import DataFileError, read_jsonl
 from sifeval.adapters import Benchmark, get_benchmark
+from sifeval.lmms_tasks import SCORED_KEY
 from sifeval.types import Sample, ScoredSample
 
 LOG_NAME = re.compile(r"^(?P<date>\d{8}_\d{6})_samples_(?P<task>.+)\.jsonl$")
@@ -332,9 +333,9 @@ def score_log(
         try:
             reply = logged_reply(entry, task, raw_everywhere)
             if task.own:
-                logged = entry.get("sif_scored")
+                logged = entry.get(SCORED_KEY)
                 if not isinstance(logged, dict):
-                    raise LogRefused(f"no sif_scored: not written by sifthinker's {task.name} task")
+                    raise LogRefused(f"no {SCORED_KEY}: not written by sifthinker's {task.name} task")
                 samples = [scored_from_json(logged).sample]
             else:
                 doc = entry.get("doc")
