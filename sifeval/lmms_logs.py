@@ -68,11 +68,22 @@ class LoggedTask:
     truth: Callable[[dict[str, Any]], dict[str, Any]] = field(default=lambda doc: {})
     own: bool = False  # one of sifthinker's tasks: each line holds its scored sample
     mode: str = "plain"  # where the answer is: the whole reply, or a SIF chain's <answer>
+    # reads the split's rows (without images) from a folder or the Hub, where the generic
+    # reading of ``dataset`` would not give the rows the task numbered
+    read_rows: Callable[[str | Path | None], list[dict[str, Any]]] | None = None
 
 
 def _metric(entry: dict[str, Any], key: str) -> dict[str, Any]:
     value = entry.get(key)
     return value if isinstance(value, dict) else {}
+
+
+def _cvbench_rows(where: str | Path | None) -> list[dict[str, Any]]:
+    """Both halves, in the order the ``default`` config reads them (``sifeval.cvbench``: that
+    config cannot read the two files as one table where their column types differ)."""
+    from sifeval.cvbench import CVBench
+
+    return CVBench().rows_without_images(where)
 
 
 UPSTREAM_TASKS = (
@@ -84,6 +95,7 @@ UPSTREAM_TASKS = (
         "default",
         stated=lambda entry: {"target": entry.get("target"), "idx": _metric(entry, "cv_bench_acc").get("id")},
         truth=lambda doc: {"target": doc.get("answer"), "idx": doc.get("idx")},
+        read_rows=_cvbench_rows,
     ),
     LoggedTask(  # tasks/vstar_bench/_default_template_yaml, utils.py L75-108
         "vstar_bench",
@@ -264,10 +276,8 @@ def load_docs(task: LoggedTask, where: str | Path | None) -> list[dict[str, Any]
     if task.data_files:
         kwargs["data_files"] = dict(task.data_files)
     try:
-        if task.bench == "cvbench":  # both halves, in the order the default config reads them
-            from sifeval.cvbench import CVBench
-
-            return CVBench().rows_without_images(where)
+        if task.read_rows is not None:
+            return task.read_rows(where)
         if where is not None:
             table = load_local(where, task.dataset_config, **kwargs)
         else:
@@ -309,13 +319,14 @@ def _scored(bench: Benchmark, sample: Sample, reply: str, mode: str) -> ScoredSa
 
 
 def score_log(
-    log: Path, task: LoggedTask, data: str | Path | None = None
+    log: Path, task: LoggedTask, data: str | Path | None = None, record: dict[str, Any] | None = None
 ) -> tuple[Benchmark, list[ScoredSample], list[str]]:
-    """Every line of ``log`` scored by the official protocol, and notes on how."""
+    """Every line of ``log`` scored by the official protocol, and notes on how (``record``: the
+    run's ``results.json``, read here when not given)."""
     from sifeval.runner import scored_from_json
 
     bench = get_benchmark(task.bench, task.protocol)
-    record = run_record(log)
+    record = run_record(log) if record is None else record
     entries = [(number, entry) for number, entry in read_jsonl(log)]
     notes = [f"re-scored from lmms-eval's {task.name} log {log.name} by the official protocol"]
     if task.protocol is not None and task.protocol != bench.default_protocol:
@@ -411,12 +422,12 @@ def rescore_logs(
         outcome = LogRescore(log, task.name, target)
         outcomes.append(outcome)
         where = (data or {}).get(task.name, (data or {}).get(""))
+        record = run_record(log)
         try:
-            scored_bench, scored, notes = score_log(log, task, where)
+            scored_bench, scored, notes = score_log(log, task, where, record)
         except (LogRefused, DataFileError) as error:
             outcome.error = str(error)
             continue
-        record = run_record(log)
         outcome.lmms_eval_figure = lmms_eval_figures(record, task.name)
         if outcome.lmms_eval_figure:
             notes.append(f"lmms-eval itself reported {outcome.lmms_eval_figure}")

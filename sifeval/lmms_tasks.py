@@ -31,7 +31,6 @@ line per copy.
 from __future__ import annotations
 
 import io
-import math
 from collections.abc import Callable, Mapping
 from functools import cache
 from typing import Any
@@ -170,8 +169,7 @@ def _aggregate(bench_name: str, figure: str) -> Callable[[list[dict[str, Any]]],
         from sifeval.runner import scored_from_json
 
         scored: list[ScoredSample] = [scored_from_json(item) for item in items]
-        value = _benchmark(bench_name).aggregate(scored).get(figure, float("nan"))
-        return float(value) if not math.isnan(value) else float("nan")
+        return float(_benchmark(bench_name).aggregate(scored).get(figure, float("nan")))
 
     aggregate.__name__ = f"{bench_name}_{figure.replace('/', '_')}"
     return aggregate
