@@ -166,3 +166,28 @@ def test_a_filtered_word_is_never_taken_for_a_reply() -> None:
         logged_reply({"filtered_resps": "The"}, TASKS["sat"], False)
     with pytest.raises(LogRefused):  # a string resps of a filtered task is the filter's output
         logged_reply({"resps": "thinkhmmthinkA", "filtered_resps": "thinkhmmthinkA"}, TASKS["sat"], False)
+
+
+def test_bad_logs_name_the_file_line_and_reason(copies: dict[str, Path], tmp_path: Path) -> None:
+    lines = CV_BENCH_LOG.read_text().splitlines()
+    broken = tmp_path / "logs" / CV_BENCH_LOG.name
+    broken.parent.mkdir()
+    broken.write_text("\n".join([*lines[:3], "{not json", *lines[3:]]) + "\n")
+    no_id = tmp_path / "logs" / "20261126_000001_samples_vstar_bench.jsonl"
+    no_id.write_text('{"target": "A"}\n')
+    result = _rescore(str(tmp_path / "logs"), "--out", str(tmp_path / "o"), *_data(copies))
+    text = " ".join(result.output.split())
+    assert result.exit_code == 1
+    assert "line 4: not valid JSON" in text and "samples_cv_bench" in text  # the file (wrapped) and its line
+    assert "line 1: not an lmms-eval sample (no doc_id)" in text
+    assert not (tmp_path / "o").exists() or not any((tmp_path / "o").iterdir())  # nothing half-written
+    mismatch = _rescore(str(CV_BENCH_LOG), "--bench", "vstar", "--out", str(tmp_path / "m"))
+    assert mismatch.exit_code == 1 and "is a log of lmms-eval's cv_bench (cvbench), not of vstar" in " ".join(
+        mismatch.output.split()
+    )
+    renamed = tmp_path / "mylog.jsonl"
+    renamed.write_text(CV_BENCH_LOG.read_text())
+    unnamed = _rescore(str(renamed), "--out", str(tmp_path / "u"))
+    assert unnamed.exit_code == 1 and "give --bench" in " ".join(unnamed.output.split())
+    renamed_ok = _rescore(str(renamed), "--bench", "cvbench", "--out", str(tmp_path / "u"), *_data(copies))
+    assert renamed_ok.exit_code == 0, renamed_ok.output
