@@ -271,34 +271,31 @@ def write_site(
         more = [_write_picture(folder, picture, depth=False) for picture in item.more_images]
         return image, depth, more
 
+    def tally(result: tuple[bool, tuple[int, int] | None, str | None]) -> tuple[tuple[int, int] | None, str | None]:
+        """Count one picture as written, reused or unreadable; its size and error."""
+        did_write, picture_size, error = result
+        counts["written"] += did_write
+        counts["reused"] += not did_write and error is None
+        counts["errors"] += error is not None
+        return picture_size, error
+
     def take(chunk: list[ViewItem], pool: ThreadPoolExecutor) -> None:
         for item, (image, depth, more) in zip(chunk, pool.map(pictures, chunk), strict=True):
             referenced.update(p.key for p in (item.image, item.depth, *item.more_images) if p is not None)
             notes = [item.note] if item.note else []
             shown_more = []
             for number, (picture, result) in enumerate(zip(item.more_images, more, strict=True), 2):
-                did_write, picture_size, error = result
-                counts["written"] += did_write
-                counts["reused"] += not did_write and error is None
+                picture_size, error = tally(result)
                 if error:
-                    counts["errors"] += 1
                     notes.append(f"image {number} could not be read: {error}")
                 else:
-                    shown_more.append({"image": f"images/{picture.key}.jpg", "size": list(picture_size)})
-            size = depth_size = None
-            for result, what in ((image, "image"), (depth, "depth image")):
-                if result is None:
-                    continue
-                did_write, picture_size, error = result
-                counts["written"] += did_write
-                counts["reused"] += not did_write and error is None
-                if error:
-                    counts["errors"] += 1
-                    notes.append(f"the {what} could not be read: {error}")
-                elif what == "image":
-                    size = picture_size
-                else:
-                    depth_size = picture_size
+                    shown_more.append({"image": f"images/{picture.key}.jpg", "size": list(picture_size or ())})
+            size, error = tally(image) if image is not None else (None, None)
+            if error:
+                notes.append(f"the image could not be read: {error}")
+            depth_size, error = tally(depth) if depth is not None else (None, None)
+            if error:
+                notes.append(f"the depth image could not be read: {error}")
             full.append(_item_json(item, size, depth_size, shown_more, notes))
             thumb = f"thumbs/{item.image.key}.jpg" if item.image is not None and size else None
             rows.append(_summary(item, len(rows), thumb))
