@@ -4,14 +4,18 @@ The builder's writer check, the GRPO-SIF accuracy reward's rule judge, the offli
 judge and the evaluation adapters all read answers through this module, so that one answer
 never gets two verdicts ("Correct, it is." against "yes" is agreement everywhere).
 
+- :func:`answer_part`: where a reply's answer is (the last ``<answer>``, else after the
+  thinking, else ``\\boxed{}``, else the whole reply): the one answer reader of every mode;
 - :func:`rule_agreement`: the verdict of a rule where the reference's type has one (an option
   letter, yes/no, a number), ``None`` for a free-form reference;
 - :func:`answers_agree`: that verdict, else the normalized reference stated in the answer;
-- :func:`extract_choice` / :func:`read_choice`, :func:`yes_no`, :func:`first_number`: how an
-  answer is read.
+- :func:`extract_choice` / :func:`read_option` / :func:`read_choice`, :func:`yes_no`,
+  :func:`first_number`: how an answer is read.
 
 Readings are literal: the first yes/no word said, the first number written, the option
 letter committed to. A hedge ("yes or no") counts as its first word, never as both.
+Normalization turns punctuation into spaces (``<answer>white</answer>`` holds the word
+"white", ``Answer:white`` too), never glues words together.
 """
 
 from __future__ import annotations
@@ -19,10 +23,12 @@ from __future__ import annotations
 import re
 import string
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Literal
 
 _ARTICLES = re.compile(r"\b(a|an|the)\b")
-_PUNCTUATION = str.maketrans("", "", string.punctuation)
+# Punctuation becomes a space: deleting it glued "<answer>white</answer>" into "answerwhiteanswer".
+_PUNCTUATION = str.maketrans(string.punctuation, " " * len(string.punctuation))
 NUMBER_WORDS = {
     "zero": 0,
     "none": 0,
@@ -46,8 +52,79 @@ _OPTION_REFERENCE = re.compile(r"^\(?([A-Z])\)?(?:[.:)]\s*.*)?$")
 
 
 def normalize_answer(text: str) -> str:
-    """Lower case, no punctuation, no articles, single spaces."""
+    """Lower case, punctuation turned into spaces, no articles, single spaces."""
     return " ".join(_ARTICLES.sub(" ", text.lower().translate(_PUNCTUATION)).split())
+
+
+# ----------------------------------------------------------------------------- the answer part
+
+_ANSWER_OPEN = re.compile(r"<answer\s*>", re.IGNORECASE)
+_ANSWER_CLOSE = re.compile(r"</answer\s*>", re.IGNORECASE)
+_THINK_OPEN = re.compile(r"<think\s*>", re.IGNORECASE)
+_THINK_CLOSE = re.compile(r"</think\s*>", re.IGNORECASE)
+_BOXED_START = re.compile(r"\\boxed\s*\{")
+_TEXT_WRAPPER = re.compile(r"\\(?:text|textbf|textrm|mathrm|mathbf|mbox)\s*\{([^{}]*)\}")
+
+
+def answer_part(reply: str | None) -> str | None:
+    """The part of a reply that is its answer, found the same way in every prompt mode, before
+    any benchmark's rule reads it; None when the reply holds no answer.
+
+    1. The last ``<answer>`` (to its ``</answer>``, or to the end: the closing tag is optional,
+       as in SIF chains), even when empty: an empty last answer is no answer, never an earlier
+       one in its place.
+    2. Else what follows the last ``</think>`` (lmms-eval's ``reasoning_tags`` convention,
+       ``lmms_eval/api/reasoning.py`` ``strip_reasoning_tags``, which removes whole
+       ``<think>...</think>`` blocks). A closing tag alone counts too: chat templates that open
+       the thinking block in the prompt (DeepSeek-R1, Qwen3) make the reply start inside it,
+       where lmms-eval would keep the whole reply. A reply that opens ``<think>`` and never
+       closes it was cut off while thinking: it has no answer (None), as lmms-eval's tags
+       would leave the thinking itself to be read.
+    3. Else the whole reply.
+
+    Then, in that part, the content of the last ``\\boxed{...}`` when there is one (braces
+    matched; ``\\text{...}`` wrappers removed): ``\\boxed{B}`` is "B".
+    """
+    if reply is None:
+        return None
+    opened = _last(_ANSWER_OPEN, reply)
+    if opened is not None:
+        closed = _ANSWER_CLOSE.search(reply, opened.end())
+        part = reply[opened.end() : closed.start() if closed else len(reply)]
+    else:
+        thought = _last(_THINK_CLOSE, reply)
+        if thought is not None:
+            part = reply[thought.end() :]
+        elif _THINK_OPEN.search(reply):
+            return None
+        else:
+            part = reply
+    part = unboxed(part).strip()
+    return part or None
+
+
+def _last(pattern: re.Pattern[str], text: str) -> re.Match[str] | None:
+    found = None
+    for found in pattern.finditer(text):  # noqa: B007 - the last match is the one wanted
+        pass
+    return found
+
+
+def unboxed(text: str) -> str:
+    """The content of the last ``\\boxed{...}`` in ``text`` (its braces matched, an unclosed one
+    read to the end, ``\\text{...}`` wrappers removed), or ``text`` when it has none."""
+    start = _last(_BOXED_START, text)
+    if start is None:
+        return text
+    depth, position = 1, start.end()
+    while position < len(text) and depth:
+        depth += {"{": 1, "}": -1}.get(text[position], 0)
+        position += 1
+    content = text[start.end() : position - 1 if depth == 0 else len(text)]
+    previous = None
+    while previous != content:
+        previous, content = content, _TEXT_WRAPPER.sub(r"\1", content)
+    return content
 
 
 def first_number(text: str) -> float | None:
@@ -159,18 +236,93 @@ def extract_choice(text: str, letters: str = "ABCDEFGH") -> str | None:
     return alone.pop() if len(alone) == 1 else None
 
 
-def read_choice(text: str | None, choices: Sequence[str]) -> str | None:
-    """The option a reply commits to: its letter (:func:`extract_choice`), else the text of
-    exactly one option stated in it ("The white one." with options black, white: B)."""
+@dataclass(frozen=True)
+class ChoiceReading:
+    """How a reply's answer maps onto the options of a multiple-choice question.
+
+    ``letter``: the option letter it states (:func:`extract_choice`). ``by_text``: the option its
+    words state (:func:`option_by_text`), or None. ``option``: the option it commits to, the
+    letter first (the letter protocols' rule), else its text. ``how``: which of the two decided
+    (``letter``, ``text``, ``content``), ``none`` when neither did.
+    """
+
+    option: str | None
+    letter: str | None = None
+    by_text: str | None = None
+    how: Literal["letter", "text", "content", "none"] = "none"
+
+    @property
+    def conflicting(self) -> bool:
+        """The letter names one option and the words another ("A. The bag is red." where A is
+        blue): scored by the letter, and counted."""
+        return self.letter is not None and self.by_text is not None and self.by_text != self.letter
+
+
+def read_option(text: str | None, choices: Sequence[str]) -> ChoiceReading:
+    """The option an answer commits to: its letter (:func:`extract_choice`), else the option its
+    words state (:func:`option_by_text`); both are read, so that a letter contradicted by the
+    words is seen (:attr:`ChoiceReading.conflicting`)."""
     if not text:
-        return None
+        return ChoiceReading(None)
     letter = extract_choice(text, LETTERS[: len(choices)] if choices else "ABCDEFGH")
+    named, how = option_by_text(text, choices)
     if letter is not None:
-        return letter
+        return ChoiceReading(letter, letter, named, "letter")
+    return ChoiceReading(named, None, named, how)
+
+
+def read_choice(text: str | None, choices: Sequence[str]) -> str | None:
+    """The option letter a reply commits to (:func:`read_option`), or None."""
+    return read_option(text, choices).option
+
+
+def option_by_text(text: str, choices: Sequence[str]) -> tuple[str | None, Literal["text", "content", "none"]]:
+    """The option (its letter) whose text an answer states, and how it was found.
+
+    1. ``text``: the one option whose whole text appears in the answer as whole words ("The
+       white one." with options black, white). An option found only inside a longer option
+       that is also found does not count ("black and white" names the option "black and white",
+       not "white"); two options found: none.
+    2. ``content``, when no option's whole text appears: the one option whose distinguishing
+       words (the words no other option has) all appear ("Blue" or "blue bag" for the options
+       "The color of the bag is blue." and "The color of the bag is red."), or whose varying
+       words (those not every option has) all appear, where its distinguishing words alone do not
+       set it apart ("The life buoy is red and white." for "... red and white.", "... blue and
+       white.", "... yellow and red.": no word is the first option's alone, but "red" and
+       "white" together are). Two such options, or none: none.
+    """
     said = normalize_answer(text)
     options = [normalize_answer(choice) for choice in choices]
-    matches = [i for i, option in enumerate(options) if option and re.search(rf"\b{re.escape(option)}\b", said)]
-    return LETTERS[matches[0]] if len(matches) == 1 else None
+    found: dict[int, list[tuple[int, int]]] = {}
+    for index, option in enumerate(options):
+        if option:
+            spans = [m.span() for m in re.finditer(rf"(?<![^ ]){re.escape(option)}(?![^ ])", said)]
+            if spans:
+                found[index] = spans
+    stated = [
+        index
+        for index, spans in found.items()
+        if not all(
+            any(
+                other != index and len(options[other]) > len(options[index]) and a <= start and end <= b
+                for other, outer in found.items()
+                for a, b in outer
+            )
+            for start, end in spans
+        )
+    ]
+    if found:
+        return (LETTERS[stated[0]], "text") if len(stated) == 1 else (None, "none")
+    words = set(said.split())
+    vocabularies = [set(option.split()) for option in options]
+    shared_by_all = set.intersection(*vocabularies) if vocabularies else set()
+    named = []
+    for index, vocabulary in enumerate(vocabularies):
+        others = set().union(*(v for other, v in enumerate(vocabularies) if other != index))
+        distinguishing, varying = vocabulary - others, vocabulary - shared_by_all
+        if (distinguishing and distinguishing <= words) or (varying and varying <= words):
+            named.append(index)
+    return (LETTERS[named[0]], "content") if len(named) == 1 else (None, "none")
 
 
 def reference_option(reference: str) -> str | None:
@@ -183,10 +335,12 @@ def reference_option(reference: str) -> str | None:
 
 
 def reference_number(reference: str) -> float | None:
-    """The number a reference is ("3", "-1.5", "three"), or None when it is anything else."""
-    truth = normalize_answer(reference).replace(" ", "")
-    if re.fullmatch(r"-?\d+(?:\.\d+)?", truth):
-        return float(truth)
+    """The number a reference is ("3", "-1.5", "(3)", "3.", "three"), or None when it is anything else."""
+    stripped = reference.strip().replace(",", "")
+    match = re.fullmatch(r"\(?\s*(-?\d+(?:\.\d+)?)\s*\)?\.?", stripped)
+    if match:
+        return float(match.group(1))
+    truth = normalize_answer(reference)
     if truth in NUMBER_WORDS:
         return float(NUMBER_WORDS[truth])
     return None

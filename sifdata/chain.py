@@ -349,9 +349,10 @@ def _parse_lenient(text: str, width: int | None, height: int | None, reason: str
 class WrittenArea:
     """One ``<area>`` exactly as written, for rewards that must score what a completion says.
 
-    ``boxes`` holds every readable box with each coordinate clipped to [0, 1], in the order
-    written: an inverted box stays inverted (it covers nothing), pixel numbers clip to the edge
-    (they cover nothing either), nothing is re-ordered, normalized or dropped for being odd.
+    ``boxes`` holds every readable box with each coordinate clipped to [0, 1] (unless read with
+    ``clip=False``), in the order written: an inverted box stays inverted (it covers nothing),
+    pixel numbers clip to the edge (they cover nothing either), nothing is re-ordered,
+    normalized or dropped for being odd.
     ``depths`` holds the stated depth of each box, NaN where it is missing, unreadable or not
     finite. ``unreadable`` counts the box-like items that could not be read as four numbers.
     """
@@ -361,9 +362,11 @@ class WrittenArea:
     unreadable: int = 0
 
 
-def read_areas(text: str) -> list[WrittenArea]:
+def read_areas(text: str, *, clip: bool = True) -> list[WrittenArea]:
     """Every ``<area>`` of a completion's thinking (before its last ``<answer>``), in order, as
-    written; an area with nothing readable is an area with no boxes, never skipped."""
+    written; an area with nothing readable is an area with no boxes, never skipped.
+    ``clip=False`` keeps every coordinate exactly as written (an evaluation that scores boxes by
+    its upstream's arithmetic, where a coordinate past the edge counts as written)."""
     answer_start = text.lower().rfind("<answer>")
     body = text if answer_start < 0 else text[:answer_start]
     areas = []
@@ -378,7 +381,7 @@ def read_areas(text: str) -> list[WrittenArea]:
             if len(numbers) != 4 or any(v is None for v in numbers):
                 unreadable += 1
                 continue
-            x1, y1, x2, y2 = (min(max(v, 0.0), 1.0) for v in numbers if v is not None)
+            x1, y1, x2, y2 = (min(max(v, 0.0), 1.0) if clip else v for v in numbers if v is not None)
             boxes.append((x1, y1, x2, y2))
             depth = _to_float(raw_depth)
             depths.append(depth if depth is not None else math.nan)

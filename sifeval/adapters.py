@@ -15,9 +15,10 @@ from importlib.metadata import EntryPoint, entry_points
 from pathlib import Path
 from typing import Any, ClassVar
 
-from sifdata.answers import LETTERS, read_choice
+from sifdata.answers import LETTERS, answer_part, read_option
 from sifdata.chain import parse_chain
 from sifdata.geometry import Box
+from sifeval.choice_judge import ChoiceItem, ChoiceJudge
 from sifeval.solvers import Generate, Solver
 from sifeval.types import Sample, ScoredSample, Source
 from sifmodel.backends import GenerationRequest, GenerationSettings
@@ -31,13 +32,12 @@ ANSWER_WITH_LETTER = "Answer with the option's letter from the given choices dir
 # ----------------------------------------------------------------------------- extraction
 
 
-def answer_text(response: str, mode: str) -> str | None:
-    """The part of a response that is the answer: the ``<answer>`` of a SIF chain (None if the
-    chain has none: a parse failure, never replaced by anything), or the whole plain reply."""
-    if mode.startswith("sif"):
-        return parse_chain(response, strict=False).answer
-    text = response.strip()
-    return text or None
+def answer_text(response: str, mode: str | None = None) -> str | None:
+    """The part of a response that is its answer (:func:`sifdata.answers.answer_part`: the last
+    ``<answer>``, else after ``</think>``, else ``\\boxed{}``, else the whole reply), the same in
+    every prompt mode (``mode`` is accepted for benchmarks written against the older signature);
+    None when there is none: a parse failure, never replaced by anything."""
+    return answer_part(response)
 
 
 def options_block(choices: Sequence[str]) -> str:
@@ -169,14 +169,86 @@ class Benchmark(ABC):
 
 
 class MultipleChoiceBenchmark(Benchmark):
-    """Scoring shared by option-letter benchmarks: the letter the reply commits to must be the
-    target letter; a reply committing to none is a parse failure and scores 0."""
+    """Scoring shared by option-letter benchmarks: the answer part of the reply
+    (:func:`answer_text`) is read for an option (:func:`sifdata.answers.read_option`: its letter,
+    else the whole text of one option, else the one option whose distinguishing words it states);
+    the option must be the target letter. A reply committing to none is a parse failure and
+    scores 0. A reply whose letter names one option and whose words another is scored by its
+    letter and counted (``details["conflicting_option"]``, ``conflicting_replies`` in the results).
+
+    ``choice_judge`` (opt-in, :mod:`sifeval.choice_judge`): the replies the rules cannot map go
+    to a judge model, which maps them to an option or to none; a judge failure is a judge
+    failure, never a 0.
+    """
+
+    choice_judge: ChoiceJudge | None = None
+    #: The choice judge a saved run used, when it is read again without one (merge, the viewer).
+    recorded_choice_judge: str | None = None
+
+    def options(self) -> dict[str, Any]:
+        """The choice judge, when one is set (a run with one is not the official protocol)."""
+        model = self.choice_judge.model if self.choice_judge is not None else self.recorded_choice_judge
+        return {"choice_judge": model} if model else {}
+
+    @classmethod
+    def from_options(cls, protocol: str | None, options: Mapping[str, Any]) -> Benchmark:
+        bench = cls(protocol)
+        bench.recorded_choice_judge = options.get("choice_judge")
+        return bench
+
+    def scoring_workers(self) -> int:
+        return self.choice_judge.concurrency if self.choice_judge is not None else 1
 
     def score(self, sample: Sample, response_text: str, mode: str = "sif") -> ScoredSample:
-        letter = read_choice(answer_text(response_text, mode), sample.choices)
+        return self.score_many([sample], [response_text], mode)[0]
+
+    def score_many(self, samples: Sequence[Sample], responses: Sequence[str], mode: str = "sif") -> list[ScoredSample]:
+        """The rules on every reply; then, with a choice judge, the judge on those they cannot map."""
+        scored = [self.score_by_rules(sample, text) for sample, text in zip(samples, responses, strict=True)]
+        if self.choice_judge is None:
+            return scored
+        unmapped = [item for item in scored if not self.mapped(item) and answer_text(item.response or "")]
+        items = [
+            ChoiceItem(_question_of(item.sample), item.sample.choices, answer_text(item.response or "") or "")
+            for item in unmapped
+        ]
+        for item, verdict in zip(unmapped, self.choice_judge.map_many(items), strict=True):
+            item.details["choice_judge"] = "failed" if verdict.error is not None else (verdict.option or "none")
+            if verdict.error is not None:
+                item.score, item.judge_error = None, verdict.error
+            elif verdict.option is not None:
+                item.extracted, item.score = self.option_verdict(item.sample, verdict.option)
+                item.parse_ok = True
+                item.details["read_by"] = "choice judge"
+        return scored
+
+    def score_by_rules(self, sample: Sample, response_text: str) -> ScoredSample:
+        """The protocol's rules alone: the option letter read from the answer part."""
+        reading = read_option(answer_text(response_text), sample.choices)
+        details: dict[str, Any] = {"read_by": reading.how}
+        if reading.conflicting:
+            details["conflicting_option"] = reading.by_text
         return ScoredSample(
-            sample, response_text, extracted=letter, parse_ok=letter is not None, score=float(letter == sample.target)
+            sample,
+            response_text,
+            extracted=reading.option,
+            parse_ok=reading.option is not None,
+            score=float(reading.option == sample.target),
+            details=details,
         )
+
+    def mapped(self, item: ScoredSample) -> bool:
+        """Whether the rules mapped a scored reply onto an option (else the choice judge may)."""
+        return item.extracted is not None
+
+    def option_verdict(self, sample: Sample, letter: str) -> tuple[str, float]:
+        """What is recorded as extracted, and the score, when the judge maps a reply to ``letter``."""
+        return letter, float(letter == sample.target)
+
+
+def _question_of(sample: Sample) -> str:
+    """The question without its options and instructions where the sample keeps it, for the judge."""
+    return str(sample.metadata.get("question_core") or sample.metadata.get("raw_question") or sample.question)
 
 
 def accuracy(scored: Sequence[ScoredSample]) -> float:

@@ -14,6 +14,7 @@ from rich.table import Table
 
 if TYPE_CHECKING:
     from sifeval.adapters import Benchmark
+    from sifeval.choice_judge import ChoiceJudge
 
 app = typer.Typer(help="Evaluate SIF models on five benchmarks by their official protocols.", no_args_is_help=True)
 console = Console()
@@ -31,13 +32,28 @@ def _main(verbose: Annotated[bool, typer.Option("--verbose", "-v")] = False) -> 
     logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s")
 
 
-def _bench(name: str, protocol: str | None, judge: str, box_frame: str | None = None) -> Benchmark:
-    from sifeval.adapters import get_benchmark
+CHOICE_JUDGE_HELP = (
+    "multiple-choice benchmarks: off (the official protocols), or llm: replies the rules cannot map to an "
+    "option go to a judge model (SIF_JUDGE_BASE_URL, SIF_JUDGE_MODEL, SIF_JUDGE_API_KEY), VLMEvalKit's convention"
+)
+
+
+def _bench(
+    name: str, protocol: str | None, judge: str, box_frame: str | None = None, choice_judge: str = "off"
+) -> Benchmark:
+    from sifeval.adapters import MultipleChoiceBenchmark, get_benchmark
 
     try:
         bench = get_benchmark(name, protocol)
     except (KeyError, ValueError) as error:
         _fail(str(error.args[0] if error.args else error))
+    if choice_judge not in ("off", "llm"):
+        _fail(f"--choice-judge takes off or llm, not {choice_judge!r}")
+    if choice_judge == "llm":
+        if not isinstance(bench, MultipleChoiceBenchmark):
+            _fail(f"--choice-judge applies to multiple-choice benchmarks (cvbench, vstar, sat), not {name}")
+        assert isinstance(bench, MultipleChoiceBenchmark)
+        bench.choice_judge = _choice_judge()
     if hasattr(bench, "judge"):
         from sifmodel.config import JudgeSettings
         from sifmodel.judge import make_judge
@@ -55,6 +71,20 @@ def _bench(name: str, protocol: str | None, judge: str, box_frame: str | None = 
     return bench
 
 
+def _choice_judge() -> ChoiceJudge:
+    from sifdata.hub import sif_home
+    from sifeval.choice_judge import ChoiceJudge
+    from sifmodel.judge import LLMJudge
+
+    try:
+        # Verdicts are kept on disk by the judge's model and endpoint, the prompt and the reply:
+        # a rerun or a re-score asks the judge nothing it has answered before.
+        return ChoiceJudge(LLMJudge(concurrency=16, cache_dir=sif_home() / "judge-cache"))
+    except ValueError as error:
+        _fail(f"--choice-judge llm: {error}")
+        raise
+
+
 def _print_result(result: object) -> None:
     data = result.to_json()  # type: ignore[attr-defined]
     table = Table(title=f"{data['benchmark']} ({data['mode']}, {data['protocol']}): n={data['n']}")
@@ -66,6 +96,10 @@ def _print_result(result: object) -> None:
     table.add_row("request errors", f"{100 * data['request_error_rate']:.1f}%" if data["n"] else "-")
     if data.get("judge_failures"):
         table.add_row("judge failures", str(data["judge_failures"]))
+    if data.get("conflicting_replies"):
+        table.add_row("letter/text conflicts", str(data["conflicting_replies"]))
+    if (data.get("protocol_options") or {}).get("choice_judge"):
+        table.add_row("choice judge calls", str(data.get("choice_judge_calls", 0)))
     console.print(table)
     for note in data["notes"]:
         console.print(f"note: {note}")
@@ -97,6 +131,7 @@ def run(
             "checkpoints trained on the published SIF-50K"
         ),
     ] = None,
+    choice_judge: Annotated[str, typer.Option(help=CHOICE_JUDGE_HELP)] = "off",
     cache: Annotated[bool, typer.Option(help="reuse responses for identical (model, request)")] = True,
     progress: bool = True,
 ) -> None:
@@ -118,7 +153,7 @@ def run(
         if not 0 <= index < count:
             _fail("--shard i/n needs 0 <= i < n")
         shard_spec = (index, count)
-    adapter = _bench(bench, protocol, judge, box_frame)
+    adapter = _bench(bench, protocol, judge, box_frame, choice_judge)
     depth = None
     if adapter.mode_for(mode) == "sif" and not adapter.provides_depth:
         depth = DepthProvider(depth_model)
@@ -255,6 +290,9 @@ def rescore(
     ] = None,
     out: Annotated[Path | None, typer.Option(help="write the re-scored run(s) here")] = None,
     judge: Annotated[str, typer.Option(help="answer judge for VisCoT: llm or match")] = "llm",
+    choice_judge: Annotated[
+        str | None, typer.Option(help=CHOICE_JUDGE_HELP + " (default: as the run did)", show_default=False)
+    ] = None,
 ) -> None:
     """Score saved responses again without the model, or lmms-eval's sample logs by the official protocols."""
     from sifeval.rescore import rescore_run
@@ -269,8 +307,16 @@ def rescore(
         return
     previous = json.loads((run_dir / "results.json").read_text())
     name = bench or previous["benchmark"]
-    frame = (previous.get("protocol_options") or {}).get("box_frame")
-    bench_adapter = _bench(name, previous.get("protocol"), judge, frame)
+    recorded = previous.get("protocol_options") or {}
+    frame = recorded.get("box_frame")
+    used = recorded.get("choice_judge")
+    bench_adapter = _bench(name, previous.get("protocol"), judge, frame, choice_judge or ("llm" if used else "off"))
+    live = getattr(bench_adapter, "choice_judge", None)
+    if choice_judge is None and live is not None and live.model != used:
+        _fail(
+            f"this run's choice judge was {used}, SIF_JUDGE_MODEL is {live.model}: pass --choice-judge llm to "
+            f"re-score with {live.model}, or --choice-judge off for the official protocol"
+        )
     _print_result(rescore_run(bench_adapter, run_dir, out))  # type: ignore[arg-type]
 
 
@@ -324,6 +370,8 @@ def merge(
     first = json.loads((runs[0] / "results.json").read_text())
     frame = (first.get("protocol_options") or {}).get("box_frame")
     bench = _bench(first["benchmark"], first.get("protocol"), judge, frame)
+    if hasattr(bench, "recorded_choice_judge"):  # merging re-scores nothing: the shards' judge is recorded
+        bench.recorded_choice_judge = (first.get("protocol_options") or {}).get("choice_judge")
     try:
         _print_result(merge_runs(bench, runs, out))  # type: ignore[arg-type]
     except ValueError as error:

@@ -3,8 +3,12 @@
 
 Official score: acc_2D = (acc_ADE20K + acc_COCO) / 2, acc_3D = acc_Omni3D, CV-Bench =
 (acc_2D + acc_3D) / 2; also per task and per source. Micro accuracy is reported beside it under
-its own name, never as the score. The reply's option letter is read by the shared extractor
-("The answer is (B)" is B, not "T").
+its own name, never as the score. The reply's answer part (:func:`sifdata.answers.answer_part`:
+the last ``<answer>``, else after ``</think>``, else ``\\boxed{}``, else the whole reply, in every
+prompt mode) is read for an option by the shared reader (``"The answer is (B)"`` is B, not "T";
+an option's text, or its distinguishing words, when no letter is given); a letter contradicted by
+the words is scored by the letter and counted. ``--choice-judge llm`` (not the official protocol)
+maps the replies the rules cannot read with a judge model.
 """
 
 from __future__ import annotations
@@ -72,7 +76,7 @@ def sample_from_row(row: dict[str, Any]) -> Sample:
         images=(ImageRef(data=_image_bytes(row["image"])),) if row.get("image") is not None else (),
         choices=choices,
         sif_question=question,
-        metadata={"type": row["type"], "source": row["source"], "task": row["task"]},
+        metadata={"type": row["type"], "source": row["source"], "task": row["task"], "question_core": row["question"]},
     )
 
 

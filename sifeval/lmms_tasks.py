@@ -18,10 +18,12 @@ here). What lmms-eval calls, and how (lmms-eval 0.7.3):
 Every metric's per-doc value is the same scored sample (:func:`sifeval.runner.scored_to_json`),
 so each aggregation is the benchmark's own :meth:`Benchmark.aggregate` over all of them: the
 CV-Bench formula, not lmms-eval's micro average, and the reply's option read by the shared
-extractor, not its first character. The prompt is the benchmark's ``plain`` one, the reply read
-whole, as ``sifeval run --mode plain`` asks and reads it; the ``sif_*_sif_rgb`` tasks ask the SIF
-prompt with the RGB image and read the chain's ``<answer>``, as ``--mode sif-rgb`` does, their
-user turn built by the same code (``doc_to_messages``: its texts and images in the SIF order).
+extractor, not its first character. The prompt is the benchmark's ``plain`` one, as
+``sifeval run --mode plain`` asks it; the ``sif_*_sif_rgb`` tasks ask the SIF prompt with the RGB
+image, as ``--mode sif-rgb`` does, their user turn built by the same code (``doc_to_messages``:
+its texts and images in the SIF order). Every task reads the reply's answer part as ``sifeval``
+does in every mode (:func:`sifdata.answers.answer_part`: the last ``<answer>``, else after
+``</think>``, else ``\\boxed{}``, else the whole reply).
 
 SAT (``sif_sat``) is circular: :func:`sat_process_docs` turns each question into one doc per
 position of the right answer, as the official protocol asks (``sifeval.sat``); its log has one

@@ -56,7 +56,7 @@ def report_rows(results: list[dict[str, Any]], with_published: bool = True) -> l
                     "n": result["n"],
                     "parse_failures": result["parse_failure_rate"],
                     "request_errors": result["request_error_rate"],
-                    "flag": "" if result.get("complete", True) else "incomplete: " + _why_incomplete(result),
+                    "flag": _run_flag(result),
                 }
             )
         entry = reference.get(benchmark, {})
@@ -83,6 +83,17 @@ def report_rows(results: list[dict[str, Any]], with_published: bool = True) -> l
             )
         tables.append({"benchmark": benchmark, "columns": columns, "rows": rows, "missing": entry.get("missing")})
     return tables
+
+
+def _run_flag(result: dict[str, Any]) -> str:
+    """What a reader must know beside a run's figures: an incomplete run, a choice judge (not the
+    official protocol)."""
+    flags = [] if result.get("complete", True) else ["incomplete: " + _why_incomplete(result)]
+    judge = (result.get("protocol_options") or {}).get("choice_judge")
+    if judge:
+        calls = result.get("choice_judge_calls", 0)
+        flags.append(f"differs from the official protocol: choice judge {judge} ({calls} replies mapped by it)")
+    return "; ".join(flags)
 
 
 def _why_incomplete(result: dict[str, Any]) -> str:

@@ -358,6 +358,22 @@ def summarize(
             f"cannot be computed from this run (null): {', '.join(missing)} (a category, pair or subset of "
             "the official formula has no sample here)"
         )
+    conflicts = sum(1 for s in answered if "conflicting_option" in s.details)
+    if conflicts:
+        notes.append(
+            f"{conflicts} replies state one option's letter and another option's text: scored by the letter, "
+            "the protocol's rule (the viewer's 'conflict' filter lists them)"
+        )
+    referred = [s for s in answered if "choice_judge" in s.details]
+    judge_model = bench.options().get("choice_judge")
+    if judge_model:
+        verdicts = [s.details["choice_judge"] for s in referred]
+        mapped = sum(1 for v in verdicts if v not in ("none", "failed"))
+        notes.append(
+            f"choice judge {judge_model}: {len(referred)} replies the rules could not map were sent to it "
+            f"({mapped} mapped to an option, {verdicts.count('none')} to none, {verdicts.count('failed')} failed); "
+            "the official protocol has no judge, so these figures are not the official protocol's"
+        )
     complete = not errors and not judge_failures and (total is None or n >= total)
     return BenchmarkResult(
         benchmark=bench.name,
@@ -378,6 +394,8 @@ def summarize(
         judge_failures=len(judge_failures),
         parse_failures=parse_failures,
         protocol_options=bench.options(),
+        conflicting_replies=conflicts,
+        choice_judge_calls=len(referred),
     )
 
 

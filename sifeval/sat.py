@@ -9,15 +9,24 @@ Protocols (arijitray1993/SAT at d5dcb10):
 - ``official``: the question is asked for the option's *text*: ``<question> Answer the question
   using a single word or phrase. Choose between the following options: "x" or "y".``
   (``custom_datasets/dataloaders.py`` L156-175, ``format_prompts``; ego-movement questions get
-  the prefix of ``RealSATDynamic.get_prefix``, L627-633), and the reply is read as
-  ``QAAccuracy`` reads it (``models/eval_funcs.py`` L1797-1910: cut at ``###``, stripped and
-  lower-cased, the rewrites for "is the camera moving", "which object is closer", "considering
-  the relative positions", "1.", "is located", "answer:", then equal to the lower-cased answer
-  without parentheses). Circular: every question is asked once per position of the correct
-  answer (L618-621 make the two orders of SAT-Real's two choices; the dataset card asks for
-  "all positions of the correct answer"), and accuracy is averaged over all the copies.
+  the prefix of ``RealSATDynamic.get_prefix``, L627-633), and the answer part of the reply
+  (:func:`sifdata.answers.answer_part`) is read as ``QAAccuracy`` reads a reply
+  (``models/eval_funcs.py`` L1797-1910: cut at ``###``, stripped and lower-cased, the rewrites
+  for "is the camera moving", "which object is closer", "considering the relative positions",
+  "1.", "is located", "answer:", then equal to the lower-cased answer without parentheses).
+  Circular: every question is asked once per position of the correct answer (L618-621 make
+  the two orders of SAT-Real's two choices; the dataset card asks for "all positions of the
+  correct answer"), and accuracy is averaged over all the copies.
 - ``letters``: the same circular copies asked with lettered options and read as option
   letters (``sifdata.answers``): a different protocol, named as one.
+
+Answer reader: upstream's ``QAAccuracy`` reads the whole reply (its LLaVA models answer in a
+word or phrase); here it reads the reply's answer part, the same in every prompt mode: the last
+``<answer>``, else what follows ``</think>``, else ``\\boxed{...}``, else the whole reply. For a
+reply without tags the two are the same (the conformance check over 10,560 reply/answer pairs);
+a reasoning model's thinking, which can never equal an option, is left out. With
+``--choice-judge llm`` (not the official protocol), a reading that equals no option's text is
+mapped onto an option by a judge model (:mod:`sifeval.choice_judge`).
 
 Deliberate differences from upstream: each copy's choices are in a fixed rotation, where
 ``format_prompts`` shuffles them again at random (L161-164, reproducible only through the
@@ -205,15 +214,27 @@ class SAT(MultipleChoiceBenchmark):
         each question once, with lettered options in the doc's order: that order, one copy."""
         return samples_from_row(doc_id, {**doc, "image_bytes": []}, self.protocol, rotations=(0,))
 
-    def score(self, sample: Sample, response_text: str, mode: str = "sif") -> ScoredSample:
+    def score_by_rules(self, sample: Sample, response_text: str) -> ScoredSample:
         if self.protocol == "letters":
-            return super().score(sample, response_text, mode)
-        answer = answer_text(response_text, mode)
+            return super().score_by_rules(sample, response_text)
+        answer = answer_text(response_text)
         if answer is None:
             return ScoredSample(sample, response_text, None, False, 0.0)
         question = str(sample.metadata.get("raw_question", sample.question))
         reading = official_reading(answer, question, sample.target)
         return ScoredSample(sample, response_text, reading, True, float(reading == official_truth(sample.target)))
+
+    def mapped(self, item: ScoredSample) -> bool:
+        """The official reading maps a reply onto an option when it equals one option's text."""
+        if self.protocol == "letters":
+            return super().mapped(item)
+        return item.extracted in {official_truth(choice) for choice in item.sample.choices}
+
+    def option_verdict(self, sample: Sample, letter: str) -> tuple[str, float]:
+        if self.protocol == "letters":
+            return super().option_verdict(sample, letter)
+        choice = sample.choices[LETTERS.index(letter)]
+        return official_truth(choice), float(official_truth(choice) == official_truth(sample.target))
 
     def aggregate(self, scored: Sequence[ScoredSample]) -> dict[str, float]:
         metrics = {"score": accuracy(scored)}

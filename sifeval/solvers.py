@@ -129,7 +129,7 @@ class TwoPass(Solver):
 
 class Likelihood(Solver):
     """The options scored as replies, no text generated; the response is JSON of their losses
-    (``{"option_losses": [...]}``). Needs a backend that scores text."""
+    (``{"option_losses": [...]}``, at full precision). Needs a backend that scores text."""
 
     name = "likelihood"
     prompt_mode = "plain"
@@ -143,4 +143,6 @@ class Likelihood(Solver):
         losses = yield OptionsRequest(request, tuple(options))
         if not isinstance(losses, list):
             raise TypeError(f"an options step was answered with {type(losses).__name__}")
-        return Solved(json.dumps({"option_losses": [round(value, 6) for value in losses]}))
+        # Full precision (JSON floats round-trip exactly): rounded losses tie where the model's do
+        # not, and the re-score of a run must give every verdict the run gave.
+        return Solved(json.dumps({"option_losses": [float(value) for value in losses]}))

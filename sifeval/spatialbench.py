@@ -16,6 +16,13 @@ Official scoring (BAAI-DCAI/SpatialBot at 2d84503, ``bunny/eval/eval_spatialbenc
   image's extension (L116-118); a missing twin is a request error for that sample in ``sif``
   mode, never replaced by an estimated map.
 
+Answer reader: the answer part of the reply (:func:`sifdata.answers.answer_part`: the last
+``<answer>``, else what follows ``</think>``, else ``\\boxed{...}``, else the whole reply), in
+every prompt mode. Upstream matches the whole reply (its models answer in a word or two, and
+for such a reply the two are the same); a reasoning model's thinking is left out here, because
+``gt in response`` over the thinking credits a "Yes" that the model only considered, and a
+count would be read from the first number thought.
+
 Deliberate differences: upstream crashes on a counting answer that is not an integer
 (``int(response)``) and on a ground truth of 0; here the first number written is read ("There
 are 3 cups." is 3), an answer with no number is a parse failure scored with the error of
@@ -113,10 +120,8 @@ class SpatialBench(Benchmark):
         return ScoredSample(sample, None, None, False, 0.0, request_error=error, details=details)
 
     def score(self, sample: Sample, response_text: str, mode: str = "sif") -> ScoredSample:
-        # Plain replies are matched as they are, unstripped (upstream's `gt in response`).
-        answer = (
-            (response_text if response_text.strip() else None) if mode == "plain" else answer_text(response_text, mode)
-        )
+        # The answer part in every mode (the module docstring says why it is not the whole reply).
+        answer = answer_text(response_text)
         if sample.category == "counting":
             return _score_count(sample, response_text, answer)
         right = answer is not None and sample.target in answer  # case-sensitive, as upstream

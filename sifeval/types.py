@@ -142,7 +142,9 @@ class BenchmarkResult:
     run, request errors counted as unanswered; ``metrics["score_answered_only"]`` the same
     formula over the answered samples alone, under its own name. NaN means "cannot be computed
     from this run" (a missing category, a pair whose partner is missing) and is written as
-    ``null``; ``notes`` say why."""
+    ``null``; ``notes`` say why. ``conflicting_replies``: answered samples whose option letter
+    and option text disagree (scored by the letter); ``choice_judge_calls``: replies sent to the
+    opt-in choice judge (none when it is off)."""
 
     benchmark: str
     metrics: dict[str, float]
@@ -162,6 +164,8 @@ class BenchmarkResult:
     judge_failures: int = 0
     parse_failures: int = 0
     protocol_options: dict[str, Any] = field(default_factory=dict)
+    conflicting_replies: int = 0
+    choice_judge_calls: int = 0
 
     def to_json(self) -> dict[str, Any]:
         """Strict JSON: NaN and infinities become ``null`` (``json.dumps(..., allow_nan=False)`` holds)."""

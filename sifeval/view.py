@@ -29,7 +29,7 @@ from sifeval.adapters import Benchmark, benchmark_class
 from sifeval.runner import RUN, load_samples, read_run
 from sifeval.types import ImageRef, Sample, ScoredSample
 
-FACETS = ("agreement", "status", "status A", "status B", "category")
+FACETS = ("agreement", "status", "status A", "status B", "category", "conflict")
 SEARCHED_RESPONSE = 300  # characters of each response the search box sees
 
 
@@ -98,6 +98,12 @@ def status_of(item: ScoredSample) -> str:
     return "wrong" if item.score <= 0.0 else "partial"
 
 
+def _conflict(item: ScoredSample) -> str | None:
+    """The option a reply's words name when its letter names another (scored by the letter)."""
+    option = item.details.get("conflicting_option")
+    return str(option) if option is not None else None
+
+
 def _reason(item: ScoredSample) -> str | None:
     if item.request_error is not None:
         return f"request error: {item.request_error}"
@@ -122,6 +128,11 @@ def _fields(item: ScoredSample) -> tuple[tuple[str, str], ...]:
     reason = _reason(item)
     if reason:
         fields.append(("why", reason))
+    conflict = _conflict(item)
+    if conflict is not None:
+        fields.append(
+            ("conflict", f"the letter names {item.extracted}, the words option {conflict}: scored by the letter")
+        )
     fields.append(("response", _response_text(item)))
     if item.details:
         fields.append(("details", json.dumps(item.details, ensure_ascii=False, default=str)))
@@ -241,6 +252,10 @@ def _item(
     else:
         facets["status A"], facets["status B"] = panels[0].status, panels[1].status
         facets["agreement"] = f"agree: {panels[0].status}" if _agree(present) else "disagree"
+    conflicting = [side for side, item in zip("AB", present, strict=False) if item and _conflict(item)]
+    if conflicting:
+        where = f" in {' and '.join(conflicting)}" if len(runs) > 1 else ""
+        facets["conflict"] = f"letter and text name different options{where}"
     question = first.sample.question if runs[0].identity.get("mode") == "plain" else first.sample.sif_question
     question = question or first.sample.question
     search = [sample_id, question, first.sample.target]

@@ -27,10 +27,16 @@ share an image path and question id, which per-subset ids keep apart.
 
 Protocols:
 
-- ``sif-one-pass`` (SIFThinker): one request; the predicted box is the last ``<area>`` (the box
-  enclosing its boxes when it holds several, where the original script blanked the answer and
-  the box). Its boxes are read in the frame the model writes (``box_frame``: ``per-axis``, or
-  ``padded-square`` for checkpoints trained on the published SIF-50K).
+- ``sif-one-pass`` (SIFThinker): one request; the predicted box is the last ``<area>``'s box
+  exactly as written (:meth:`VisCoT.predicted_box`: empty, zero-area, inverted or off the image,
+  the detection is wrong; never an earlier area instead; the box enclosing its boxes when it
+  holds several, where the original script blanked the answer and the box). Its boxes are read
+  in the frame the model writes (``box_frame``: ``per-axis``, or ``padded-square`` for
+  checkpoints trained on the published SIF-50K). The answer is the reply's answer part
+  (:func:`sifdata.answers.answer_part`: the last ``<answer>``, else after ``</think>``, else
+  ``\\boxed{}``, else the whole reply), the same in every prompt mode; SIFThinker's script takes
+  the first closed ``<answer>`` (``model_cot_loader.py`` ``extract_answer``, L39-46), which is the
+  same for a chain with one answer.
 - ``two-pass`` (Visual-CoT's own, ``llava/eval/model_cot_det_loader.py`` and
   ``model_cot_loader.py``): first the lower-cased question with the box instruction (det loader
   L42-46), whose ``[x1, y1, x2, y2]`` on the padded square is the predicted box; then the image
@@ -59,7 +65,7 @@ from typing import Any, Literal
 
 from PIL import Image
 
-from sifdata.chain import parse_chain
+from sifdata.chain import read_areas
 from sifdata.files import DataFileError, read_json, read_jsonl
 from sifdata.geometry import Box, iou, normalized_to_padded_square, padded_square_to_normalized, union_box
 from sifeval.adapters import Benchmark, FocusBox, accuracy, answer_text, by, mean_over
@@ -330,12 +336,24 @@ class VisCoT(Benchmark):
         return [[(padded_square_to_normalized(box, width, height), depth) for box, depth in step] for step in steps]
 
     def predicted_box(self, sample: Sample, response_text: str) -> list[float] | None:
-        """The last area's box on the padded square (normalized), read in ``box_frame``."""
+        """The last area's box exactly as written, on the padded square (normalized), read in
+        ``box_frame``; None when the last area has no readable box (detection wrong).
+
+        As upstream (SIFThinker ``evaluation/viscot/model_cot_loader.py`` L455-477 takes
+        ``str(bbox_result[-1][0])``, the last area's box as written; Visual-CoT ``calculation.py``
+        L37-47 multiplies it by the square's side): never an earlier area in place of a broken last
+        one, never a repaired box. An inverted or zero-area box stays so and has IoU 0 (torchvision's
+        ``box_iou`` clamps the intersection to 0 there); coordinates past the edge, or pixel numbers
+        (upstream multiplies them by the side too), are taken as written and miss. A last area with
+        several boxes is read as the box enclosing them (upstream's exception handler blanks both
+        the box and the answer there), unless one of them is degenerate: then that box."""
         width, height = sample.metadata["width"], sample.metadata["height"]
-        boxes = parse_chain(response_text, strict=False, width=width, height=height).last_boxes
+        areas = read_areas(response_text, clip=False)
+        boxes = areas[-1].boxes if areas else []
         if not boxes:
             return None
-        box = union_box(boxes)
+        degenerate = [b for b in boxes if not (b[0] < b[2] and b[1] < b[3])]
+        box = degenerate[0] if degenerate else (boxes[0] if len(boxes) == 1 else union_box(boxes))
         if self.box_frame == "padded-square":
             return list(box)
         return list(normalized_to_padded_square(box, width, height))
@@ -369,7 +387,7 @@ class VisCoT(Benchmark):
                 item.details["first_pass"] = both["first_pass"]
             return scored
         boxes = [self.predicted_box(sample, text) for sample, text in zip(samples, responses, strict=True)]
-        return self._graded(samples, responses, [answer_text(text, mode) for text in responses], boxes)
+        return self._graded(samples, responses, [answer_text(text) for text in responses], boxes)
 
     def _graded(
         self,

@@ -13,8 +13,15 @@ Protocols:
   as the assistant's reply by its mean token cross-entropy, the end of the turn included
   (L141-159); the lowest loss is the answer (L163). Needs a backend that scores text (``hf:``).
 - ``generation``: the question with the shuffled options of ``test_questions.jsonl`` and its
-  letter instruction, the reply read as an option letter (``sifdata.answers``), as harnesses
-  run V* (Cambrian's ``eval/eval/vstar``); the unshuffled order inflates scores by ~5 points.
+  letter instruction, as harnesses run V* (Cambrian's ``eval/eval/vstar``); the unshuffled order
+  inflates scores by ~5 points. The reply's answer part (:func:`sifdata.answers.answer_part`:
+  the last ``<answer>``, else after ``</think>``, else ``\\boxed{}``, else the whole reply, in
+  every prompt mode) is read for an option (:func:`sifdata.answers.read_option`): its letter,
+  else the whole text of one option, else the one option whose distinguishing words it states
+  (V*'s options are sentences: "Blue" answers "The color of the bag is blue."). A letter that
+  the words contradict is scored by the letter and counted (``conflicting_replies``).
+  ``--choice-judge llm`` sends the replies these rules cannot map to a judge model (not the
+  official protocol; :mod:`sifeval.choice_judge`).
 
 Reported: overall (micro over all questions, L277) and per category (L275).
 """
@@ -124,15 +131,17 @@ class VStar(MultipleChoiceBenchmark):
         return GenerationRequest(sample.id, question, images, mode="plain", settings=settings), list(sample.choices)
 
     def score_losses(self, sample: Sample, losses: Sequence[float]) -> ScoredSample:
+        """The option of lowest loss (L163; the first of exact ties, as ``argmin``), from losses at
+        full precision: a re-score reads back exactly the losses the run chose from."""
         best = min(range(len(losses)), key=lambda i: losses[i])
         letter = LETTERS[best]
-        response = json.dumps({"option_losses": [round(value, 6) for value in losses]})
+        response = json.dumps({"option_losses": [float(value) for value in losses]})
         return ScoredSample(sample, response, extracted=letter, parse_ok=True, score=float(letter == sample.target))
 
-    def score(self, sample: Sample, response_text: str, mode: str = "sif") -> ScoredSample:
-        if self.protocol == "likelihood":  # re-scoring a likelihood run: the losses are the response
+    def score_by_rules(self, sample: Sample, response_text: str) -> ScoredSample:
+        if self.protocol == "likelihood":  # the losses are the response (a run, or its re-score)
             return self.score_losses(sample, json.loads(response_text)["option_losses"])
-        return super().score(sample, response_text, mode)
+        return super().score_by_rules(sample, response_text)
 
     def aggregate(self, scored: Sequence[ScoredSample]) -> dict[str, float]:
         """Micro accuracy over all questions (vstar_bench_eval.py L277), and per category (L275)."""

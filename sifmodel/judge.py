@@ -3,9 +3,11 @@
 - :func:`rule_score`: multiple choice, yes/no and numbers, exactly; ``None`` when no rule
   applies (free-form answers).
 - :class:`LLMJudge`: an OpenAI-compatible judge model returning ``{"score": s}``, s in [0, 1];
-  concurrent with a bounded pool, a response cache, timeouts and retries. A failed judgement
-  is a :class:`JudgeResult` with an error, never a score of 0; what happens next is the
-  caller's explicit failure policy.
+  concurrent with a bounded pool, a response cache (in memory, and on disk with
+  ``cache_dir``), timeouts and retries. A failed judgement is a :class:`JudgeResult` with an
+  error, never a score of 0; what happens next is the caller's explicit failure policy.
+  :meth:`LLMJudge.ask_many` asks any :class:`JudgePrompt` (a benchmark's official grading
+  prompt, the evaluation's choice judge) and returns what its parser reads.
 """
 
 from __future__ import annotations
@@ -18,11 +20,13 @@ import threading
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Literal
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Generic, Literal, TypeVar
 
 from PIL import Image
 
 from sifdata.answers import answers_agree, rule_agreement
+from sifdata.files import DiskCache
 from sifdata.images import image_data_url
 from sifdata.llm import ChatClient, ChatError, RetryPolicy
 
@@ -56,15 +60,31 @@ class JudgeItem:
     image: Image.Image | None = None
 
 
+Value = TypeVar("Value")
+
+
 @dataclass(frozen=True)
-class JudgePrompt:
+class JudgePrompt(Generic[Value]):
     """How a judge model is asked and how its reply is read: a benchmark with an official
     judge prompt (the Visual-CoT benchmark's) brings its own; anything the parser cannot read
-    raises ``ValueError``, which is a judge failure, never a score."""
+    raises ``ValueError``, which is a judge failure, never a score. ``messages`` takes the
+    prompt's own item (a :class:`JudgeItem` for grading prompts). What ``parse`` returns must be
+    JSON (it is cached on disk); ``name`` is part of every cache key: change it whenever the
+    messages or the parser change."""
 
     name: str
-    messages: Callable[[JudgeItem], list[dict[str, Any]]]
-    parse: Callable[[str], float]
+    messages: Callable[[Any], list[dict[str, Any]]]
+    parse: Callable[[str], Value]
+
+
+@dataclass(frozen=True)
+class Asked(Generic[Value]):
+    """What a judge model's reply to one item was read as (``value``), or why it could not be
+    (``error``); ``cached``: answered from the cache, no call made."""
+
+    value: Value | None
+    error: str | None = None
+    cached: bool = False
 
 
 @dataclass(frozen=True)
@@ -125,6 +145,7 @@ class LLMJudge:
         with_image: bool = False,
         max_tokens: int = 512,
         temperature: float = 0.0,
+        cache_dir: str | Path | None = None,
     ) -> None:
         self.model = model or os.environ.get("SIF_JUDGE_MODEL")
         base_url = base_url or os.environ.get("SIF_JUDGE_BASE_URL")
@@ -141,10 +162,11 @@ class LLMJudge:
         # A reasoning judge thinks before it scores: too few tokens cut every reply short.
         self.max_tokens = max_tokens
         self.temperature = temperature
-        self._cache: dict[str, float] = {}
+        self._cache: dict[str, Any] = {}
+        self._disk = DiskCache(cache_dir, suffix=".json") if cache_dir is not None else None
         self._lock = threading.Lock()
 
-    def _key(self, item: JudgeItem, prompt: JudgePrompt | None = None) -> str:
+    def _key(self, item: JudgeItem, prompt: JudgePrompt[float] | None = None) -> str:
         name = prompt.name if prompt is not None else "sif"
         image = _image_digest(item.image) if self.with_image and item.image is not None else None
         payload = json.dumps([self.model, name, item.question, item.reference, item.prediction, image])
@@ -162,29 +184,71 @@ class LLMJudge:
             ]
         return [{"role": "user", "content": text}]
 
-    def _judge(self, item: JudgeItem, prompt: JudgePrompt | None = None) -> JudgeResult:
-        key = self._key(item, prompt)
+    def _cached(self, key: str) -> tuple[bool, Any]:
         with self._lock:
             if key in self._cache:
-                return JudgeResult(self._cache[key], "cache")
-        try:
-            messages = prompt.messages(item) if prompt is not None else self._messages(item)
-            reply = self.client.complete(messages, temperature=self.temperature, max_tokens=self.max_tokens)
-            score = prompt.parse(reply.text) if prompt is not None else parse_judge_reply(reply.text)
-        except ChatError as error:
-            return JudgeResult(None, "llm", error.reason)
-        except ValueError as error:
-            return JudgeResult(None, "llm", str(error))
-        with self._lock:
-            self._cache[key] = score
-        return JudgeResult(score, "llm")
+                return True, self._cache[key]
+        if self._disk is not None:
+            text = self._disk.get(key)
+            if text is not None:
+                value = json.loads(text)
+                with self._lock:
+                    self._cache[key] = value
+                return True, value
+        return False, None
 
-    def score_many(self, items: Sequence[JudgeItem], prompt: JudgePrompt | None = None) -> list[JudgeResult]:
+    def _remember(self, key: str, value: Any) -> None:
+        with self._lock:
+            self._cache[key] = value
+        if self._disk is not None:
+            self._disk.put(key, json.dumps(value))
+
+    def _ask(self, key: str, messages: Callable[[], list[dict[str, Any]]], parse: Callable[[str], Any]) -> Asked[Any]:
+        hit, value = self._cached(key)
+        if hit:
+            return Asked(value, cached=True)
+        try:
+            reply = self.client.complete(messages(), temperature=self.temperature, max_tokens=self.max_tokens)
+            value = parse(reply.text)
+        except ChatError as error:
+            return Asked(None, error.reason)
+        except ValueError as error:
+            return Asked(None, str(error))
+        self._remember(key, value)
+        return Asked(value)
+
+    def _judge(self, item: JudgeItem, prompt: JudgePrompt[float] | None = None) -> JudgeResult:
+        parse = prompt.parse if prompt is not None else parse_judge_reply
+        asked = self._ask(
+            self._key(item, prompt),
+            lambda: prompt.messages(item) if prompt is not None else self._messages(item),
+            parse,
+        )
+        if asked.value is None:
+            return JudgeResult(None, "llm", asked.error)
+        return JudgeResult(float(asked.value), "cache" if asked.cached else "llm")
+
+    def score_many(self, items: Sequence[JudgeItem], prompt: JudgePrompt[float] | None = None) -> list[JudgeResult]:
         """Judge ``items`` concurrently, with ``prompt`` (a benchmark's official one) or ours."""
         if not items:
             return []
         with ThreadPoolExecutor(max_workers=min(self.concurrency, len(items)), thread_name_prefix="sif-judge") as pool:
             return list(pool.map(lambda item: self._judge(item, prompt), items))
+
+    def ask_many(self, items: Sequence[Any], prompt: JudgePrompt[Value]) -> list[Asked[Value]]:
+        """Ask ``prompt`` about each item concurrently; each answer is what ``prompt.parse`` read
+        from the reply (cached by this judge's model, the prompt's name and the
+        messages sent), or the reason there is none."""
+        if not items:
+            return []
+
+        def one(item: Any) -> Asked[Value]:
+            messages = prompt.messages(item)
+            payload = json.dumps([self.model, prompt.name, messages], sort_keys=True, default=str)
+            return self._ask(hashlib.sha256(payload.encode()).hexdigest(), lambda: messages, prompt.parse)
+
+        with ThreadPoolExecutor(max_workers=min(self.concurrency, len(items)), thread_name_prefix="sif-judge") as pool:
+            return list(pool.map(one, items))
 
 
 def judge_answers(items: Sequence[JudgeItem], llm: LLMJudge | MatchJudge | None) -> list[JudgeResult]:
@@ -216,7 +280,7 @@ class MatchJudge:
 
     model = "answer-match"
 
-    def score_many(self, items: Sequence[JudgeItem], prompt: JudgePrompt | None = None) -> list[JudgeResult]:
+    def score_many(self, items: Sequence[JudgeItem], prompt: JudgePrompt[float] | None = None) -> list[JudgeResult]:
         """Agreement by rule (``sifdata.answers``); ``prompt`` is for judge models and not used."""
         return [JudgeResult(1.0 if answers_agree(item.prediction, item.reference) else 0.0, "rule") for item in items]
 

@@ -188,7 +188,7 @@ def test_sat_circular_official_protocol_end_to_end(tmp_path: Path) -> None:
         "<answer>Right.</answer>",
         "<answer>lamp</answer>",
         "<answer>Lamp</answer>",
-        "no tag",
+        "<think>The lamp is nearest.",  # cut off while thinking: no answer
     ]
     scored = [bench.score(s, r) for s, r in zip(samples, replies, strict=True)]
     assert [s.score for s in scored] == [1.0, 0.0, 1.0, 1.0, 0.0] and not scored[4].parse_ok

@@ -169,3 +169,35 @@ def test_judge_settings_reach_the_judge() -> None:
     assert isinstance(judge, LLMJudge)
     assert (judge.max_tokens, judge.temperature, judge.with_image, judge.concurrency) == (2048, 0.6, True, 32)
     assert JudgeSettings().max_tokens >= 512  # room for a reasoning judge; 32 cut every such reply short
+
+
+def test_a_benchmark_prompt_is_asked_and_read_by_its_own_parser_and_cached_apart() -> None:
+    from sifeval.viscot import OFFICIAL_JUDGE
+
+    item = JudgeItem("<image>\nq?", "red", "crimson")
+    with ScriptedChatServer(default="text:Score: 1.5") as server:
+        judge = _judge(server)
+        official = judge.score_many([item], OFFICIAL_JUDGE)[0]
+        ours = judge.score_many([item])[0]  # the same item by our prompt: not the official one's cache
+        assert len(server.requests) == 2
+        assert server.requests[0]["messages"][0]["content"].startswith("\nYou are responsible for proofreading")
+    assert official.score == 1.0  # eval_cot_score.py clamps to [0, 1]
+    assert ours.score is None and ours.source == "llm" and "has no score" in (ours.error or "")
+
+
+def test_ask_many_keeps_verdicts_on_disk_for_the_next_judge(tmp_path) -> None:
+    from sifmodel.judge import JudgePrompt
+
+    prompt: JudgePrompt[str] = JudgePrompt(
+        "echo-v1", lambda text: [{"role": "user", "content": text}], lambda reply: reply.strip()
+    )
+    with ScriptedChatServer(default="text: B ") as server:
+        first = _judge(server, cache_dir=tmp_path).ask_many(["x", "y"], prompt)
+        assert [a.value for a in first] == ["B", "B"] and not any(a.cached for a in first)
+        again = _judge(server, cache_dir=tmp_path)  # a new judge over the same folder
+        assert [a.value for a in again.ask_many(["x"], prompt)] == ["B"]
+        assert [a.value for a in again.ask_many(["x"], prompt)] == ["B"]  # from memory the second time
+        assert len(server.requests) == 2
+        renamed = JudgePrompt("echo-v2", prompt.messages, prompt.parse)
+        assert again.ask_many(["x"], renamed)[0].cached is False  # another prompt: asked again
+        assert len(server.requests) == 3
