@@ -249,6 +249,9 @@ def view(
     limit: Annotated[int | None, typer.Option(min=1, help="records to show (rejects are always shown)")] = None,
     serve: Annotated[bool, typer.Option("--serve", help="then serve the site on loopback until Ctrl-C")] = False,
     port: Annotated[int, typer.Option(help="port for --serve")] = 8765,
+    force: Annotated[
+        bool, typer.Option("--force", help="write the site beside files already in --out (none is changed or deleted)")
+    ] = False,
 ) -> None:
     """A static site paging through a build: records with their chains drawn (boxes, depths, the
     ground truth, the depth map), rejects with their reasons; filters by source, chain length."""
@@ -256,7 +259,7 @@ def view(
     from sifdata.viewer.build import view_build
 
     try:
-        site = view_build(folder, out, limit=limit)
+        site = view_build(folder, out, limit=limit, force=force)
     except (FileNotFoundError, ValueError) as error:
         _fail(str(error))
         return

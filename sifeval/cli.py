@@ -248,6 +248,9 @@ def view(
     depth_device: Annotated[str | None, typer.Option(help="device for --depth-model")] = None,
     serve: Annotated[bool, typer.Option("--serve", help="then serve the site on loopback until Ctrl-C")] = False,
     port: Annotated[int, typer.Option(help="port for --serve")] = 8765,
+    force: Annotated[
+        bool, typer.Option("--force", help="write the site beside files already in --out (none is changed or deleted)")
+    ] = False,
 ) -> None:
     """A static site paging through a run's samples: the image with every focus step's boxes, the
     ground truth, the depth image, question, target, response, answer and score; filters by
@@ -257,7 +260,7 @@ def view(
     from sifeval.view import view_runs
 
     try:
-        site = view_runs(runs, out, data_dir=data, depth_model=depth_model, depth_device=depth_device)
+        site = view_runs(runs, out, data_dir=data, depth_model=depth_model, depth_device=depth_device, force=force)
     except (FileNotFoundError, ValueError, KeyError, DepthModelUnavailable) as error:
         _fail(str(error.args[0] if isinstance(error, KeyError) and error.args else error))
         return

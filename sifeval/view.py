@@ -286,9 +286,11 @@ def view_runs(
     depth_model: str | None = None,
     depth_device: str | None = None,
     progress: bool = True,
+    force: bool = False,
 ) -> SiteReport:
     """Write the viewer site of one run, or of two runs of one benchmark side by side. The
-    report's ``notes`` say what the site lacks (images that could not be loaded)."""
+    report's ``notes`` say what the site lacks (images that could not be loaded). ``force``
+    writes the site beside files the viewer did not write (never touching them)."""
     if not 1 <= len(run_dirs) <= 2:
         raise ValueError("view one run, or two runs to compare")
     if len(run_dirs) == 2 and Path(run_dirs[0]).resolve() == Path(run_dirs[1]).resolve():
@@ -336,6 +338,14 @@ def view_runs(
             notes.append("the two runs agree on every sample: the site opens on all of them")
     subtitle = ". ".join([subtitle, *notes])
     report = write_site(
-        items(), out, title=title, subtitle=subtitle, facets=FACETS, preset=preset, total=len(order), progress=progress
+        items(),
+        out,
+        title=title,
+        subtitle=subtitle,
+        facets=FACETS,
+        preset=preset,
+        total=len(order),
+        progress=progress,
+        force=force,
     )
     return dataclasses.replace(report, notes=tuple(notes))

@@ -140,8 +140,10 @@ def count_rejects(folder: str | Path) -> int:
     return sum(1 for _ in reject_items(Path(folder)))
 
 
-def view_build(folder: str | Path, out: str | Path, *, limit: int | None = None, progress: bool = True) -> SiteReport:
-    """Write the viewer site of a build folder under ``out``."""
+def view_build(
+    folder: str | Path, out: str | Path, *, limit: int | None = None, progress: bool = True, force: bool = False
+) -> SiteReport:
+    """Write the viewer site of a build folder under ``out`` (``force``: beside foreign files)."""
     folder = Path(folder)
     if limit is not None and limit < 1:
         raise ValueError(f"--limit must be at least 1, got {limit}")
@@ -158,4 +160,5 @@ def view_build(folder: str | Path, out: str | Path, *, limit: int | None = None,
         facets=FACETS,
         total=shown + rejects,
         progress=progress,
+        force=force,
     )

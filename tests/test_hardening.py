@@ -1,0 +1,150 @@
+"""Attacked as a careless user or a hostile file would (issue 18): nothing deleted that the
+program did not write, nothing lost, nothing hangs, nothing served or printed that should not be.
+One test (or a few) per finding."""
+
+from __future__ import annotations
+
+import http.client
+import json
+import threading
+from pathlib import Path
+
+import pytest
+from PIL import Image
+from typer.testing import CliRunner
+
+from sifdata.viewer.site import OWNED_FILES, ForeignFiles, Panel, Picture, ViewItem, site_server, write_site
+
+runner = CliRunner()
+
+
+def _flat(output: str) -> str:
+    return " ".join(output.split())
+
+
+# ----------------------------------------------------------------------------- 1. write only what you own
+
+
+def _items(count: int, colour: int = 0) -> list[ViewItem]:
+    def picture(number: int) -> Picture:
+        def make() -> Image.Image:
+            return Image.new("RGB", (32, 24), (number * 40 % 256, colour, 90))
+
+        return Picture(f"k{colour}x{number}", make)
+
+    return [
+        ViewItem(f"item-{n}", f"question {n}?", "cat", (Panel("run", "right"),), image=picture(n)) for n in range(count)
+    ]
+
+
+def test_a_site_never_deletes_or_overwrites_files_it_did_not_write(tmp_path: Path) -> None:
+    dataset = tmp_path / "dataset"
+    (dataset / "images").mkdir(parents=True)
+    (dataset / "images" / "holiday.jpg").write_bytes(b"a user's photo")
+    (dataset / "SIF-50K.json").write_text("[]")
+    with pytest.raises(ForeignFiles, match=r"already holds files this viewer did not write .*--force"):
+        write_site(_items(2), dataset, title="t", progress=False)
+    assert sorted(p.name for p in dataset.rglob("*")) == ["SIF-50K.json", "holiday.jpg", "images"]  # untouched
+
+    report = write_site(_items(2), dataset, title="t", progress=False, force=True)  # beside them
+    assert report.items == 2 and (dataset / "index.html").is_file()
+    again = write_site(_items(1, colour=7), dataset, title="t", progress=False)  # its own listing: no --force
+    assert again.pictures_removed == 2  # the first site's two pictures, which it wrote
+    assert (dataset / "images" / "holiday.jpg").read_bytes() == b"a user's photo"
+    assert (dataset / "SIF-50K.json").read_text() == "[]"
+    listed = {json.loads(line) for line in (dataset / OWNED_FILES).read_text().splitlines()}
+    assert "images/holiday.jpg" not in listed and "index.html" in listed
+    assert {p.name for p in (dataset / "images").glob("*.jpg")} == {"holiday.jpg", "k7x0.jpg"}
+
+
+def test_a_foreign_file_where_the_site_would_write_is_refused_even_with_force(tmp_path: Path) -> None:
+    folder = tmp_path / "docs"
+    folder.mkdir()
+    (folder / "index.html").write_text("<h1>my page</h1>")
+    with pytest.raises(ForeignFiles, match=r"index\.html exists and was not written by this viewer"):
+        write_site(_items(1), folder, title="t", progress=False, force=True)
+    assert (folder / "index.html").read_text() == "<h1>my page</h1>"
+
+
+def test_a_killed_site_write_does_not_block_the_next(tmp_path: Path) -> None:
+    folder = tmp_path / "site"
+
+    def killed() -> object:
+        yield from _items(9)  # one chunk of 8 is written (workers=1), then the write dies
+        raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        write_site(killed(), folder, title="t", progress=False, workers=1)  # type: ignore[arg-type]
+    assert len(list((folder / "images").glob("*.jpg"))) == 8  # listed before they were written
+    report = write_site(_items(9), folder, title="t", progress=False, workers=1)
+    assert (report.items, report.pictures_reused, report.pictures_written) == (9, 8, 1)
+
+
+def test_a_site_written_by_the_previous_version_is_taken_over_with_its_own_files_only(tmp_path: Path) -> None:
+    folder = tmp_path / "site"
+    write_site(_items(2), folder, title="t", progress=False)
+    (folder / OWNED_FILES).unlink()  # as the viewer wrote sites before they listed their files
+    (folder / "images" / "notes.jpg").write_bytes(b"mine")
+    report = write_site(_items(1, colour=3), folder, title="t", progress=False)
+    assert report.pictures_removed == 2 and (folder / "images" / "notes.jpg").read_bytes() == b"mine"
+
+
+def test_view_commands_refuse_a_foreign_folder_in_one_line(tmp_path: Path, demo_build: Path) -> None:
+    from sifdata.cli import app as sifdata_app
+
+    (tmp_path / "out").mkdir()
+    (tmp_path / "out" / "thesis.tex").write_text("x")
+    refused = runner.invoke(sifdata_app, ["view", str(demo_build), "--out", str(tmp_path / "out"), "--limit", "2"])
+    assert refused.exit_code == 1 and "--force" in refused.output and "Traceback" not in refused.output
+    forced = runner.invoke(
+        sifdata_app, ["view", str(demo_build), "--out", str(tmp_path / "out"), "--limit", "2", "--force"]
+    )
+    assert forced.exit_code == 0, forced.output
+    assert (tmp_path / "out" / "thesis.tex").read_text() == "x"
+
+
+# ----------------------------------------------------------------------------- 6. serve the site, nothing else
+
+
+def _get(port: int, path: str, host: str | None = None) -> tuple[int, bytes]:
+    connection = http.client.HTTPConnection("127.0.0.1", port, timeout=5)
+    headers = {"Host": host} if host is not None else {}
+    connection.request("GET", path, headers=headers)
+    response = connection.getresponse()
+    body = response.read()
+    connection.close()
+    return response.status, body
+
+
+def test_serve_answers_only_the_sites_own_files_to_its_own_host(tmp_path: Path) -> None:
+    folder = tmp_path / "home"
+    (folder / ".ssh").mkdir(parents=True)
+    (folder / ".ssh" / "id_rsa").write_text("PRIVATE KEY")
+    write_site(_items(1), folder, title="t", progress=False, force=True)
+    outside = tmp_path / "secret.txt"
+    outside.write_text("outside")
+    (folder / "images" / "link.jpg").symlink_to(outside)
+    server = site_server(folder, port=0)
+    port = server.server_address[1]
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        own = f"127.0.0.1:{port}"
+        status, body = _get(port, "/", own)
+        assert status == 200 and b"<html" in body.lower()
+        assert _get(port, "/images/k0x0.jpg", own)[0] == 200
+        assert _get(port, "/data/manifest.js", f"localhost:{port}")[0] == 200
+        for path in ("/.ssh/id_rsa", "/images/link.jpg", "/images/", "/data/", "/../secret.txt", "/%2e%2e/secret.txt"):
+            status, body = _get(port, path, own)
+            assert status == 404 and b"PRIVATE" not in body and b"outside" not in body, path
+        assert _get(port, "/", f"attacker.example:{port}")[0] == 403  # DNS rebinding
+        assert _get(port, "/", "127.0.0.1:1")[0] == 403
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+def test_serve_refuses_a_folder_that_is_no_site(tmp_path: Path) -> None:
+    (tmp_path / "index.html").write_text("x")
+    with pytest.raises(FileNotFoundError, match="holds no site written by this viewer"):
+        site_server(tmp_path, port=0)
