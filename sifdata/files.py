@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
@@ -9,6 +10,8 @@ import threading
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
+
+LOCK_FILE = ".lock"
 
 
 def atomic_write(path: str | Path, data: bytes) -> Path:
@@ -46,6 +49,51 @@ class DiskCache:
 
     def put(self, key: str, text: str) -> None:
         atomic_write(self._path(key), text.encode("utf-8"))
+
+
+class FolderBusy(RuntimeError):
+    """Another process holds a folder's lock: two writers would lose each other's work."""
+
+
+@contextlib.contextmanager
+def exclusive_lock(folder: str | Path, what: str = "this command") -> Iterator[Path]:
+    """Hold ``folder``'s exclusive lock (an OS file lock on ``folder/.lock``, which the kernel
+    releases when the process ends, however it ends) while the block runs; a second process
+    asking for it is refused at once with :class:`FolderBusy`, naming the holder's pid.
+
+    The folder is created if needed; the lock file stays (it blocks nothing once released).
+    """
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    handle = open(folder / LOCK_FILE, "a+", encoding="utf-8")  # noqa: SIM115 - closed below
+    try:
+        try:
+            _lock(handle)
+        except OSError:
+            handle.seek(0)
+            holder = handle.read().strip() or "unknown"
+            raise FolderBusy(
+                f"{folder} is in use by another process (pid {holder}): {what} would mix its writes with that "
+                "one's. Wait for it to end (or stop it), then run again."
+            ) from None
+        handle.seek(0)
+        handle.truncate()
+        handle.write(f"{os.getpid()}\n")
+        handle.flush()
+        yield folder
+    finally:
+        handle.close()  # closing the descriptor releases the lock
+
+
+def _lock(handle: Any) -> None:
+    try:
+        import fcntl
+    except ImportError:  # Windows: a byte-range lock on the file's first byte
+        import msvcrt
+
+        msvcrt.locking(handle.fileno(), msvcrt.LK_NBLCK, 1)  # type: ignore[attr-defined]
+        return
+    fcntl.flock(handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
 
 
 class OutsideRoot(ValueError):
@@ -95,11 +143,15 @@ def read_json(path: str | Path) -> Any:
 
 
 def read_jsonl(path: str | Path) -> Iterator[tuple[int, Any]]:
-    """(line number, value) for each non-empty line of a JSON Lines file; a bad line is a
-    :class:`DataFileError` naming the file and line."""
+    """(line number, value) for each non-empty line of a JSON Lines file; a bad line (not JSON,
+    not UTF-8) is a :class:`DataFileError` naming the file and line."""
     path = Path(path)
-    with open(path, encoding="utf-8") as handle:
-        for number, line in enumerate(handle, 1):
+    with open(path, "rb") as handle:
+        for number, raw in enumerate(handle, 1):
+            try:
+                line = raw.decode("utf-8")
+            except UnicodeDecodeError as error:
+                raise DataFileError(f"{path}: line {number}: not UTF-8 text ({error.reason})") from None
             if not line.strip():
                 continue
             try:

@@ -137,6 +137,7 @@ def run(
 ) -> None:
     """Evaluate a model on one benchmark; writes OUT/samples.jsonl as it goes and OUT/results.json."""
     from sifdata.depth import DepthModelUnavailable
+    from sifdata.files import FolderBusy
     from sifeval.driver import RunAborted
     from sifeval.runner import ResponseCache
     from sifeval.runner import run as run_benchmark
@@ -182,7 +183,7 @@ def run(
         )
     except RunAborted as error:
         _fail(f"run stopped: {error}. Scored samples are kept in {out}; fix the cause, then rerun with --resume")
-    except (FileExistsError, FileNotFoundError, ValueError) as error:
+    except (FileExistsError, FileNotFoundError, ValueError, FolderBusy) as error:
         _fail(str(error))
     _print_result(result)
     console.print(f"results: {out / 'results.json'}")
@@ -320,7 +321,12 @@ def rescore(
             f"this run's choice judge was {used}, SIF_JUDGE_MODEL is {live.model}: pass --choice-judge llm to "
             f"re-score with {live.model}, or --choice-judge off for the official protocol"
         )
-    _print_result(rescore_run(bench_adapter, run_dir, out))  # type: ignore[arg-type]
+    from sifdata.files import FolderBusy
+
+    try:
+        _print_result(rescore_run(bench_adapter, run_dir, out))  # type: ignore[arg-type]
+    except FolderBusy as error:
+        _fail(str(error))
 
 
 def _rescore_lmms_eval(source: Path, out: Path, bench: str | None, data: list[str]) -> None:
@@ -330,9 +336,11 @@ def _rescore_lmms_eval(source: Path, out: Path, bench: str | None, data: list[st
     for item in data:
         task, _, folder = item.rpartition("=")
         folders[task] = folder
+    from sifdata.files import FolderBusy
+
     try:
         outcomes = rescore_logs(source, out, bench, folders)
-    except (FileNotFoundError, ValueError) as error:
+    except (FileNotFoundError, ValueError, FolderBusy) as error:
         _fail(str(error))
         return
     for outcome in outcomes:
@@ -375,9 +383,11 @@ def merge(
     bench = _bench(first["benchmark"], first.get("protocol"), judge, frame)
     if hasattr(bench, "recorded_choice_judge"):  # merging re-scores nothing: the shards' judge is recorded
         bench.recorded_choice_judge = (first.get("protocol_options") or {}).get("choice_judge")
+    from sifdata.files import FolderBusy
+
     try:
         _print_result(merge_runs(bench, runs, out))  # type: ignore[arg-type]
-    except ValueError as error:
+    except (ValueError, FolderBusy) as error:
         _fail(str(error))
 
 

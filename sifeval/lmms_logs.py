@@ -27,6 +27,12 @@ its ids) and a mismatch is an error naming the line. The older layout, with ``do
 
 A reply lmms-eval could not get (``[LMMS_EVAL_REQUEST_FAILED after N retries] ...``, which it
 scores as an answer: ``models/chat/openai.py`` L99-147) is a request error here, never an answer.
+
+Counting: a ``doc_id`` logged twice with the same reply is counted once (with a note); twice with
+different replies, the log is refused naming both lines. A log is measured against the rows the
+task has (the rows joined, else lmms-eval's ``n-samples`` in ``results.json``): fewer lines make
+the run incomplete, with a note; an empty log, or one with no way to tell, says so. One log that
+cannot be read (not UTF-8, not JSON) is reported with its file and line while the others are scored.
 """
 
 from __future__ import annotations
@@ -38,7 +44,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from sifdata.files import DataFileError, read_jsonl
+from sifdata.files import DataFileError, exclusive_lock, read_jsonl
 from sifeval.adapters import Benchmark, get_benchmark
 from sifeval.lmms_tasks import SCORED_KEY
 from sifeval.types import Sample, ScoredSample
@@ -321,8 +327,16 @@ def _scored(bench: Benchmark, sample: Sample, reply: str, mode: str) -> ScoredSa
 def score_log(
     log: Path, task: LoggedTask, data: str | Path | None = None, record: dict[str, Any] | None = None
 ) -> tuple[Benchmark, list[ScoredSample], list[str]]:
-    """Every line of ``log`` scored by the official protocol, and notes on how (``record``: the
-    run's ``results.json``, read here when not given)."""
+    """Every line of ``log`` scored by the official protocol (each ``doc_id`` once), and notes on
+    how (``record``: the run's ``results.json``, read here when not given)."""
+    bench, scored, notes, _ = _score_log(log, task, data, record)
+    return bench, scored, notes
+
+
+def _score_log(
+    log: Path, task: LoggedTask, data: str | Path | None, record: dict[str, Any] | None
+) -> tuple[Benchmark, list[ScoredSample], list[str], int | None]:
+    """:func:`score_log`, and the number of rows joined (None when none were)."""
     from sifeval.runner import scored_from_json
 
     bench = get_benchmark(task.bench, task.protocol)
@@ -338,11 +352,27 @@ def score_log(
     docs: list[dict[str, Any]] | None = None
     where = ""
     scored: list[ScoredSample] = []
+    seen: dict[Any, tuple[int, str, Any]] = {}
+    repeated = 0
+    if not entries:
+        raise LogRefused(f"{log} is empty: lmms-eval logged no sample (a run that wrote nothing, or a cut file)")
     for number, entry in entries:
         if not isinstance(entry, dict) or "doc_id" not in entry:
             raise DataFileError(f"{log}: line {number}: not an lmms-eval sample (no doc_id)")
         try:
             reply = logged_reply(entry, task, raw_everywhere)
+            doc_id = entry["doc_id"]
+            key = json.dumps(doc_id)
+            if key in seen:
+                first, first_reply, first_target = seen[key]
+                if (first_reply, first_target) != (reply, entry.get("target")):
+                    raise LogRefused(
+                        f"doc_id {doc_id} is logged on line {first} and again here with another reply or "
+                        "target: the log mixes two runs, which cannot be scored as one"
+                    )
+                repeated += 1
+                continue
+            seen[key] = (number, reply, entry.get("target"))
             if task.own:
                 logged = entry.get(SCORED_KEY)
                 if not isinstance(logged, dict):
@@ -361,7 +391,28 @@ def score_log(
         except (LogRefused, KeyError, TypeError, ValueError) as error:
             raise LogRefused(f"{log}: line {number}: {error}") from None
         scored.extend(_scored(bench, sample, reply, task.mode) for sample in samples)
-    return bench, scored, notes
+    if repeated:
+        notes.append(f"{repeated} lines repeat a doc_id already logged with the same reply: counted once")
+    return bench, scored, notes, len(docs) if docs is not None else None
+
+
+def expected_samples(record: dict[str, Any], task: LoggedTask, docs_joined: int | None) -> tuple[int | None, str]:
+    """How many samples the task's log should hold (None: unknown), and a note on how that is known."""
+    if docs_joined is not None:
+        return docs_joined, ""
+    counts = record.get("n-samples", {}).get(task.name) if isinstance(record.get("n-samples"), dict) else None
+    if isinstance(counts, dict) and isinstance(counts.get("effective"), int):
+        effective, original = counts["effective"], counts.get("original")
+        note = (
+            f"lmms-eval ran {effective} of the task's {original} docs (--limit)"
+            if isinstance(original, int) and original > effective
+            else ""
+        )
+        return effective, note
+    return None, (
+        "the log's coverage of the task cannot be checked: no results.json beside it (lmms-eval's n-samples) "
+        "and no rows joined"
+    )
 
 
 def _local_dataset(record: dict[str, Any], task: LoggedTask) -> Path | None:
@@ -397,10 +448,15 @@ def rescore_logs(
     ``data`` maps a task name (or ``""``, for every task) to the folder that task read. A log of
     a task not scored here is skipped, saying so; one that cannot be scored honestly is reported
     with its reason (``error``) while the others go on."""
+    with exclusive_lock(out, "sifeval rescore --from-lmms-eval"):
+        return _rescore_logs(find_logs(source), Path(out), Path(source).is_file(), bench, data)
+
+
+def _rescore_logs(
+    logs: list[Path], out: Path, single: bool, bench: str | None, data: Mapping[str, str | Path] | None
+) -> list[LogRescore]:
     from sifeval.runner import SAMPLES, scored_to_json, summarize, write_results
 
-    logs = find_logs(source)
-    out = Path(out)
     outcomes: list[LogRescore] = []
     for log in logs:
         try:
@@ -418,16 +474,19 @@ def rescore_logs(
                 )
             )
             continue
-        target = out if Path(source).is_file() else out / _folder_name(log)
+        target = out if single else out / _folder_name(log)
         outcome = LogRescore(log, task.name, target)
         outcomes.append(outcome)
         where = (data or {}).get(task.name, (data or {}).get(""))
         record = run_record(log)
         try:
-            scored_bench, scored, notes = score_log(log, task, where, record)
-        except (LogRefused, DataFileError) as error:
+            scored_bench, scored, notes, joined = _score_log(log, task, where, record)
+        except (LogRefused, DataFileError, OSError) as error:
             outcome.error = str(error)
             continue
+        total, coverage = expected_samples(record, task, joined)
+        if coverage:
+            notes.append(coverage)
         outcome.lmms_eval_figure = lmms_eval_figures(record, task.name)
         if outcome.lmms_eval_figure:
             notes.append(f"lmms-eval itself reported {outcome.lmms_eval_figure}")
@@ -445,8 +504,12 @@ def rescore_logs(
             },
             None,
             {"notes": notes},
+            total=total,
+            partial="the log holds fewer lines than the task has docs",
             ask_again="lmms-eval could not get their replies; run it again for them.",
         )
+        if total is None:
+            result.complete = False  # nothing says the log holds every sample
         write_results(target, result)
         outcome.score = result.metrics.get("score")
     return outcomes

@@ -3,10 +3,12 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 from pathlib import Path
 from typing import Any
 
+from sifdata.files import exclusive_lock
 from sifeval.adapters import Benchmark
 from sifeval.runner import (
     RUN,
@@ -23,8 +25,15 @@ from sifeval.types import BenchmarkResult, ScoredSample
 def rescore_run(bench: Benchmark, run_dir: str | Path, out: str | Path | None = None) -> BenchmarkResult:
     """Re-score every saved response of ``run_dir`` with ``bench``'s current scoring; request
     errors stay errors. Writes ``samples.jsonl`` and ``results.json`` into ``out`` (default: in
-    place, the old files kept as ``*.before-rescore``)."""
-    run_dir = Path(run_dir)
+    place, the old files kept as ``*.before-rescore``). Holds the lock of ``run_dir`` and of
+    ``out`` meanwhile: a run still writing there is not read half-way nor overwritten."""
+    with contextlib.ExitStack() as locks:
+        for folder in dict.fromkeys([Path(run_dir), *([Path(out)] if out else [])]):
+            locks.enter_context(exclusive_lock(folder, "sifeval rescore"))
+        return _rescore_run(bench, Path(run_dir), out)
+
+
+def _rescore_run(bench: Benchmark, run_dir: Path, out: str | Path | None) -> BenchmarkResult:
     previous, scored = read_run(run_dir)
     mode = previous.get("mode", "sif")
     answered = [s for s in scored if s.response is not None and s.request_error is None]
@@ -58,9 +67,16 @@ def merge_runs(bench: Benchmark, runs: list[str | Path], out: str | Path) -> Ben
     """Combine the runs of ``--shard i/n`` jobs into one run (each sample once).
 
     Only parts of one run combine: the same benchmark, protocol, mode, generation settings,
-    dataset and model (their ``run.json``); anything else is refused, naming what differs.
+    dataset and model (their ``run.json``); anything else is refused, naming what differs. Holds
+    the lock of every part and of ``out``: a part still being written is not merged half-done.
     """
-    out = Path(out)
+    with contextlib.ExitStack() as locks:
+        for folder in dict.fromkeys([*(Path(run) for run in runs), Path(out)]):
+            locks.enter_context(exclusive_lock(folder, "sifeval merge"))
+        return _merge_runs(bench, runs, Path(out))
+
+
+def _merge_runs(bench: Benchmark, runs: list[str | Path], out: Path) -> BenchmarkResult:
     identities = []
     for run in runs:
         path = Path(run) / RUN

@@ -19,7 +19,7 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
-from sifdata.files import DiskCache, atomic_write
+from sifdata.files import DiskCache, atomic_write, exclusive_lock
 from sifdata.hub import sif_home
 from sifdata.journal import Journal
 from sifdata.progress import progress_bar
@@ -209,8 +209,46 @@ def run(
     extra_info: dict[str, Any] | None = None,
 ) -> BenchmarkResult:
     """Evaluate ``backend`` on ``bench``; writes ``out/run.json`` (what this run is),
-    ``out/samples.jsonl`` (each sample the moment it is scored) and ``out/results.json``."""
-    out = Path(out)
+    ``out/samples.jsonl`` (each sample the moment it is scored) and ``out/results.json``.
+
+    One writer per run folder: the run holds ``out``'s lock (:func:`sifdata.files.exclusive_lock`)
+    from its first check to its results, so a second ``run``, ``--resume``, ``rescore`` or
+    ``merge`` on it is refused (:class:`~sifdata.files.FolderBusy`) instead of asking every
+    sample twice and losing lines when one of them compacts the journal."""
+    with exclusive_lock(out, "sifeval run"):
+        return _run(
+            bench,
+            backend,
+            model,
+            Path(out),
+            data_dir=data_dir,
+            mode=mode,
+            settings=settings,
+            limit=limit,
+            shard=shard,
+            resume=resume,
+            cache=cache,
+            progress=progress,
+            extra_info=extra_info,
+        )
+
+
+def _run(
+    bench: Benchmark,
+    backend: Backend,
+    model: str,
+    out: Path,
+    *,
+    data_dir: str | Path | None,
+    mode: str,
+    settings: GenerationSettings | None,
+    limit: int | None,
+    shard: tuple[int, int] | None,
+    resume: bool,
+    cache: ResponseCache | None,
+    progress: bool,
+    extra_info: dict[str, Any] | None,
+) -> BenchmarkResult:
     settings = settings or GenerationSettings()
     solver = bench.solver()
     asked_mode, mode = mode, solver.prompt_mode or mode

@@ -6,10 +6,14 @@ from __future__ import annotations
 
 import http.client
 import json
+import subprocess
+import sys
 import threading
+import time
 from pathlib import Path
 
 import pytest
+from chat_server import ScriptedChatServer
 from PIL import Image
 from typer.testing import CliRunner
 
@@ -148,3 +152,72 @@ def test_serve_refuses_a_folder_that_is_no_site(tmp_path: Path) -> None:
     (tmp_path / "index.html").write_text("x")
     with pytest.raises(FileNotFoundError, match="holds no site written by this viewer"):
         site_server(tmp_path, port=0)
+
+
+# ----------------------------------------------------------------------------- 2. one writer per run folder
+
+
+def _hold_lock(folder: Path) -> subprocess.Popen[str]:
+    """Another process holding ``folder``'s lock (it prints "held", then sleeps)."""
+    code = (
+        "import sys, time\n"
+        "from sifdata.files import exclusive_lock\n"
+        "with exclusive_lock(sys.argv[1]):\n"
+        "    print('held', flush=True)\n"
+        "    time.sleep(60)\n"
+    )
+    holder = subprocess.Popen([sys.executable, "-c", code, str(folder)], stdout=subprocess.PIPE, text=True)
+    assert holder.stdout is not None and holder.stdout.readline().strip() == "held"
+    return holder
+
+
+def test_a_busy_run_folder_is_refused_at_once_naming_the_holder(tmp_path: Path) -> None:
+    from sifeval.cli import app as sifeval_app
+    from sifeval.mirrors import build_mirror
+
+    mirror = build_mirror("vstar", tmp_path / "vstar")
+    out = tmp_path / "run"
+    holder = _hold_lock(out)
+    args = ["run", "--no-progress", "--bench", "vstar", "--data", str(mirror), "--mode", "plain", "--no-cache"]
+    with ScriptedChatServer() as server:
+        model = ["--model", f"openai:m@{server.base_url}", "--out", str(out)]
+        try:
+            refused = runner.invoke(sifeval_app, [*args, *model])
+            assert refused.exit_code == 1 and f"in use by another process (pid {holder.pid})" in _flat(refused.output)
+            assert not (out / "samples.jsonl").exists() and not server.requests
+            for command in (["rescore", str(out)], ["merge", str(out), "--out", str(tmp_path / "m")]):
+                (out / "results.json").write_text(json.dumps({"benchmark": "vstar", "protocol": "generation"}))
+                busy = runner.invoke(sifeval_app, command)
+                assert busy.exit_code == 1 and "in use by another process" in _flat(busy.output), command
+                (out / "results.json").unlink()
+        finally:
+            holder.kill()
+            holder.wait()
+        done = runner.invoke(sifeval_app, [*args, *model])  # the kernel released the lock with the process
+        assert done.exit_code == 0, done.output
+
+
+def test_two_runs_on_one_folder_lose_nothing(tmp_path: Path) -> None:
+    from sifeval.cli import app as sifeval_app
+    from sifeval.mirrors import build_mirror
+
+    mirror = build_mirror("vstar", tmp_path / "vstar")
+    out = tmp_path / "run"
+    with ScriptedChatServer(latency=lambda request: 0.15) as server:
+        args = [
+            "run", "--no-progress", "--bench", "vstar", "--data", str(mirror), "--mode", "plain", "--no-cache",
+            "--model", f"openai:m@{server.base_url}?concurrency=1", "--out", str(out),
+        ]  # fmt: skip
+        first = subprocess.Popen([sys.executable, "-m", "sifeval.cli", *args], stderr=subprocess.PIPE, text=True)
+        journal = out / "samples.jsonl"
+        deadline = time.monotonic() + 60
+        while not (journal.is_file() and journal.read_text().count("\n") >= 1):
+            assert first.poll() is None and time.monotonic() < deadline, first.stderr.read() if first.stderr else ""
+            time.sleep(0.02)
+        second = runner.invoke(sifeval_app, [*args, "--resume"])
+        assert second.exit_code == 1 and f"pid {first.pid}" in _flat(second.output)
+        assert first.wait(timeout=120) == 0
+    lines = journal.read_text().splitlines()
+    results = json.loads((out / "results.json").read_text())
+    assert len(lines) == len({json.loads(line)["id"] for line in lines}) == results["n"] == 12
+    assert len(server.requests) == 12  # every sample asked once

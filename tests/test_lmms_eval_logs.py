@@ -12,6 +12,7 @@ import pytest
 from lmms_eval_layouts import build_local_copies
 from typer.testing import CliRunner
 
+from sifdata.files import LOCK_FILE
 from sifeval.cli import app
 from sifeval.lmms_logs import TASKS, LogRefused, logged_reply
 
@@ -122,7 +123,7 @@ def test_an_output_folder_is_rescored_log_by_log(copies: dict[str, Path], tmp_pa
     (source / "default" / "scripted__sif-writer" / "20261126_000000_samples_mme.jsonl").write_text("{}\n")
     result = _rescore(str(source), "--out", str(tmp_path / "o"), *_data(copies))
     assert result.exit_code == 1  # the filtered SAT log was not scored
-    written = sorted(path.name for path in (tmp_path / "o").iterdir())
+    written = sorted(path.name for path in (tmp_path / "o").iterdir() if path.name != LOCK_FILE)
     assert [name.split("_", 2)[2] for name in written] == ["cv_bench", "vstar_bench", "sat"]
     assert "skipped 20261126_000000_samples_mme.jsonl" in " ".join(result.output.split())
 
@@ -180,7 +181,8 @@ def test_bad_logs_name_the_file_line_and_reason(copies: dict[str, Path], tmp_pat
     assert result.exit_code == 1
     assert "line 4: not valid JSON" in text and "samples_cv_bench" in text  # the file (wrapped) and its line
     assert "line 1: not an lmms-eval sample (no doc_id)" in text
-    assert not (tmp_path / "o").exists() or not any((tmp_path / "o").iterdir())  # nothing half-written
+    left = [path.name for path in (tmp_path / "o").iterdir()] if (tmp_path / "o").exists() else []
+    assert left in ([], [LOCK_FILE])  # nothing half-written (the released lock blocks nothing)
     mismatch = _rescore(str(CV_BENCH_LOG), "--bench", "vstar", "--out", str(tmp_path / "m"))
     assert mismatch.exit_code == 1 and "is a log of lmms-eval's cv_bench (cvbench), not of vstar" in " ".join(
         mismatch.output.split()
@@ -191,3 +193,73 @@ def test_bad_logs_name_the_file_line_and_reason(copies: dict[str, Path], tmp_pat
     assert unnamed.exit_code == 1 and "give --bench" in " ".join(unnamed.output.split())
     renamed_ok = _rescore(str(renamed), "--bench", "cvbench", "--out", str(tmp_path / "u"), *_data(copies))
     assert renamed_ok.exit_code == 0, renamed_ok.output
+
+
+# ----------------------------------------------------------------------------- counting right (issue 18)
+
+
+def _copy_log(source: Path, folder: Path, lines: list[str] | None = None, raw: bytes | None = None) -> Path:
+    """The log (and its results.json) under ``folder``, its lines replaced when given."""
+    folder.mkdir(parents=True, exist_ok=True)
+    shutil.copy(source.with_name(source.name.split("_samples_")[0] + "_results.json"), folder)
+    target = folder / source.name
+    if raw is not None:
+        target.write_bytes(raw)
+    else:
+        target.write_text("".join(line + "\n" for line in (lines or [])) if lines is not None else source.read_text())
+    return target
+
+
+def test_a_doc_logged_twice_counts_once_or_is_refused(copies: dict[str, Path], tmp_path: Path) -> None:
+    lines = VSTAR_LOG.read_text().splitlines()
+    twice = _copy_log(VSTAR_LOG, tmp_path / "twice", [*lines, lines[0], lines[4]])
+    result = _rescore(str(twice), "--out", str(tmp_path / "o1"), *_data(copies))
+    assert result.exit_code == 0, result.output
+    results = json.loads((tmp_path / "o1" / "results.json").read_text())
+    assert results["n"] == len(lines) and results["metrics"]["score"] == pytest.approx(100 / 6)  # as the clean log
+    assert "2 lines repeat a doc_id already logged with the same reply: counted once" in results["notes"]
+    changed = json.loads(lines[0])
+    changed["filtered_resps"] = "(D) a different reply"
+    changed.pop("resps", None)
+    conflict = _copy_log(VSTAR_LOG, tmp_path / "conflict", [*lines, json.dumps(changed)])
+    refused = _rescore(str(conflict), "--out", str(tmp_path / "o2"), *_data(copies))
+    text = _flat(refused.output)
+    assert refused.exit_code == 1 and f"line {len(lines) + 1}" in text and "logged on line 1" in text
+    assert not (tmp_path / "o2" / "results.json").exists()
+
+
+def test_a_short_or_empty_log_is_never_complete(copies: dict[str, Path], tmp_path: Path) -> None:
+    lines = VSTAR_LOG.read_text().splitlines()
+    short = _copy_log(VSTAR_LOG, tmp_path / "short", lines[:5])
+    result = _rescore(str(short), "--out", str(tmp_path / "o"), *_data(copies))
+    assert result.exit_code == 0, result.output
+    results = json.loads((tmp_path / "o" / "results.json").read_text())
+    assert results["n"] == 5 and results["complete"] is False
+    assert any("covers 5 of the benchmark's 12 samples" in note for note in results["notes"])
+    # without the rows or lmms-eval's record, nothing says what the log should hold
+    own = next(DEFAULT.parent.parent.glob("**/*_samples_cv_bench.jsonl"))
+    alone = tmp_path / "alone" / own.name
+    alone.parent.mkdir()
+    shutil.copy(own, alone)
+    unknown = _rescore(str(alone), "--out", str(tmp_path / "u"), *_data(copies))
+    assert unknown.exit_code == 0, unknown.output  # (the rows are joined: their count is known)
+    assert json.loads((tmp_path / "u" / "results.json").read_text())["n"] == 16
+    empty = _copy_log(VSTAR_LOG, tmp_path / "empty", [])
+    nothing = _rescore(str(empty), "--out", str(tmp_path / "e"), *_data(copies))
+    assert nothing.exit_code == 1 and "is empty" in _flat(nothing.output)
+
+
+def test_one_unreadable_log_is_named_and_the_others_are_scored(copies: dict[str, Path], tmp_path: Path) -> None:
+    folder = tmp_path / "lmms-out" / "model"
+    _copy_log(CV_BENCH_LOG, folder)
+    _copy_log(VSTAR_LOG, folder, raw=VSTAR_LOG.read_bytes().replace(b"\n", b"\n\xff\xfe", 1))
+    result = _rescore(str(tmp_path / "lmms-out"), "--out", str(tmp_path / "o"), *_data(copies))
+    text = _flat(result.output)
+    assert result.exit_code == 1  # one log was not scored
+    assert "samples_vstar_bench.jsonl (vstar_bench)" in text and "jsonl: line 2: not UTF-8 text" in text
+    assert "official score 37.50" in text  # the CV-Bench log beside it, scored
+    assert (tmp_path / "o" / f"{CV_BENCH_LOG.name.split('_samples_')[0]}_cv_bench" / "results.json").is_file()
+
+
+def _flat(output: str) -> str:
+    return " ".join(output.split())
