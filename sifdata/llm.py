@@ -1,17 +1,22 @@
 """One client for OpenAI-compatible chat endpoints, shared by the data writer, the model
 backend and the judge: bounded retries with backoff on 429/5xx/timeouts/connection errors
-(``Retry-After`` honoured), typed errors, token counts and latency, and a key that is handed
-to the HTTP client and never appears in a message, a log line or a result.
+(``Retry-After`` honoured, read defensively), a total deadline on every attempt, typed errors,
+token counts and latency, and a key that is handed to the HTTP client and never appears in a
+message, a log line or a result.
 """
 
 from __future__ import annotations
 
+import math
 import os
 import random
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
+
+T = TypeVar("T")
 
 
 @dataclass
@@ -21,9 +26,39 @@ class RetryPolicy:
     max_delay: float = 30.0
 
     def delay(self, attempt: int, retry_after: float | None = None) -> float:
-        if retry_after is not None:
-            return min(retry_after, self.max_delay)
+        """Seconds to wait before attempt ``attempt + 1``: the server's ``Retry-After`` when it gave
+        a usable one (never below 0, never above ``max_delay``), else backoff with jitter."""
+        if retry_after is not None and math.isfinite(retry_after):
+            return min(max(retry_after, 0.0), self.max_delay)
         return min(self.base_delay * 2 ** (attempt - 1), self.max_delay) * random.uniform(0.5, 1.0)
+
+
+class DeadlineExceeded(TimeoutError):
+    """An attempt that did not end within its total deadline."""
+
+
+def within_deadline(call: Callable[[], T], seconds: float) -> T:
+    """``call()``'s result, or :class:`DeadlineExceeded` once ``seconds`` have passed, however the
+    server answers: a reply that trickles in a byte at a time (each read well inside the socket's
+    read timeout) is cut off at the deadline too. The call runs in a daemon thread; past the
+    deadline it is abandoned (its connection ends with the server or with the process)."""
+    outcome: dict[str, Any] = {}
+    done = threading.Event()
+
+    def attempt() -> None:
+        try:
+            outcome["value"] = call()
+        except BaseException as error:  # handed to the caller's thread as it is
+            outcome["error"] = error
+        finally:
+            done.set()
+
+    threading.Thread(target=attempt, name="sif-chat-attempt", daemon=True).start()
+    if not done.wait(seconds):
+        raise DeadlineExceeded(f"no complete reply within {seconds:g} s")
+    if "error" in outcome:
+        raise outcome["error"]
+    return outcome["value"]  # type: ignore[no-any-return]
 
 
 @dataclass(frozen=True)
@@ -53,11 +88,25 @@ class ChatError(RuntimeError):
         super().__init__(reason)
 
 
-def _seconds(header: str | None) -> float | None:
-    try:
-        return float(header) if header is not None else None
-    except ValueError:
+def retry_after_seconds(header: str | None) -> float | None:
+    """A ``Retry-After`` header in seconds: a delay ("5") or an HTTP date; None when absent or
+    unusable (negative, NaN, infinite, garbage). :meth:`RetryPolicy.delay` caps it."""
+    if header is None:
         return None
+    try:
+        value = float(header)
+    except ValueError:
+        from email.utils import parsedate_to_datetime
+
+        try:
+            when = parsedate_to_datetime(header)
+        except (TypeError, ValueError, IndexError):
+            return None
+        if when.tzinfo is None:
+            return None
+        value = when.timestamp() - time.time()
+        return max(value, 0.0)
+    return value if math.isfinite(value) and value >= 0 else None
 
 
 def _completion_text(response: Any) -> str:
@@ -85,7 +134,9 @@ class ChatClient:
     """Chat completions against ``base_url`` for ``model``.
 
     ``api_key`` falls back to the environment variable named by ``key_env`` (then
-    ``OPENAI_API_KEY``); local servers that need no key get a dummy one.
+    ``OPENAI_API_KEY``); local servers that need no key get a dummy one. ``timeout`` is each
+    attempt's total deadline (connection, first byte and the whole reply), not only a limit on
+    each socket read.
     """
 
     def __init__(
@@ -105,6 +156,7 @@ class ChatClient:
         key = api_key or (os.environ.get(key_env) if key_env else None) or os.environ.get("OPENAI_API_KEY") or "EMPTY"
         # max_retries=0: the retries are ours, so that each one is bounded and counted.
         self._client = OpenAI(base_url=base_url, api_key=key, timeout=timeout, max_retries=0)
+        self.timeout = timeout
         self.retry = retry or RetryPolicy()
         self._lock = threading.Lock()
         self.retries = 0
@@ -134,11 +186,16 @@ class ChatClient:
         for attempt in range(1, self.retry.attempts + 1):
             retry_after: float | None = None
             try:
-                response = self._client.chat.completions.create(
-                    model=self.model,
-                    messages=messages,  # type: ignore[arg-type]  # plain dicts of the same shape
-                    **params,
+                response = within_deadline(
+                    lambda: self._client.chat.completions.create(
+                        model=self.model,
+                        messages=messages,  # type: ignore[arg-type]  # plain dicts of the same shape
+                        **params,
+                    ),
+                    self.timeout,
                 )
+            except DeadlineExceeded:
+                last = f"no complete reply from {self.base_url} within the {self.timeout:g} s deadline"
             except (openai.APITimeoutError, openai.APIConnectionError) as error:
                 last = f"{type(error).__name__} talking to {self.base_url}"
             except openai.APIStatusError as error:
@@ -153,7 +210,7 @@ class ChatClient:
                     raise ChatError(f"HTTP {status}: {_short(error.message)}", status=status) from None
                 last = f"HTTP {status}"
                 header = error.response.headers.get("retry-after") if error.response is not None else None
-                retry_after = _seconds(header)
+                retry_after = retry_after_seconds(header)
             else:
                 text = _completion_text(response)  # ChatError for a 200 that is no chat completion
                 usage = getattr(response, "usage", None)

@@ -6,7 +6,8 @@ error handling are exercised for real. For each request it picks a behaviour:
 
 - ``ok``: the correct chain, read back from the plan in the request, in a code fence; or, for
   a judge prompt, ``{"score": 1.0}`` for an exact match and ``{"score": 0.25}`` otherwise;
-- ``429`` / ``500`` / ``401`` / ``400``: that HTTP status (429 with ``Retry-After: 0``);
+- ``429`` / ``500`` / ``401`` / ``400``: that HTTP status (429 with ``Retry-After: 0``, or the
+  value after ``@``: ``429@-5``);
 - ``garbage200``: status 200 with an HTML page instead of a chat completion;
 - ``slow``: sleeps past the client's timeout, then answers;
 - ``garbage``: prose with no chain; ``wrong_boxes`` / ``wrong_answer``: a chain that fails
@@ -110,9 +111,10 @@ class ScriptedChatServer:
                 with server._lock:
                     server.requests.append(request)
                     server.headers.append({k.lower(): v for k, v in self.headers.items()})
-                if behaviour in ("429", "500", "401", "400"):
-                    status = int(behaviour)
-                    extra = {"Retry-After": "0"} if status == 429 else None
+                if behaviour.split("@")[0] in ("429", "500", "401", "400"):
+                    status = int(behaviour.split("@")[0])  # "429@-5": with that Retry-After header
+                    retry_after = behaviour.partition("@")[2] or "0"
+                    extra = {"Retry-After": retry_after} if status == 429 else None
                     self._send(status, {"error": {"message": f"scripted {status}", "type": "scripted"}}, extra)
                     return
                 if behaviour == "garbage200":  # a proxy's page where a completion should be

@@ -10,6 +10,7 @@ import subprocess
 import sys
 import threading
 import time
+from datetime import UTC
 from pathlib import Path
 
 import pytest
@@ -221,3 +222,103 @@ def test_two_runs_on_one_folder_lose_nothing(tmp_path: Path) -> None:
     results = json.loads((out / "results.json").read_text())
     assert len(lines) == len({json.loads(line)["id"] for line in lines}) == results["n"] == 12
     assert len(server.requests) == 12  # every sample asked once
+
+
+# ----------------------------------------------------------------------------- 4. deadlines, not only timeouts
+
+
+class _TricklingServer:
+    """A loopback HTTP server that answers one byte every ``every`` seconds: in the body after
+    complete headers, or in the headers themselves."""
+
+    def __init__(self, where: str, every: float = 0.2) -> None:
+        import socket
+
+        self.where, self.every = where, every
+        self.listener = socket.create_server(("127.0.0.1", 0))
+        self.port = self.listener.getsockname()[1]
+        self.stop = threading.Event()
+        threading.Thread(target=self._serve, daemon=True).start()
+
+    def _serve(self) -> None:
+        while not self.stop.is_set():
+            try:
+                connection, _ = self.listener.accept()
+            except OSError:
+                return
+            threading.Thread(target=self._answer, args=(connection,), daemon=True).start()
+
+    def _answer(self, connection: object) -> None:
+        import socket
+
+        assert isinstance(connection, socket.socket)
+        with connection:
+            connection.recv(65536)  # the request (small)
+            head = b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: 4000\r\n\r\n"
+            if self.where == "body":
+                connection.sendall(head)
+                head = b""
+            for byte in (head or b" " * 4000)[:4000]:
+                if self.stop.is_set():
+                    return
+                try:
+                    connection.sendall(bytes([byte]))
+                except OSError:
+                    return
+                time.sleep(self.every)
+
+    def close(self) -> None:
+        self.stop.set()
+        self.listener.close()
+
+
+@pytest.mark.parametrize("where", ["body", "headers"])
+def test_a_trickling_reply_is_cut_off_at_the_deadline(where: str) -> None:
+    from sifdata.llm import ChatClient, ChatError, RetryPolicy
+
+    server = _TricklingServer(where)
+    outcome: dict[str, object] = {}
+
+    def call() -> None:
+        client = ChatClient("m", f"http://127.0.0.1:{server.port}/v1", timeout=1.0, retry=RetryPolicy(2, 0.01))
+        try:
+            client.complete([{"role": "user", "content": "hi"}])
+        except ChatError as error:
+            outcome["error"] = error
+
+    try:
+        worker = threading.Thread(target=call, daemon=True)
+        worker.start()
+        worker.join(60)  # the trickle alone would take 800 s; a hang is a failure, not a slow pass
+        assert not worker.is_alive(), "the client waited on a trickling server past its deadline"
+    finally:
+        server.close()
+    error = outcome["error"]
+    assert isinstance(error, ChatError) and error.transient and "1 s deadline" in error.reason
+
+
+def test_retry_after_is_read_defensively() -> None:
+    from datetime import datetime, timedelta
+    from email.utils import format_datetime
+
+    from sifdata.llm import RetryPolicy, retry_after_seconds
+
+    assert [retry_after_seconds(v) for v in ("5", "0", "-5", "nan", "inf", "soon", None)] == [
+        5.0, 0.0, None, None, None, None, None,
+    ]  # fmt: skip
+    later = format_datetime(datetime.now(UTC) + timedelta(seconds=120), usegmt=True)
+    assert 100 < (retry_after_seconds(later) or 0) <= 120
+    policy = RetryPolicy(3, base_delay=0.01, max_delay=30)
+    assert policy.delay(1, 3600.0) == 30 and policy.delay(1, 0.0) == 0.0
+    assert 0 <= policy.delay(1, float("nan")) <= 0.01 and 0 <= policy.delay(1, -5.0) <= 30
+
+
+@pytest.mark.parametrize("header", ["-5", "nan", "Thu, 01 Jan 1970 00:00:00 GMT"])
+def test_a_hostile_retry_after_still_retries(header: str) -> None:
+    from sifdata.llm import ChatClient, RetryPolicy
+
+    with ScriptedChatServer() as server:
+        server.script("hello", [f"429@{header}", "text:fine"])
+        client = ChatClient("m", server.base_url, retry=RetryPolicy(3, base_delay=0.01))
+        assert client.complete([{"role": "user", "content": "hello"}]).text == "fine"
+        assert len(server.requests) == 2
