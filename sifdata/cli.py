@@ -11,16 +11,18 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
-from rich.console import Console
 from rich.table import Table
 
+from sifdata.progress import labelled, plain_console
+from sifdata.secrets import redact
+
 app = typer.Typer(help="Build, validate, inspect, convert and publish SIF datasets.", no_args_is_help=True)
-console = Console()
-errors = Console(stderr=True)
+console = plain_console()
+errors = plain_console(stderr=True)
 
 
 def _fail(message: str, code: int = 1) -> None:
-    errors.print(f"[bold red]error:[/] {message}")
+    errors.print(labelled("error:", "bold red", redact(message)))
     raise typer.Exit(code)
 
 
@@ -143,7 +145,7 @@ def build(
         _fail("the build produced no record: every candidate was rejected (reasons above)")
     if report.dataset_complete:
         _require_valid(out)
-        console.print(f"[green]dataset complete[/]: {report.records} records in {out}")
+        console.print(labelled("dataset complete:", "green", f"{report.records} records in {out}"))
     else:
         console.print("shards still missing: run the other --shard jobs, then `sifdata merge`")
 
@@ -186,7 +188,7 @@ def validate(
 
     report = validate_folder(folder, progress=progress)
     if report.ok:
-        console.print(f"[green]valid[/]: {report.records} records in {report.shards} shards")
+        console.print(labelled("valid:", "green", f"{report.records} records in {report.shards} shards"))
         return
     table = Table(title=f"{len(report.errors)} problems in {folder}")
     for column in ("record / file", "check", "reason"):

@@ -7,6 +7,8 @@ from pathlib import Path
 
 from rich.console import Console
 
+from sifdata.progress import plain_console
+
 
 def run_demo(out: str | Path, *, n: int = 60, console: Console | None = None) -> dict[str, object]:
     """Build ``n`` records (bundled photos + synthetic scenes) with a tiny random depth model,
@@ -19,7 +21,7 @@ def run_demo(out: str | Path, *, n: int = 60, console: Console | None = None) ->
     from sifdata.tiny_models import TINY_DEPTH_NAME, build_tiny_depth_anything
     from sifdata.validate import validate_folder
 
-    console = console or Console()
+    console = console or plain_console()
     out = Path(out)
     started = time.perf_counter()
     console.rule("1. a tiny random-weight Depth Anything (stand-in for Depth-Anything-V2-Small)")

@@ -21,6 +21,8 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
+from sifdata.images import open_image
+
 DEFAULT_DEPTH_MODEL = "depth-anything/Depth-Anything-V2-Small-hf"
 _UINT16_MAX = 65535
 
@@ -219,8 +221,7 @@ def decode_depth_image(
 
 def load_depth_png(source: str | Path | bytes, encoding: DepthEncoding | str = DepthEncoding.AUTO) -> np.ndarray:
     """Load a depth PNG (path or bytes) into a float32 SIF depth map."""
-    opened = Image.open(io.BytesIO(source)) if isinstance(source, bytes) else Image.open(source)
-    with opened as image:
+    with open_image(source, decode=False) as image:
         values, _ = decode_depth_image(image, encoding)
     return values
 

@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from sifdata.files import atomic_write, safe_name
+from sifdata.images import open_image
 from sifdata.prompt import sif_user_parts, sif_user_text
 from sifdata.shards import iter_rows, shard_files
 
@@ -38,12 +39,9 @@ _SUFFIXES = {"JPEG": ".jpg", "PNG": ".png", "WEBP": ".webp", "GIF": ".gif", "BMP
 
 def _image_suffix(cell: dict[str, Any]) -> str:
     """The file suffix of an Image cell's bytes, by their format (cells hold no file names)."""
-    import io
-
-    from PIL import Image
 
     try:
-        with Image.open(io.BytesIO(cell["bytes"])) as image:
+        with open_image(cell["bytes"], decode=False) as image:
             return _SUFFIXES.get(image.format or "", ".png")
     except (OSError, KeyError, TypeError):
         return ".png"
@@ -77,13 +75,11 @@ def _model_depth_png(row: dict[str, Any]) -> bytes:
     """
     import io
 
-    from PIL import Image
-
     from sifdata.depth import model_depth_image
 
     _require_image(row, "depth_image")
     buffer = io.BytesIO()
-    with Image.open(io.BytesIO(row["depth_image"]["bytes"])) as depth:
+    with open_image(row["depth_image"]["bytes"]) as depth:
         model_depth_image(depth).save(buffer, format="PNG")
     return buffer.getvalue()
 

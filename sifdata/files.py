@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import logging
 import os
 import re
 import threading
@@ -44,8 +45,33 @@ class DiskCache:
         return self.folder / key[:2] / f"{key}{self.suffix}"
 
     def get(self, key: str) -> str | None:
+        """The value, or None: absent, or unreadable (then removed with a warning naming it, so
+        that one damaged entry costs one request, never every later run)."""
         path = self._path(key)
-        return path.read_text(encoding="utf-8") if path.is_file() else None
+        if not path.is_file():
+            return None
+        try:
+            return path.read_text(encoding="utf-8")
+        except (OSError, UnicodeDecodeError) as error:
+            self.discard(key, f"unreadable ({error})")
+            return None
+
+    def get_json(self, key: str) -> Any:
+        """The JSON value, or None: absent or damaged (removed with a warning, as :meth:`get`)."""
+        text = self.get(key)
+        if text is None:
+            return None
+        try:
+            return json.loads(text)
+        except json.JSONDecodeError as error:
+            self.discard(key, f"not JSON ({error.msg} at character {error.pos})")
+            return None
+
+    def discard(self, key: str, reason: str) -> None:
+        """Remove a damaged entry, saying which and why."""
+        path = self._path(key)
+        logging.getLogger(__name__).warning("cache entry %s is %s: removed, its value is made again", path, reason)
+        path.unlink(missing_ok=True)
 
     def put(self, key: str, text: str) -> None:
         atomic_write(self._path(key), text.encode("utf-8"))

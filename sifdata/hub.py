@@ -40,6 +40,41 @@ class DatasetNotAvailable(FileNotFoundError):
     """The dataset is neither built locally nor cached, and the Hub cannot be reached."""
 
 
+class DatasetCorrupt(ValueError):
+    """A shard that is missing or differs from its manifest's checksum."""
+
+
+def verify_shards(folder: Path) -> None:
+    """Check every shard of ``folder`` against its ``manifest.json`` (sha256), once per file
+    state: a shard checked before, unchanged since (path, size, mtime), is not read again (a stamp
+    under ``$SIF_HOME/verified``). :class:`DatasetCorrupt` names the shard that is missing or
+    differs. A folder without a manifest has nothing to check against and is loaded as it is."""
+    import hashlib
+
+    from sifdata.shards import read_manifest, sha256_file
+
+    manifest = read_manifest(folder)
+    if manifest is None:
+        log.info("%s has no manifest.json: its shards are not checked", folder)
+        return
+    for shard in manifest.get("shards", []):
+        path = folder / shard["file"]
+        if not path.is_file():
+            raise DatasetCorrupt(f"{path} is listed in {folder / 'manifest.json'} but missing")
+        info = path.stat()
+        state = f"{path.resolve()}|{info.st_size}|{info.st_mtime_ns}|{shard['sha256']}"
+        stamp = sif_home() / "verified" / hashlib.sha256(state.encode()).hexdigest()[:32]
+        if stamp.is_file():
+            continue
+        if sha256_file(path) != shard["sha256"]:
+            raise DatasetCorrupt(
+                f"{path} differs from its checksum in {folder / 'manifest.json'} (a damaged or changed file): "
+                "download or build it again, or load it unchecked with load_dataset(..., verify=False)"
+            )
+        stamp.parent.mkdir(parents=True, exist_ok=True)
+        stamp.touch()
+
+
 def sif_home() -> Path:
     return Path(os.environ.get("SIF_HOME", Path.home() / ".cache" / "sifthinker"))
 
@@ -88,7 +123,9 @@ def load_local(folder: str | Path, *args: Any, **kwargs: Any) -> datasets.Datase
     return datasets.load_dataset(str(folder), *args, **kwargs)
 
 
-def _load_shards(folder: Path, split: str, **kwargs: Any) -> datasets.Dataset:
+def _load_shards(folder: Path, split: str, verify: bool = True, **kwargs: Any) -> datasets.Dataset:
+    if verify:
+        verify_shards(folder)
     return load_local(folder, split=split, **kwargs)
 
 
@@ -198,6 +235,7 @@ def load_dataset(
     revision: str | None = None,
     image_root: str | Path | None = None,
     keep_published_frame: bool = False,
+    verify: bool = True,
 ) -> datasets.Dataset:
     """A SIF dataset as a ``datasets.Dataset`` whose rows validate as :class:`SIFRecord`.
 
@@ -205,12 +243,13 @@ def load_dataset(
     (``sif-50k``, ``sif-50k-sampled-200``) or any Hub dataset id in the shard layout. A
     published JSON is converted once (cached by its content): boxes to per-axis unless
     ``keep_published_frame``, images looked up under ``image_root`` (see
-    :mod:`sifdata.sources.sif50k`).
+    :mod:`sifdata.sources.sif50k`). ``verify``: check the shards against their manifest's
+    checksums first (:func:`verify_shards`; each file once while it is unchanged).
     """
     path = Path(name_or_path)
     if path.is_dir():
         if _is_shard_folder(path):
-            return _load_shards(path, split)
+            return _load_shards(path, split, verify)
         raise DatasetNotAvailable(f"{path} is a folder without data/*.parquet shards (build one with `sifdata build`)")
     if path.is_file() and path.suffix == ".json":
         return _load_published(path, split, image_root, keep_published_frame)
@@ -220,7 +259,7 @@ def load_dataset(
         return _load_hub_id(name, split, revision)
     local = sif_home() / "builds" / name.lower()
     if _is_shard_folder(local):
-        return _load_shards(local, split)
+        return _load_shards(local, split, verify)
     from huggingface_hub import snapshot_download
     from huggingface_hub.errors import LocalEntryNotFoundError
 

@@ -155,7 +155,9 @@ class ChatClient:
         self.base_url = base_url
         key = api_key or (os.environ.get(key_env) if key_env else None) or os.environ.get("OPENAI_API_KEY") or "EMPTY"
         # max_retries=0: the retries are ours, so that each one is bounded and counted.
-        self._client = OpenAI(base_url=base_url, api_key=key, timeout=timeout, max_retries=0)
+        # The deadline (``within_deadline``) decides; the socket timeout behind it only ends an
+        # abandoned attempt's thread some time after.
+        self._client = OpenAI(base_url=base_url, api_key=key, timeout=timeout + 10.0, max_retries=0)
         self.timeout = timeout
         self.retry = retry or RetryPolicy()
         self._lock = threading.Lock()

@@ -1,4 +1,6 @@
-"""One progress bar style for long work: count, rate and ETA."""
+"""One progress bar style for long work (count, rate and ETA), and consoles that print text as
+text: data (a category named ``$\\badmacro{x}$``, a server message holding ``[/]``, a path) is
+never read as rich markup, so printing can never crash nor change what it shows."""
 
 from __future__ import annotations
 
@@ -20,6 +22,18 @@ from rich.progress import (
 from rich.text import Text
 
 
+def plain_console(*, stderr: bool = False, **options: Any) -> Any:
+    """A rich console that prints strings as they are (no markup, no emoji codes)."""
+    from rich.console import Console
+
+    return Console(stderr=stderr, markup=False, emoji=False, **options)
+
+
+def labelled(label: str, style: str, message: str) -> Text:
+    """``label`` in ``style``, then ``message`` as plain text (``error: ...``, ``warning: ...``)."""
+    return Text.assemble((label, style), " ", message)
+
+
 class RateColumn(ProgressColumn):
     def render(self, task: Task) -> Text:
         speed = task.finished_speed or task.speed
@@ -36,7 +50,7 @@ def progress_bar(
         yield lambda n, **updates: None
         return
     columns: list[ProgressColumn | str] = [
-        TextColumn("{task.description}"),
+        TextColumn("{task.description}", markup=False),
         BarColumn(),
         MofNCompleteColumn(),
         RateColumn(),
@@ -44,9 +58,7 @@ def progress_bar(
         TextColumn("ETA"),
         TimeRemainingColumn(),
     ]
-    columns += [TextColumn(f"{name} {{task.fields[{name}]}}") for name in fields or {}]
-    from rich.console import Console
-
-    with Progress(*columns, console=Console(file=sys.stderr), transient=False) as progress:
+    columns += [TextColumn(f"{name} {{task.fields[{name}]}}", markup=False) for name in fields or {}]
+    with Progress(*columns, console=plain_console(file=sys.stderr), transient=False) as progress:
         task = progress.add_task(description, total=total, **(fields or {}))
         yield lambda n, **updates: progress.update(task, advance=n, **updates)

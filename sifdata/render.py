@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import io
 import textwrap
 from pathlib import Path
 
@@ -11,6 +10,7 @@ from PIL import Image, ImageDraw, ImageFont
 
 from sifdata.chain import parse_chain
 from sifdata.depth import load_depth_png
+from sifdata.images import open_image
 from sifdata.shards import iter_rows, shard_files
 
 PANEL = 320
@@ -33,7 +33,7 @@ def _panel(image: Image.Image) -> Image.Image:
 
 def render_record(row: dict) -> Image.Image:
     """Panels: the depth map, then each focus step's boxes with depth labels; text underneath."""
-    image = Image.open(io.BytesIO(row["image"]["bytes"])).convert("RGB")
+    image = open_image(row["image"]["bytes"], what=f"the image of {row.get('id')}").convert("RGB")
     depth = load_depth_png(row["depth_image"]["bytes"])
     # Shown as brightness = nearness, the way people read depth maps.
     depth_picture = Image.fromarray((255 * (1 - depth)).astype(np.uint8)).convert("RGB")

@@ -26,6 +26,7 @@ import pyarrow.parquet as pq
 from datasets import Features, Image, List, Value
 from pydantic import BaseModel
 
+from sifdata.images import read_image_bytes
 from sifdata.schema import Column, SIFRecord, column_kinds
 from sifdata.version import __version__
 
@@ -88,7 +89,7 @@ def image_cell(path: Path) -> ImageCell:
     relative to the *current* folder: a shard written from a folder holding a file of the same
     name would have lost every image. The format is read from the bytes where a name is needed.
     """
-    return bytes_cell(path.read_bytes())
+    return bytes_cell(read_image_bytes(path))
 
 
 def bytes_cell(data: bytes) -> ImageCell:

@@ -8,17 +8,16 @@ at the ground truth; duplicate ids across shards.
 
 from __future__ import annotations
 
-import io
 import json
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from PIL import Image
 from pydantic import ValidationError
 
 from sifdata.depth import DepthMap, load_depth_png
 from sifdata.geometry import round_box
+from sifdata.images import open_image
 from sifdata.schema import SIFRecord
 from sifdata.sources import sif50k
 
@@ -110,7 +109,7 @@ def _check_row(row: dict, report: ValidationReport) -> None:
         if last != truth:
             report.errors.append(Issue(record_id, "chain", f"last area {last} is not the ground truth {truth}"))
     try:
-        with Image.open(io.BytesIO(_decode(row.get("image"), "RGB image"))) as image:
+        with open_image(_decode(row.get("image"), "RGB image"), what="the RGB image") as image:
             image.load()
             size = image.size
     except (ValueError, OSError) as error:
@@ -155,9 +154,16 @@ def validate_folder(folder: str | Path, *, progress: bool = False) -> Validation
     _check_card(folder, report)
     _check_manifest(folder, report)
     seen: Counter[str] = Counter()
-    total = sum(pq.ParquetFile(p).metadata.num_rows for p in files)
+    readable, total = [], 0
+    for path in files:
+        try:
+            total += pq.ParquetFile(path).metadata.num_rows
+            readable.append(path)
+        except Exception as error:  # pyarrow's errors for a cut or damaged file are of several kinds
+            report.shards += 1
+            report.errors.append(Issue(str(path.relative_to(folder)), "shard", f"unreadable parquet file: {error}"))
     with progress_bar("validating", total, enabled=progress) as advance:
-        for path in files:
+        for path in readable:
             report.shards += 1
             metadata = pq.read_schema(path).metadata or {}
             try:
@@ -167,11 +173,15 @@ def validate_folder(folder: str | Path, *, progress: bool = False) -> Validation
                 features = None
             if features is not None and features != FEATURES.to_dict():
                 report.errors.append(Issue(path.name, "schema", "Features differ from sifdata's schema"))
-            for row in iter_rows(path):
-                report.records += 1
-                seen[row.get("id") or ""] += 1
-                _check_row(row, report)
-                advance(1)
+            try:
+                for row in iter_rows(path):
+                    report.records += 1
+                    seen[row.get("id") or ""] += 1
+                    _check_row(row, report)
+                    advance(1)
+            except Exception as error:  # a damaged row group: pyarrow's errors are of several kinds
+                name = str(path.relative_to(folder))
+                report.errors.append(Issue(name, "shard", f"rows unreadable after record {report.records}: {error}"))
     for record_id, count in seen.items():
         if count > 1:
             report.errors.append(Issue(record_id, "duplicate", f"id appears {count} times"))

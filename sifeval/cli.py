@@ -9,20 +9,22 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
 import typer
-from rich.console import Console
 from rich.table import Table
+
+from sifdata.progress import labelled, plain_console
+from sifdata.secrets import redact
 
 if TYPE_CHECKING:
     from sifeval.adapters import Benchmark
     from sifeval.choice_judge import ChoiceJudge
 
 app = typer.Typer(help="Evaluate SIF models on five benchmarks by their official protocols.", no_args_is_help=True)
-console = Console()
-errors = Console(stderr=True)
+console = plain_console()
+errors = plain_console(stderr=True)
 
 
 def _fail(message: str) -> None:
-    errors.print(f"[bold red]error:[/] {message}")
+    errors.print(labelled("error:", "bold red", redact(message)))
     raise typer.Exit(1)
 
 
@@ -206,7 +208,7 @@ def list_command() -> None:
         gated = " (gated)" if source.gated else ""
         protocols = ", ".join(p + (" *" if p == cls.default_protocol else "") for p in cls.protocols)
         table.add_row(cls.name, cls.title, source.hub_id + gated, source.split, source.license, protocols)
-    wide = Console(width=max(console.width, 160))  # Hub ids and licences are not to be cut
+    wide = plain_console(width=max(console.width, 160))  # Hub ids and licences are not to be cut
     wide.print(table)
     wide.print("* default protocol")
 
@@ -270,9 +272,9 @@ def view(
         f"{site.pictures_reused} reused)"
     )
     for note in site.notes:
-        errors.print(f"[yellow]warning:[/] {note}", markup=True, highlight=False)
+        errors.print(labelled("warning:", "yellow", note), highlight=False)
     if site.picture_errors:
-        errors.print(f"[yellow]{site.picture_errors} pictures could not be read: their samples say why[/]")
+        errors.print(f"{site.picture_errors} pictures could not be read: their samples say why", style="yellow")
     if serve:
         try:
             serve_site(out, port=port)
@@ -346,9 +348,9 @@ def _rescore_lmms_eval(source: Path, out: Path, bench: str | None, data: list[st
     for outcome in outcomes:
         name = f"{outcome.log.name} ({outcome.task or 'unknown task'})"
         if outcome.skipped:
-            console.print(f"[yellow]skipped[/] {name}: {outcome.skipped}")
+            console.print(labelled("skipped", "yellow", f"{name}: {outcome.skipped}"))
         elif outcome.error:
-            errors.print(f"[bold red]not scored[/] {name}: {outcome.error}")
+            errors.print(labelled("not scored", "bold red", f"{name}: {outcome.error}"))
         else:
             lmms = f"; lmms-eval reported {outcome.lmms_eval_figure}" if outcome.lmms_eval_figure else ""
             console.print(f"{name}: official score {_figure(outcome.score)}{lmms} -> {outcome.out}")

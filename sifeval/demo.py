@@ -12,6 +12,8 @@ from pathlib import Path
 
 from rich.console import Console
 
+from sifdata.progress import plain_console
+
 
 def run_loop(out: str | Path, *, records: int = 24, eval_limit: int = 8, console: Console | None = None) -> Path:
     from sifdata.demo import run_demo
@@ -28,7 +30,7 @@ def run_loop(out: str | Path, *, records: int = 24, eval_limit: int = 8, console
     from sifmodel.sft import train_sft
     from sifmodel.tiny_models import TINY_QWEN_NAME, build_tiny_qwen2_5_vl
 
-    console = console or Console()
+    console = console or plain_console()
     out = Path(out)
     started = time.perf_counter()
     run_demo(out, n=records, console=console)

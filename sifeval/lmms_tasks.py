@@ -32,7 +32,6 @@ line per copy.
 
 from __future__ import annotations
 
-import io
 from collections.abc import Callable, Mapping
 from functools import cache
 from typing import Any
@@ -52,10 +51,10 @@ def _benchmark(name: str) -> Benchmark:
 
 
 def _pil(cell: Any) -> Any:
-    from PIL import Image
+    from sifdata.images import open_image
 
     if isinstance(cell, dict):  # an image left undecoded: {"bytes": ..., "path": ...}
-        cell = Image.open(io.BytesIO(cell["bytes"]))
+        cell = open_image(cell["bytes"])
     return cell.convert("RGB")
 
 

@@ -145,7 +145,11 @@ def bar_chart_svg(table: dict[str, Any], *, id_prefix: str, columns: Sequence[in
     ylim = (min(0.0, min(drawn, default=0.0) * 1.05), max(100.0, max(drawn, default=0.0) * 1.05))
     buffer = io.StringIO()
     # Matplotlib's default style, not the user's matplotlibrc, so that one input gives one output.
-    with mpl.style.context("default"), mpl.rc_context({"svg.fonttype": SVG_FONTTYPE, "svg.hashsalt": SVG_HASHSALT}):
+    # text.parse_math off: a model or category name is text, never mathtext ("$\\badmacro{x}$" crashed)
+    with (
+        mpl.style.context("default"),
+        mpl.rc_context({"svg.fonttype": SVG_FONTTYPE, "svg.hashsalt": SVG_HASHSALT, "text.parse_math": False}),
+    ):
         figure = _draw([names[i] for i in indices], indices, series, ylim)
         figure.savefig(
             buffer,

@@ -11,6 +11,7 @@ from typing import Any
 
 import yaml
 
+from sifdata.secrets import redact
 from sifeval.runner import RESULTS
 
 
@@ -50,7 +51,7 @@ def report_rows(results: list[dict[str, Any]], with_published: bool = True) -> l
         for result in ours:
             rows.append(
                 {
-                    "model": result["model"].get("spec", "?"),
+                    "model": redact(str(result["model"].get("spec", "?"))),
                     "kind": f"this run ({result['mode']}, {result['protocol']})",
                     "metrics": result["metrics"],
                     "n": result["n"],

@@ -23,6 +23,7 @@ from sifdata.files import DiskCache, atomic_write, exclusive_lock
 from sifdata.hub import sif_home
 from sifdata.journal import Journal
 from sifdata.progress import progress_bar
+from sifdata.secrets import redact
 from sifeval.adapters import Benchmark
 from sifeval.driver import Driver, RunAborted
 from sifeval.solvers import Solved
@@ -54,8 +55,14 @@ class ResponseCache:
         self._store = DiskCache(folder or sif_home() / "response-cache", suffix=".json")
 
     def get(self, key: str) -> dict[str, Any] | None:
-        text = self._store.get(key)
-        return json.loads(text) if text is not None else None
+        """A cached response, or None (absent, or damaged: then removed with a warning)."""
+        value = self._store.get_json(key)
+        if value is None:
+            return None
+        if not isinstance(value, dict) or not isinstance(value.get("text"), str):
+            self._store.discard(key, "not a cached response")
+            return None
+        return value
 
     def put(self, key: str, value: dict[str, Any]) -> None:
         self._store.put(key, json.dumps(value))
@@ -255,7 +262,7 @@ def _run(
     if (out / SAMPLES).is_file() and not resume:
         raise FileExistsError(f"{out / SAMPLES} exists: pass --resume to continue that run, or choose another --out")
     identity = backend.identity()
-    info = {"spec": model, "backend": backend.name, **identity}
+    info = {"spec": redact(model), "backend": backend.name, **identity}  # a key in the spec is never written
     this_run = run_identity(bench, mode, settings, data_dir, info)
     check_same_run(out, this_run)
     samples = load_samples(bench, data_dir)

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import hashlib
-import io
 import math
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -12,6 +11,7 @@ from typing import Any
 from PIL import Image
 
 from sifdata.files import OutsideRoot, confined_path
+from sifdata.images import open_image, read_image_bytes
 
 
 @dataclass(frozen=True)
@@ -35,20 +35,26 @@ class ImageRef:
             return cls(refused=str(error))
 
     def load(self) -> Image.Image:
+        """The decoded image (:func:`sifdata.images.open_image`: a regular file within the size and
+        pixel budget, fully decodable); ``ValueError`` or ``OSError`` naming it otherwise."""
         if self.refused is not None:
             raise ValueError(f"image refused: {self.refused}")
         if self.data is not None:
-            return Image.open(io.BytesIO(self.data))
+            return open_image(self.data)
         if self.path is None:
             raise ValueError("an ImageRef needs a path or bytes")
-        with Image.open(self.path) as image:
-            image.load()
-            return image
+        return open_image(self.path)
+
+    def header(self) -> Image.Image:
+        """The image with only its header read (size, mode), checked as :meth:`load` checks it."""
+        if self.refused is not None:
+            raise ValueError(f"image refused: {self.refused}")
+        return open_image(self.data if self.data is not None else Path(self.path or ""), decode=False)
 
     def digest(self) -> str:
         if self.refused is not None:
             raise ValueError(f"image refused: {self.refused}")
-        payload = self.data if self.data is not None else Path(self.path or "").read_bytes()
+        payload = self.data if self.data is not None else read_image_bytes(self.path or "")
         return hashlib.sha256(payload).hexdigest()[:16]
 
 

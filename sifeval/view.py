@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
-import io
 import json
 import threading
 from collections.abc import Iterator, Sequence
@@ -24,6 +23,7 @@ from typing import Any
 from PIL import Image
 
 from sifdata.depth import depth_to_image, model_depth_image
+from sifdata.secrets import redact
 from sifdata.viewer.site import FocusBox, Panel, Picture, SiteReport, ViewItem, write_site
 from sifeval.adapters import Benchmark, benchmark_class
 from sifeval.runner import RUN, load_samples, read_run
@@ -43,7 +43,7 @@ class LoadedRun:
 
     @property
     def model(self) -> str:
-        return str(self.results.get("model", {}).get("spec") or "?")
+        return redact(str(self.results.get("model", {}).get("spec") or "?"))  # runs written before redaction too
 
     @property
     def data_dir(self) -> str | None:
@@ -140,10 +140,7 @@ def _fields(item: ScoredSample) -> tuple[tuple[str, str], ...]:
 
 
 def _size(ref: ImageRef) -> tuple[int, int]:
-    if ref.refused is not None:
-        raise ValueError(f"image refused: {ref.refused}")
-    source: Any = io.BytesIO(ref.data) if ref.data is not None else ref.path
-    with Image.open(source) as image:  # the header only
+    with ref.header() as image:  # the header only
         return image.size
 
 

@@ -9,11 +9,13 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
-from rich.console import Console
+
+from sifdata.progress import labelled, plain_console
+from sifdata.secrets import redact
 
 app = typer.Typer(help="SIF models: SFT and GRPO recipes, merge, inference, serving.", no_args_is_help=True)
-console = Console()
-errors = Console(stderr=True)
+console = plain_console()
+errors = plain_console(stderr=True)
 
 Overrides = Annotated[
     list[str] | None, typer.Argument(help="field overrides, e.g. learning_rate=1e-5 lora.r=16 max_steps=10")
@@ -21,7 +23,7 @@ Overrides = Annotated[
 
 
 def _fail(message: str) -> None:
-    errors.print(f"[bold red]error:[/] {message}")
+    errors.print(labelled("error:", "bold red", redact(message)))
     raise typer.Exit(1)
 
 
@@ -92,17 +94,22 @@ def infer(
     out: Annotated[Path | None, typer.Option(help="folder for step PNGs and the raw output")] = None,
 ) -> None:
     """Image + question -> the chain, the answer, and (with --out) a PNG per focus step."""
-    from PIL import Image
-
+    from sifdata.images import open_image
     from sifmodel.backends import GenerationSettings, load
     from sifmodel.infer import infer as run
 
+    try:  # before the model is loaded: a wrong path costs nothing
+        picture = open_image(image).convert("RGB")
+        depth_picture = open_image(depth) if depth else None
+    except (OSError, ValueError) as error:
+        console.print(f"error: {error}", markup=False)
+        raise typer.Exit(1) from None
     backend = load(model, depth_model=None if depth else depth_model)
     result = run(
         backend,
-        Image.open(image).convert("RGB"),
+        picture,
         question,
-        depth_image=Image.open(depth) if depth else None,
+        depth_image=depth_picture,
         mode=mode,  # type: ignore[arg-type]
         settings=GenerationSettings(max_new_tokens=max_new_tokens),
         out=out,

@@ -9,7 +9,6 @@ lossless 16-bit map from ``depth_map``.
 
 from __future__ import annotations
 
-import io
 from pathlib import Path
 from typing import Any
 
@@ -18,6 +17,7 @@ from PIL import Image
 from sifdata.depth import model_depth_image
 from sifdata.export import user_content
 from sifdata.files import atomic_write, safe_name
+from sifdata.images import open_image
 
 
 def load_sif(name_or_path: str, max_samples: int | None) -> Any:
@@ -44,11 +44,11 @@ def _fit(image: Image.Image, max_pixels: int | None) -> Image.Image:
 
 
 def _model_images(row: dict[str, Any], with_depth: bool, max_pixels: int | None) -> list[Image.Image]:
-    images = [_fit(Image.open(io.BytesIO(row["image"]["bytes"])).convert("RGB"), max_pixels)]
+    images = [_fit(open_image(row["image"]["bytes"]).convert("RGB"), max_pixels)]
     if with_depth:
         if not row.get("depth_image") or not row["depth_image"].get("bytes"):
             raise ValueError(f"record {row['id']} has no depth image (train with with_depth=false)")
-        depth = model_depth_image(Image.open(io.BytesIO(row["depth_image"]["bytes"])))
+        depth = model_depth_image(open_image(row["depth_image"]["bytes"]))
         images.append(_fit(depth, max_pixels))
     return images
 

@@ -189,9 +189,8 @@ class LLMJudge:
             if key in self._cache:
                 return True, self._cache[key]
         if self._disk is not None:
-            text = self._disk.get(key)
-            if text is not None:
-                value = json.loads(text)
+            value = self._disk.get_json(key)  # a damaged entry is removed and asked again
+            if value is not None:
                 with self._lock:
                     self._cache[key] = value
                 return True, value

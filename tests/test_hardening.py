@@ -5,7 +5,9 @@ One test (or a few) per finding."""
 from __future__ import annotations
 
 import http.client
+import io
 import json
+import os
 import subprocess
 import sys
 import threading
@@ -322,3 +324,250 @@ def test_a_hostile_retry_after_still_retries(header: str) -> None:
         client = ChatClient("m", server.base_url, retry=RetryPolicy(3, base_delay=0.01))
         assert client.complete([{"role": "user", "content": "hello"}]).text == "fine"
         assert len(server.requests) == 2
+
+
+# ----------------------------------------------------------------------------- 5. files are opened as files
+
+
+def bomb_png(width: int = 50_000, height: int = 50_000) -> bytes:
+    """A tiny PNG whose header claims ``width`` x ``height`` pixels (a decompression bomb's door)."""
+    import struct
+    import zlib
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+    header = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
+    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", zlib.compress(b"")) + chunk(b"IEND", b"")
+
+
+def _fifo(path: Path) -> Path:
+    path.unlink(missing_ok=True)
+    os.mkfifo(path)
+    return path
+
+
+def test_open_image_refuses_fifos_bombs_and_truncated_files(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from sifdata.images import ImageRejected, open_image
+
+    with pytest.raises(ImageRejected, match="is a FIFO, not a regular file"):
+        open_image(_fifo(tmp_path / "pipe.jpg"))  # returns at once: a FIFO is never opened
+    with pytest.raises(ImageRejected, match="decompression bomb"):
+        open_image(bomb_png())
+    buffer = io.BytesIO()
+    Image.effect_noise((64, 64), 60).convert("RGB").save(buffer, "JPEG")
+    (tmp_path / "cut.jpg").write_bytes(buffer.getvalue()[: len(buffer.getvalue()) // 2])
+    with pytest.raises(ImageRejected, match="does not decode"):
+        open_image(tmp_path / "cut.jpg")
+    assert open_image(tmp_path / "cut.jpg", decode=False).size == (64, 64)  # the header alone is fine
+    monkeypatch.setenv("SIF_MAX_IMAGE_PIXELS", "1000")
+    with pytest.raises(ImageRejected, match="64 x 64 pixels, over the budget of 1000"):
+        open_image(buffer.getvalue())
+    monkeypatch.setenv("SIF_MAX_IMAGE_BYTES", "100")
+    with pytest.raises(ImageRejected, match="over the budget of 100"):
+        open_image(tmp_path / "cut.jpg")
+
+
+def test_a_fifo_and_a_bomb_among_a_benchmarks_images_are_those_samples_errors(tmp_path: Path) -> None:
+    from sifeval.cli import app as sifeval_app
+    from sifeval.mirrors import build_mirror
+
+    mirror = build_mirror("vstar", tmp_path / "vstar")
+    rows = [json.loads(line) for line in (mirror / "test_questions.jsonl").read_text().splitlines()]
+    _fifo(mirror / rows[1]["image"])
+    (mirror / rows[2]["image"]).write_bytes(bomb_png())
+    out = tmp_path / "run"
+    with ScriptedChatServer(default="text:<answer>A</answer>") as server:
+        args = ["run", "--no-progress", "--bench", "vstar", "--data", str(mirror), "--mode", "plain", "--no-cache"]
+        result = runner.invoke(sifeval_app, [*args, "--model", f"openai:m@{server.base_url}", "--out", str(out)])
+        assert len(server.requests) == len(rows) - 2  # every other sample was asked
+    assert result.exit_code == 1 and "2 samples have no response" in _flat(result.output)
+    lines = {json.loads(line)["id"]: json.loads(line) for line in (out / "samples.jsonl").read_text().splitlines()}
+    assert "is a FIFO, not a regular file" in lines[str(rows[1]["question_id"])]["request_error"]
+    assert "decompression bomb" in lines[str(rows[2]["question_id"])]["request_error"]
+    site = runner.invoke(sifeval_app, ["view", str(out), "--out", str(tmp_path / "site")])
+    assert site.exit_code == 0, site.output
+    from sifdata.viewer import read_data_file
+
+    notes = " ".join(
+        note for page in sorted((tmp_path / "site" / "data").glob("page-*.js")) for item in read_data_file(page)
+        for note in item["notes"]
+    )  # fmt: skip
+    assert "is a FIFO, not a regular file" in notes and "decompression bomb" in notes
+
+
+def test_a_fifo_and_a_bomb_in_a_build_or_an_import_are_rejects(tmp_path: Path, tiny_depth_model: Path) -> None:
+    from published_sif50k import write_release
+
+    from sifdata.builder.pipeline import BuildConfig, build
+    from sifdata.cli import app as sifdata_app
+    from sifdata.sources import viscot
+
+    source = tmp_path / "src"
+    source.mkdir()
+    rows = []
+    for index in range(4):
+        Image.new("RGB", (48 + index, 40), (index * 50, 90, 120)).save(source / f"{index}.png")
+        rows.append({"question": f"How many {index}?", "bboxs": [[4, 4, 30, 30]], "answer": 1,
+                     "image": f"{index}.png", "question_id": index})  # fmt: skip
+    (source / "tally.json").write_text(json.dumps(rows))
+    _fifo(source / "1.png")
+    (source / "2.png").write_bytes(bomb_png())
+    config = BuildConfig(source="tallyqa", source_path=source / "tally.json", depth_model=str(tiny_depth_model),
+                         depth_device="cpu")  # fmt: skip
+    report = build(config, tmp_path / "built", progress=False)
+    assert (report.records, report.rejects) == (2, 2)
+    reasons = " ".join((tmp_path / "built" / "work").joinpath(name).read_text()
+                       for name in ("source_rejects.jsonl",) if (tmp_path / "built" / "work" / name).is_file())  # fmt: skip
+    reasons += " ".join(p.read_text() for p in (tmp_path / "built").rglob("*rejects*.jsonl"))
+    assert "FIFO" in reasons and "decompression bomb" in reasons
+
+    benchmark = Path(__file__).parent / "data" / "viscot_benchmark"
+    published = json.loads((benchmark / "benchmark" / "gqa.json").read_text())[:3]
+    sizes = {e.img_path: (e.width, e.height) for e in viscot.read_detection(benchmark / "benchmark_det" / "gqa.jsonl").values()}  # fmt: skip
+    release = write_release(tmp_path / "rel", published, sizes)
+    images = sorted((tmp_path / "rel" / "images" / "gqa").glob("*.jpg"))
+    _fifo(images[0])
+    data = images[1].read_bytes()
+    images[1].write_bytes(data[: len(data) // 2])  # a truncated JPEG: its header is fine
+    result = runner.invoke(sifdata_app, ["import", str(release), "--out", str(tmp_path / "imported")])
+    assert result.exit_code == 0, result.output
+    assert "imported 1 records" in _flat(result.output) and "2 rejected" in _flat(result.output)
+    rejects = (tmp_path / "imported" / "work" / "source_rejects.jsonl").read_text()
+    assert "FIFO" in rejects and "does not decode" in rejects
+    validated = runner.invoke(sifdata_app, ["validate", str(tmp_path / "imported")])
+    assert validated.exit_code == 0, validated.output  # nothing bad got in
+
+
+def test_validate_names_a_record_whose_image_is_a_bomb(tmp_path: Path, demo_build: Path) -> None:
+    import shutil
+
+    import pyarrow.parquet as pq
+
+    from sifdata.shards import shard_files
+    from sifdata.validate import validate_folder
+
+    folder = tmp_path / "build"
+    shutil.copytree(demo_build, folder)
+    shard = shard_files(folder)[0]
+    table = pq.read_table(shard)
+    rows = table.to_pylist()
+    rows[0]["image"] = {"bytes": bomb_png(), "path": None}
+    import pyarrow as pa
+
+    pq.write_table(pa.Table.from_pylist(rows, schema=table.schema), shard)
+    report = validate_folder(folder)
+    assert not report.ok
+    assert any(issue.where == rows[0]["id"] and "decompression bomb" in issue.reason for issue in report.errors)
+
+
+# ----------------------------------------------------------------------------- 7. secrets redacted
+
+
+def test_a_key_in_the_model_spec_is_written_nowhere(tmp_path: Path) -> None:
+    from sifdata.secrets import redact
+    from sifeval.cli import app as sifeval_app
+    from sifeval.mirrors import build_mirror
+
+    secret = "sk-SPEC-SECRET-424242"
+    assert redact(f"openai:m@http://h/v1?api_key={secret}&timeout=5") == "openai:m@http://h/v1?api_key=***&timeout=5"
+    assert redact("http://user:hunter2@host/v1") == "http://***@host/v1" and redact("monkey=5") == "monkey=5"
+    mirror = build_mirror("vstar", tmp_path / "vstar")
+    out = tmp_path / "run"
+    with ScriptedChatServer(default="text:<answer>A</answer>") as server:
+        spec = f"openai:m@{server.base_url}?api_key={secret}"
+        args = ["run", "--no-progress", "--bench", "vstar", "--data", str(mirror), "--mode", "plain", "--no-cache"]
+        result = runner.invoke(sifeval_app, [*args, "--model", spec, "--out", str(out), "--limit", "3"])
+        assert result.exit_code == 0, result.output
+        assert server.headers[0]["authorization"] == f"Bearer {secret}"  # the key did its job
+    assert runner.invoke(sifeval_app, ["view", str(out), "--out", str(tmp_path / "site")]).exit_code == 0
+    report = tmp_path / "report.html"
+    assert runner.invoke(sifeval_app, ["report", str(out), "--format", "html", "--out", str(report)]).exit_code == 0
+    written = [
+        p for p in (out, tmp_path / "site", report) for p in ([p] if p.is_file() else p.rglob("*")) if p.is_file()
+    ]
+    assert len(written) > 10
+    for path in written:
+        assert secret.encode() not in path.read_bytes(), path
+    assert "api_key=***" in json.loads((out / "results.json").read_text())["model"]["spec"]
+    bad = runner.invoke(sifeval_app, [*args, "--model", f"openai:m?api_key={secret}", "--out", str(tmp_path / "x")])
+    assert bad.exit_code == 1 and secret not in bad.output and "api_key=***" in _flat(bad.output)
+
+
+# ----------------------------------------------------------------------------- 8. caches and shards that heal or say so
+
+
+def test_a_damaged_response_cache_entry_is_a_miss(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    from sifdata.hub import sif_home
+    from sifeval.cli import app as sifeval_app
+    from sifeval.mirrors import build_mirror
+
+    mirror = build_mirror("vstar", tmp_path / "vstar")
+    with ScriptedChatServer(default="text:<answer>A</answer>") as server:
+        args = ["run", "--no-progress", "--bench", "vstar", "--data", str(mirror), "--mode", "plain", "--limit", "4"]
+        model = ["--model", f"openai:m@{server.base_url}"]
+        assert runner.invoke(sifeval_app, [*args, *model, "--out", str(tmp_path / "a")]).exit_code == 0
+        entries = sorted((sif_home() / "response-cache").rglob("*.json"))
+        assert len(entries) == 4 and len(server.requests) == 4
+        entries[0].write_text('{"text": "<answer>A</ans')  # cut short
+        entries[1].write_bytes(b"\xff\xfe\x00")  # not even text
+        again = runner.invoke(sifeval_app, [*args, *model, "--out", str(tmp_path / "b")])
+        assert again.exit_code == 0, again.output
+        assert len(server.requests) == 6  # the two damaged entries asked again, the rest from the cache
+    assert sum("is not JSON" in r.message or "is unreadable" in r.message for r in caplog.records) == 2
+    assert all(json.loads(entry.read_text())["text"] == "<answer>A</answer>" for entry in entries)  # healed
+
+
+def test_damaged_shards_are_named_by_validate_and_refused_by_load_dataset(tmp_path: Path, demo_build: Path) -> None:
+    import shutil
+
+    import sifdata
+    from sifdata.cli import app as sifdata_app
+    from sifdata.hub import DatasetCorrupt
+    from sifdata.shards import shard_files
+
+    folder = tmp_path / "build"
+    shutil.copytree(demo_build, folder)
+    assert len(sifdata.load_dataset(folder)) == 56  # checked once, then remembered
+    first, second = shard_files(folder)[:2]
+    data = bytearray(second.read_bytes())
+    data[len(data) // 2] ^= 0xFF  # one byte changed
+    second.write_bytes(bytes(data))
+    with pytest.raises(DatasetCorrupt, match=rf"{second.name} differs from its checksum .*verify=False"):
+        sifdata.load_dataset(folder)
+    first.write_bytes(first.read_bytes()[:1000])  # cut short
+    result = runner.invoke(sifdata_app, ["validate", str(folder)])
+    assert result.exit_code == 1 and "Traceback" not in result.output and "shard 1" in _flat(result.output)
+    from sifdata.validate import validate_folder
+
+    issues = [(i.where, i.check) for i in validate_folder(folder).errors if "unreadable parquet file" in i.reason]
+    assert issues == [(f"data/{first.name}", "shard")]
+
+
+# ----------------------------------------------------------------------------- 9. printing never crashes
+
+
+def test_markup_and_tex_in_data_are_printed_as_text(tmp_path: Path) -> None:
+    from sifdata.cli import app as sifdata_app
+    from sifeval.cli import app as sifeval_app
+    from sifeval.report import report_rows, to_html
+
+    weird = tmp_path / "odd[/]name"
+    result = runner.invoke(sifdata_app, ["validate", str(weird)])
+    assert result.exit_code == 1 and "odd[/]name" in _flat(result.output) and "Traceback" not in result.output
+    rows = {
+        "benchmark": "vstar",
+        "metrics": {"score": 50.0, "category/$\\badmacro{x}$": 40.0, "category/[bold]x[/]": 10.0},
+        "model": {"spec": "$\\badmacro{m}$"},
+        "mode": "plain",
+        "protocol": "generation",
+        "n": 2,
+        "parse_failure_rate": 0.0,
+        "request_error_rate": 0.0,
+    }
+    html = to_html(report_rows([rows], with_published=False))
+    assert "badmacro" in html
+    (tmp_path / "r").mkdir()
+    (tmp_path / "r" / "results.json").write_text(json.dumps(rows))
+    printed = runner.invoke(sifeval_app, ["report", str(tmp_path / "r"), "--no-published"])
+    assert printed.exit_code == 0 and "[bold]x[/]" in printed.output

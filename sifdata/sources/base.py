@@ -15,6 +15,7 @@ import numpy as np
 from PIL import Image
 
 from sifdata.geometry import pixel_to_normalized
+from sifdata.images import open_image
 from sifdata.schema import Box
 
 log = logging.getLogger("sifdata.sources")
@@ -54,11 +55,11 @@ class SourceRecord:
         if self.image_path is None:
             raise SourceError(self.key, "record has no image")
         try:
-            with Image.open(self.image_path) as opened:
+            with open_image(self.image_path) as opened:
                 return opened.convert("RGB")
         except FileNotFoundError:
             raise SourceError(self.key, f"image file not found: {self.image_path}") from None
-        except OSError as error:
+        except (OSError, ValueError) as error:
             raise SourceError(self.key, f"image file unreadable ({error}): {self.image_path}") from None
 
 
@@ -196,15 +197,19 @@ def make_record(
     )
 
 
-def image_size(path: Path) -> tuple[int, int] | None:
-    """(width, height) from the file header; None when there is no such file.
+def image_size(path: Path, *, decode: bool = False) -> tuple[int, int] | None:
+    """(width, height) from the file header (``decode``: after decoding every pixel, so that a
+    truncated file is found now); None when there is nothing at ``path``.
 
-    A file that is there but is no image raises ``ValueError`` naming it.
+    Something there that is no readable image (not a regular file, over the budget, cut short)
+    raises ``ValueError`` naming it (:func:`sifdata.images.open_image`).
     """
-    if not path.is_file():
+    if not path.exists() and not path.is_symlink():
         return None
     try:
-        with Image.open(path) as image:
+        with open_image(path, decode=decode) as image:
             return image.size
-    except OSError as error:
-        raise ValueError(f"image file unreadable ({error}): {path}") from None
+    except FileNotFoundError:
+        return None
+    except (OSError, ValueError) as error:
+        raise ValueError(f"image file unreadable ({error})") from None

@@ -155,7 +155,7 @@ def resolve_image(path: str, roots: list[Path]) -> Path:
             candidate = confined_path(root, relative)
         except OutsideRoot as error:
             raise PublishedRowError(str(error)) from None
-        if candidate.is_file():
+        if candidate.exists():  # a FIFO or a folder there is found, and refused when opened
             return candidate
         candidates.append(str(candidate))
     raise PublishedRowError(f"image not found: {path!r} (looked for {', '.join(candidates)})")
@@ -206,7 +206,7 @@ def to_record(
     Raises :class:`PublishedRowError` or ``ValidationError`` with the reason when it cannot be one.
     """
     try:
-        size = image_size(image_file)
+        size = image_size(image_file, decode=True)  # a truncated image is this row's reject, now
         depth_values = load_depth_png(depth_file)
     except (ValueError, OSError) as error:
         raise PublishedRowError(str(error)) from None

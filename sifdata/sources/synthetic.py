@@ -19,6 +19,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageDraw
 
+from sifdata.images import open_image
 from sifdata.sources.base import Candidate, RejectHandler, SourceRecord, SourceReject, log_reject, make_record
 
 COLOURS = {
@@ -196,7 +197,7 @@ def read_photos(on_reject: RejectHandler = log_reject) -> Iterator[SourceRecord]
     for row in rows:
         path = folder / row["image"]
         try:
-            with Image.open(path) as opened:
+            with open_image(path, decode=False) as opened:
                 width, height = opened.size
             yield make_record(
                 source="photos",

@@ -6,17 +6,15 @@ box frame, reject stage."""
 from __future__ import annotations
 
 import hashlib
-import io
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
-
-from PIL import Image
 
 from sifdata.chain import parse_chain
 from sifdata.depth import depth_to_image, load_depth_png
 from sifdata.files import read_jsonl
 from sifdata.geometry import Box, padded_square_to_normalized
+from sifdata.images import open_image
 from sifdata.shards import iter_rows, shard_files
 from sifdata.viewer.site import FocusBox, Panel, Picture, SiteReport, ViewItem, write_site
 
@@ -31,7 +29,7 @@ def _picture(cell: Any) -> Picture | None:
     data = cell.get("bytes") if isinstance(cell, dict) else None
     if not data:
         return None
-    return Picture(_digest(data), lambda: Image.open(io.BytesIO(data)))
+    return Picture(_digest(data), lambda: open_image(data))
 
 
 def _depth_picture(cell: Any) -> Picture | None:

@@ -12,6 +12,7 @@ from urllib.parse import parse_qsl
 
 import yaml
 
+from sifdata.secrets import redact
 from sifmodel.backends.base import (
     Backend,
     DepthProvider,
@@ -43,7 +44,7 @@ def parse_spec(spec: str) -> tuple[str, str, dict[str, Any]]:
     """``kind:target?options`` -> (kind, target, options with YAML-typed values)."""
     kind, sep, rest = spec.partition(":")
     if not sep or kind not in ("hf", "openai", "vllm") or not rest:
-        raise ValueError(f"model spec {spec!r} must be hf:PATH_OR_ID, openai:MODEL@BASE_URL or vllm:PATH_OR_ID")
+        raise ValueError(f"model spec {redact(spec)!r} must be hf:PATH_OR_ID, openai:MODEL@BASE_URL or vllm:PATH_OR_ID")
     target, _, query = rest.partition("?")
     options = {key: yaml.safe_load(value) for key, value in parse_qsl(query, keep_blank_values=True)}
     return kind, target, options
@@ -72,7 +73,7 @@ def load(
 
         model, at, base_url = target.rpartition("@")
         if not at or not model or not base_url:
-            raise ValueError(f"openai spec {spec!r} must be openai:MODEL@BASE_URL")
+            raise ValueError(f"openai spec {redact(spec)!r} must be openai:MODEL@BASE_URL")
         return OpenAIBackend(model, base_url, depth=depth, **options)
     from sifmodel.backends.vllm_backend import VLLMBackend
 
