@@ -111,7 +111,7 @@ def test_timeouts_mask_the_sample_under_the_mask_policy_and_raise_otherwise() ->
         assert masked.accuracy([completion], **columns) == [None]
         assert masked.stats.masked == 1 and masked.stats.judge_failures == 1
         assert "0.2 s deadline" in (masked.stats.last_failure or "")
-        with pytest.raises(JudgeFailure, match="0.2 s deadline"):
+        with pytest.raises(JudgeFailure, match=r"0\.2 s deadline"):
             SIFRewards(judge, failure_policy="raise").accuracy([completion], **columns)
 
 
