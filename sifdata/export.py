@@ -217,22 +217,27 @@ def to_sif50k(folder: str | Path, out: str | Path, *, file_name: str = "SIF-50K.
     """The published SIF-50K layout: ``out/SIF-50K.json`` naming images ``../data/<dataset>/<file>``
     and the files under ``out/images/`` (the Hub release's layout, which import reads back).
 
-    Imported records are written in the published frame with the published chains, so that a
-    published file imported and exported again is the same file; records built here are written
-    as they are (per-axis boxes).
+    The layout holds the published frame (:func:`sifdata.sources.sif50k.record_to_published`):
+    imported records get their published values back (import then export is the same file);
+    records built here are converted onto the padded square and carry themselves under
+    ``sifthinker``, so that export then import gives the same records. Every image file has the
+    extension of its bytes' format, the one the JSON names.
     """
     from sifdata.files import confined_path
     from sifdata.schema import SIFRecord
     from sifdata.sources import sif50k
 
     out = Path(out)
-    records = []
+    records, suffixes = [], []
     for row in _rows(folder):
         record = SIFRecord.from_row(row)
-        paths = sif50k.published_paths(record, _image_suffix(row["image"]) if row.get("image") else ".jpg")
+        _require_image(row, "image")
+        suffix = _image_suffix(row["image"])
+        paths = sif50k.published_paths(record, suffix)
         for column, path in zip(("image", "depth_image"), paths, strict=True):
             _require_image(row, column)
             target = confined_path(out / "images", sif50k.strip_published_prefix(path))
             atomic_write(target, row[column]["bytes"])
         records.append(record)
-    return sif50k.write(records, out / file_name)
+        suffixes.append(suffix)
+    return sif50k.write(records, out / file_name, suffixes)

@@ -6,6 +6,7 @@ from pathlib import Path
 
 import datasets
 import numpy as np
+import pytest
 from PIL import Image
 
 from sifdata import export, parse_chain
@@ -73,3 +74,78 @@ def test_exports_without_depth(demo_build: Path, tmp_path: Path) -> None:
     export.to_trl_sft(demo_build, tmp_path / "sft", with_depth=False)
     row = datasets.load_dataset(str(tmp_path / "sft"), split="train")[0]
     assert len(row["images"]) == 1
+
+
+# ----------------------------------------------------------------------------- round trips (issue 19)
+
+FORMATS = (("JPEG", ".jpg"), ("PNG", ".png"), ("WEBP", ".webp"), ("BMP", ".bmp"), ("TIFF", ".tif"), ("GIF", ".gif"))
+
+
+def _multi_format_build(tmp_path: Path, depth_model: Path) -> Path:
+    """A build from photos of every format the builder reads, on non-square images (where the
+    padded square and per-axis frames differ)."""
+    from sifdata.builder.pipeline import BuildConfig, build
+
+    source = tmp_path / "src"
+    source.mkdir()
+    rows = []
+    for index, (name, suffix) in enumerate(FORMATS):
+        picture = Image.effect_noise((96 + 8 * index, 60), 40).convert("RGB")
+        picture.save(source / f"{index}{suffix}", format=name)
+        rows.append({"question": f"How many {index}?", "bboxs": [[10 + index, 8, 60, 40]], "answer": 1,
+                     "image": f"{index}{suffix}", "question_id": index})  # fmt: skip
+    (source / "tally.json").write_text(json.dumps(rows))
+    config = BuildConfig(source="tallyqa", source_path=source / "tally.json", depth_model=str(depth_model),
+                         depth_device="cpu")  # fmt: skip
+    report = build(config, tmp_path / "built", progress=False)
+    assert report.records == len(FORMATS) and report.dataset_complete
+    return tmp_path / "built"
+
+
+def test_sif50k_export_then_import_gives_the_same_records(tmp_path: Path, tiny_depth_model: Path) -> None:
+    from typer.testing import CliRunner
+
+    from sifdata.cli import app
+    from sifdata.geometry import normalized_to_padded_square
+    from sifdata.schema import SIFRecord
+
+    built = _multi_format_build(tmp_path, tiny_depth_model)
+    runner = CliRunner()
+    exported = runner.invoke(app, ["export", str(built), "--format", "sif50k", "--out", str(tmp_path / "rel")])
+    assert exported.exit_code == 0, exported.output
+    published = json.loads((tmp_path / "rel" / "SIF-50K.json").read_text())
+    before = {row["id"]: row for row in _shard_rows(built).values()}
+    # The published layout holds the published frame: what the original code and anyone's scripts read.
+    for row in published:
+        record = SIFRecord.from_row(before[row["sifthinker"]["id"]])
+        path = tmp_path / "rel" / "images" / row["image"].removeprefix("../data/")
+        assert (
+            path.is_file()
+            and Image.open(path).format == Image.open(io.BytesIO(before[record.id]["image"]["bytes"])).format
+        )
+        expected = [round(v, 3) for v in normalized_to_padded_square(record.gt_boxes[0], record.width, record.height)]
+        assert row["normalized_solution_round"]["bbox_3d"][0] == pytest.approx(expected, abs=0.0011)
+        chain = parse_chain(row["messages"][1]["content"])
+        assert chain.focus_steps[-1].depths == record.parsed_chain().focus_steps[-1].depths  # depths kept
+    assert sorted(Path(r["image"]).suffix for r in published) == sorted(s for _, s in FORMATS)
+    imported = runner.invoke(app, ["import", str(tmp_path / "rel" / "SIF-50K.json"), "--out", str(tmp_path / "back")])
+    assert imported.exit_code == 0, imported.output
+    after = {row["id"]: row for row in _shard_rows(tmp_path / "back").values()}
+    assert sorted(after) == sorted(before)  # every row, every id
+    for record_id, row in before.items():
+        again = after[record_id]
+        for field in ("gt_boxes", "chain", "box_frame", "question", "answer", "width", "height", "source"):
+            assert again[field] == row[field], (record_id, field)
+        assert again["image"]["bytes"] == row["image"]["bytes"]  # byte for byte
+        assert again["depth_image"]["bytes"] == row["depth_image"]["bytes"]
+    # A file edited since (our key gone) is read from its published fields, per-axis within rounding.
+    for row in published:
+        row.pop("sifthinker")
+    (tmp_path / "rel" / "SIF-50K.json").write_text(json.dumps(published))
+    assert (
+        runner.invoke(app, ["import", str(tmp_path / "rel" / "SIF-50K.json"), "--out", str(tmp_path / "ext")]).exit_code
+        == 0
+    )
+    external = sorted(_shard_rows(tmp_path / "ext").values(), key=lambda r: r["question"])
+    for row, original in zip(external, sorted(before.values(), key=lambda r: r["question"]), strict=True):
+        assert row["gt_boxes"][0] == pytest.approx(original["gt_boxes"][0], abs=0.003)

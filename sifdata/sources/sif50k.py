@@ -38,7 +38,7 @@ from pydantic import ValidationError
 from sifdata.chain import ChainError, format_chain, parse_chain
 from sifdata.depth import DepthMap, load_depth_png
 from sifdata.files import OutsideRoot, atomic_write, confined_path, read_json, safe_name
-from sifdata.geometry import clip_box, padded_square_to_normalized, round_box
+from sifdata.geometry import clip_box, normalized_to_padded_square, padded_square_to_normalized, round_box
 from sifdata.prompt import sif_user_text
 from sifdata.schema import Box, Chain, Focus, Provenance, SIFRecord, Text
 from sifdata.sources.base import RejectHandler, SourceReject, bulk_allocation, image_size, log_reject
@@ -47,6 +47,7 @@ from sifdata.version import __version__
 PUBLISHED_FILES = ("SIF-50K.json", "SIF-50K-sampled-200.json")
 PUBLISHED_IMAGE_PREFIX = "../data/"
 PUBLISHED_FRAME = "padded-square"
+OWN_KEY = "sifthinker"  # a record exported from here, exactly (other readers ignore the key)
 
 
 class PublishedRowError(ValueError):
@@ -218,6 +219,9 @@ def to_record(
             f"depth image {depth_file.name} is {depth_values.shape[1]}x{depth_values.shape[0]}, "
             f"image is {width}x{height}"
         )
+    exported = restore_exported(row, width, height)
+    if exported is not None:
+        return exported
     try:
         published_chain = parse_chain(row.chain, strict=True)
     except ChainError as error:
@@ -352,20 +356,57 @@ def published_paths(record: SIFRecord, suffix: str = ".jpg") -> tuple[str, str]:
     return f"{stem}{suffix}", f"{stem}_d.png"
 
 
-def record_to_published(record: SIFRecord) -> dict[str, Any]:
-    """The published layout of one record (keys in the published order).
+def box_to_padded_square(box: Box | list[float], width: int, height: int) -> list[float]:
+    """A per-axis box in the published frame (the padded square), 3 decimals; a box that rounding
+    would make empty keeps 0.001 of width or height."""
+    x1, y1, x2, y2 = round_box(normalized_to_padded_square(box, width, height))
+    if x2 <= x1:
+        x2 = min(1.0, round(x1 + 0.001, 3)) if x1 < 1.0 else x1
+        x1 = min(x1, round(x2 - 0.001, 3))
+    if y2 <= y1:
+        y2 = min(1.0, round(y1 + 0.001, 3)) if y1 < 1.0 else y1
+        y1 = min(y1, round(y2 - 0.001, 3))
+    return [x1, y1, x2, y2]
 
-    An imported record gets its published values back (boxes in the published frame, the
-    published chain), so that import then export is the identity. A record built here is
-    written as it is: per-axis boxes, this project's chain.
+
+def chain_to_padded_square(chain: Chain, width: int, height: int) -> Chain:
+    """The chain with every box in the published frame and every depth as it was: each depth was
+    read over the region its box names, and the box still names that region."""
+    steps: list[Focus | Text] = [
+        Focus(boxes=[tuple(box_to_padded_square(box, width, height)) for box in step.boxes], depths=step.depths)  # type: ignore[misc]
+        if isinstance(step, Focus)
+        else step
+        for step in chain.steps
+    ]
+    return Chain(steps=steps, answer=chain.answer)
+
+
+def record_to_published(record: SIFRecord, image_suffix: str = ".jpg") -> dict[str, Any]:
+    """The published layout of one record (keys in the published order); ``image_suffix`` is the
+    extension of the image file written beside it (named in the JSON).
+
+    The layout always holds the published frame, as the original training code and anyone's
+    scripts read it. An imported record gets its published values back (so that import then
+    export is the identity). A record built here (per-axis) is converted: its boxes and its
+    chain's boxes onto the padded square, its depths kept; the record itself, exactly, goes under
+    the extra key ``sifthinker`` (which other readers ignore), so that importing the export gives
+    the record back (:func:`restore_exported`).
     """
     if "published_row" in record.extra:
         return record.extra["published_row"]
     published = record.extra.get("published") or {}
-    image, depth_image = published_paths(record)
+    image, depth_image = published_paths(record, image_suffix)
     images = record.extra.get("images") or [image, depth_image]
-    bbox_3d = published.get("bbox_3d") or [[_round3(v) for v in box] for box in record.gt_boxes]
-    return {
+    own: dict[str, Any] | None = None
+    if published:
+        bbox_3d, chain = published["bbox_3d"], published["chain"]
+    elif record.box_frame == PUBLISHED_FRAME:
+        bbox_3d, chain = [[_round3(v) for v in box] for box in record.gt_boxes], record.chain
+    else:
+        bbox_3d = [box_to_padded_square(box, record.width, record.height) for box in record.gt_boxes]
+        chain = format_chain(chain_to_padded_square(record.parsed_chain(), record.width, record.height))
+        own = record.model_dump(mode="json", exclude={"image", "depth_image"})
+    row = {
         "dataset": record.source,
         "image": image,
         "depth_image": depth_image,
@@ -377,10 +418,32 @@ def record_to_published(record: SIFRecord) -> dict[str, Any]:
         "response": record.answer,
         "messages": [
             _message("user", record.extra.get("user_prompt") or sif_user_text(record.question), record),
-            _message("assistant", published.get("chain") or record.chain, record),
+            _message("assistant", chain, record),
         ],
         "images": images,
     }
+    if own is not None:
+        row[OWN_KEY] = own
+    return row
+
+
+def restore_exported(row: PublishedRow, width: int, height: int) -> SIFRecord | None:
+    """The record a row exported by :func:`record_to_published` carries under ``sifthinker``, when
+    the row's published fields are still exactly what that record exports to (None otherwise: a
+    row edited since, imported from its published fields like any other)."""
+    own = row.raw.get(OWN_KEY) if isinstance(row.raw, dict) else None
+    if not isinstance(own, dict):
+        return None
+    try:
+        record = SIFRecord.model_validate({**own, "image": row.image, "depth_image": row.depth_image})
+    except ValidationError:
+        return None
+    if (record.width, record.height) != (width, height):
+        return None
+    suffix = Path(row.image).suffix or ".jpg"
+    if json.dumps(record_to_published(record, suffix), sort_keys=True) != json.dumps(row.raw, sort_keys=True):
+        return None
+    return record
 
 
 def _message(role: str, content: str, record: SIFRecord) -> dict[str, str]:
@@ -388,10 +451,13 @@ def _message(role: str, content: str, record: SIFRecord) -> dict[str, str]:
     return {key: values[key] for key in record.extra.get("message_keys", ["role", "content"])}
 
 
-def dumps(records: Iterable[SIFRecord]) -> str:
-    """The canonical published file text: a JSON list, ``indent=2``, UTF-8 unescaped."""
-    return json.dumps([record_to_published(r) for r in records], ensure_ascii=False, indent=2) + "\n"
+def dumps(records: Iterable[SIFRecord], image_suffixes: Iterable[str] | None = None) -> str:
+    """The canonical published file text: a JSON list, ``indent=2``, UTF-8 unescaped
+    (``image_suffixes``: each record's image file extension, ``.jpg`` by default)."""
+    suffixes = iter(image_suffixes) if image_suffixes is not None else None
+    rows = [record_to_published(r, next(suffixes) if suffixes is not None else ".jpg") for r in records]
+    return json.dumps(rows, ensure_ascii=False, indent=2) + "\n"
 
 
-def write(records: Iterable[SIFRecord], path: str | Path) -> Path:
-    return atomic_write(path, dumps(records).encode("utf-8"))
+def write(records: Iterable[SIFRecord], path: str | Path, image_suffixes: Iterable[str] | None = None) -> Path:
+    return atomic_write(path, dumps(records, image_suffixes).encode("utf-8"))
