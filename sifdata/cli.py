@@ -4,26 +4,28 @@ from __future__ import annotations
 
 import json
 import logging
-import sys
 from collections import Counter
 from enum import StrEnum
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, NoReturn
 
 import typer
 from rich.table import Table
 
 from sifdata.progress import labelled, plain_console
-from sifdata.secrets import redact
+from sifdata.terminal import fail
 
-app = typer.Typer(help="Build, validate, inspect, convert and publish SIF datasets.", no_args_is_help=True)
+app = typer.Typer(
+    help="Build, validate, inspect, convert and publish SIF datasets. "
+    "Errors print one line; --debug shows the traceback.",
+    no_args_is_help=True,
+)
 console = plain_console()
-errors = plain_console(stderr=True)
+errors = plain_console(stderr=True, soft_wrap=True)  # a message is one line, however long
 
 
-def _fail(message: str, code: int = 1) -> None:
-    errors.print(labelled("error:", "bold red", redact(message)))
-    raise typer.Exit(code)
+def _fail(message: str, code: int = 1) -> NoReturn:
+    fail(message, code)
 
 
 def _parse_shard(spec: str | None) -> tuple[int | None, int | None]:
@@ -85,10 +87,13 @@ def build(
     num_shards: int = 1,
     shard: Annotated[str | None, typer.Option(help="build only shard i of n, e.g. 3/8 (for job arrays)")] = None,
     retry_rejects: Annotated[bool, typer.Option(help="try rejected records again on resume")] = False,
+    restart: Annotated[
+        bool, typer.Option("--restart", help="start this folder's build over: its records are deleted, nothing kept")
+    ] = False,
     progress: bool = True,
 ) -> None:
     """Build SIF records: reverse expansion, depth, forward inference, checked and sharded."""
-    from sifdata.builder.pipeline import BuildAborted, BuildConfig
+    from sifdata.builder.pipeline import BuildAborted, BuildConfig, restart_build
     from sifdata.builder.pipeline import build as run_build
 
     index, count = _parse_shard(shard)
@@ -115,6 +120,9 @@ def build(
         num_shards=count or num_shards,
         retry_rejects=retry_rejects,
     )
+    if restart:
+        removed = restart_build(out)
+        console.print(f"--restart: removed {len(removed)} files and folders of the earlier build in {out}")
     try:
         report = run_build(config, out, shard=index, progress=progress)
     except BuildAborted as error:
@@ -185,6 +193,9 @@ def validate(
 ) -> None:
     """Check a dataset folder; exits non-zero if anything is wrong."""
     from sifdata.validate import validate_folder
+
+    if not folder.is_dir():
+        _fail(f"{folder}: no such folder")
 
     report = validate_folder(folder, progress=progress)
     if report.ok:
@@ -403,11 +414,9 @@ def demo(
 
 
 def main() -> None:
-    try:
-        app()
-    except KeyboardInterrupt:
-        errors.print("interrupted: finished work is kept; rerun the same command to resume")
-        sys.exit(130)
+    from sifdata.terminal import run_cli
+
+    run_cli(app, interrupted="interrupted: finished work is kept; rerun the same command to resume")
 
 
 if __name__ == "__main__":

@@ -69,6 +69,7 @@ class Benchmark(ABC):
     categories: ClassVar[tuple[str, ...]] = ()
     lmms_eval_protocol: ClassVar[str | None] = None  # the protocol lmms-eval's task of it asks
     provides_depth: ClassVar[bool] = False  # True: every sample brings its depth map (no estimation)
+    layout: ClassVar[str] = "its upstream layout"  # what --data must hold, said when it does not
 
     def __init__(self, protocol: str | None = None) -> None:
         self.protocol = protocol or self.default_protocol

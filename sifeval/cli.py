@@ -4,28 +4,30 @@ from __future__ import annotations
 
 import json
 import logging
-import sys
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated
+from typing import TYPE_CHECKING, Annotated, NoReturn
 
 import typer
 from rich.table import Table
 
 from sifdata.progress import labelled, plain_console
-from sifdata.secrets import redact
+from sifdata.terminal import fail
 
 if TYPE_CHECKING:
     from sifeval.adapters import Benchmark
     from sifeval.choice_judge import ChoiceJudge
 
-app = typer.Typer(help="Evaluate SIF models on five benchmarks by their official protocols.", no_args_is_help=True)
+app = typer.Typer(
+    help="Evaluate SIF models on five benchmarks by their official protocols. "
+    "Errors print one line; --debug shows the traceback.",
+    no_args_is_help=True,
+)
 console = plain_console()
-errors = plain_console(stderr=True)
+errors = plain_console(stderr=True, soft_wrap=True)  # a message is one line, however long
 
 
-def _fail(message: str) -> None:
-    errors.print(labelled("error:", "bold red", redact(message)))
-    raise typer.Exit(1)
+def _fail(message: str) -> NoReturn:
+    fail(message)
 
 
 @app.callback()
@@ -60,10 +62,12 @@ def _bench(
         from sifmodel.config import JudgeSettings
         from sifmodel.judge import make_judge
 
+        if judge not in ("llm", "match"):
+            _fail(f"--judge takes llm or match, not {judge!r}")
         try:
             bench.judge = make_judge(JudgeSettings(kind=judge))  # type: ignore[attr-defined,arg-type]
         except ValueError as error:
-            _fail(str(error))
+            _fail(f"{error}; or --judge match to grade answers by rule, offline (weaker than a judge model)")
     if box_frame is not None:
         if not hasattr(bench, "box_frame"):
             _fail(f"--box-frame applies to benchmarks that score boxes (viscot), not {name}")
@@ -120,6 +124,9 @@ def run(
         str | None, typer.Option(help="i/n: every n-th sample from i (merge with `sifeval merge`)")
     ] = None,
     resume: Annotated[bool, typer.Option(help="continue a run: keep answered samples, retry failed ones")] = False,
+    restart: Annotated[
+        bool, typer.Option("--restart", help="start the run in --out over: its samples are deleted, nothing kept")
+    ] = False,
     max_new_tokens: int = 2048,
     temperature: float = 0.0,
     depth_model: Annotated[str, typer.Option(help="estimates depth for sif mode where a benchmark has none")] = (
@@ -156,7 +163,23 @@ def run(
         if not 0 <= index < count:
             _fail("--shard i/n needs 0 <= i < n")
         shard_spec = (index, count)
+    if resume and restart:
+        _fail("--resume continues the run in --out, --restart deletes it: give one of them")
     adapter = _bench(bench, protocol, judge, box_frame, choice_judge)
+    from sifeval.runner import holds_samples, load_samples, restart_run
+
+    try:  # everything that can be checked without the model, before any model is loaded
+        if restart:
+            removed = restart_run(out)
+            console.print(f"--restart: removed {', '.join(p.name for p in removed) or 'nothing'} from {out}")
+        elif holds_samples(out) and not resume:
+            _fail(
+                f"{out / 'samples.jsonl'} holds a run: pass --resume to continue it, --restart to start it over "
+                "(its samples are deleted), or choose another --out"
+            )
+        samples = load_samples(adapter, data)
+    except (FileNotFoundError, ValueError, FolderBusy) as error:
+        _fail(str(error))
     depth = None
     if adapter.mode_for(mode) == "sif" and not adapter.provides_depth:
         depth = DepthProvider(depth_model)
@@ -182,6 +205,7 @@ def run(
             resume=resume,
             cache=ResponseCache() if cache else None,
             progress=progress,
+            samples=samples,
         )
     except RunAborted as error:
         _fail(f"run stopped: {error}. Scored samples are kept in {out}; fix the cause, then rerun with --resume")
@@ -228,10 +252,13 @@ def report(
     if out is not None and out.suffix.lower() not in (f".{format}", ".markdown" if format == "md" else ".htm", ""):
         _fail(f"{out} does not name a {format} file: use --out with .{format}, or --format to match")
 
+    skipped: list[str] = []
     try:
-        tables = report_rows(load_results(list(runs)), with_published=published)
-    except FileNotFoundError as error:
+        tables = report_rows(load_results(list(runs), skipped), with_published=published)
+    except (FileNotFoundError, ValueError) as error:
         _fail(str(error))
+    if skipped:
+        errors.print(f"not runs (no results.json), left out: {', '.join(skipped)}", style="yellow")
     text = to_html(tables) if format == "html" else to_markdown(tables)
     if out:
         out.write_text(text, encoding="utf-8")
@@ -375,14 +402,14 @@ def lmms_eval_tasks() -> None:
 def merge(
     runs: Annotated[list[Path], typer.Argument(help="run folders of --shard i/n jobs")],
     out: Annotated[Path, typer.Option(help="the merged run folder")],
-    judge: Annotated[str, typer.Option(help="answer judge for VisCoT: llm or match")] = "match",
 ) -> None:
-    """Combine sharded runs into one (each sample once) and aggregate."""
+    """Combine sharded runs into one (each sample once) and aggregate (nothing is graded again:
+    the parts' grades are kept, so no judge is needed)."""
     from sifeval.rescore import merge_runs
 
     first = json.loads((runs[0] / "results.json").read_text())
     frame = (first.get("protocol_options") or {}).get("box_frame")
-    bench = _bench(first["benchmark"], first.get("protocol"), judge, frame)
+    bench = _bench(first["benchmark"], first.get("protocol"), "match", frame)  # no grading: no judge model
     if hasattr(bench, "recorded_choice_judge"):  # merging re-scores nothing: the shards' judge is recorded
         bench.recorded_choice_judge = (first.get("protocol_options") or {}).get("choice_judge")
     from sifdata.files import FolderBusy
@@ -419,11 +446,9 @@ def demo(
 
 
 def main() -> None:
-    try:
-        app()
-    except KeyboardInterrupt:
-        errors.print("interrupted: scored samples are kept; rerun with --resume")
-        sys.exit(130)
+    from sifdata.terminal import run_cli
+
+    run_cli(app, interrupted="interrupted: scored samples are kept; rerun with --resume to continue")
 
 
 if __name__ == "__main__":

@@ -87,6 +87,9 @@ class CVBench(MultipleChoiceBenchmark):
     protocols = ("official",)
     default_protocol = "official"
     categories = ("ADE20K", "COCO", "Omni3D")
+    layout = (
+        "test_2d.parquet and test_3d.parquet with idx, type, task, image, question, choices, answer, prompt, source"
+    )
 
     def load(self, data_dir: str | Path | None = None) -> list[Sample]:
         """Both halves, each from its own config (``2D``: ``test_2d.parquet``, ``3D``:
@@ -101,6 +104,8 @@ class CVBench(MultipleChoiceBenchmark):
         return self._both_halves(data_dir, tuple(column for column in COLUMNS if column != "image"))
 
     def _both_halves(self, data_dir: str | Path | None, columns: Sequence[str]) -> list[dict[str, Any]]:
+        if data_dir is not None and not any(Path(data_dir).rglob("test*.parquet")):
+            raise FileNotFoundError(f"{data_dir} has no test*.parquet: CV-Bench's layout is {self.layout}")
         rows: list[dict[str, Any]] = []
         try:
             for config in ("2D", "3D"):

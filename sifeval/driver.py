@@ -63,12 +63,16 @@ class Driver:
     _pool: ThreadPoolExecutor | None = None
     _streak: list[str] = field(default_factory=list)
 
-    def run(self, samples: Iterable[Sample]) -> None:
+    def check(self) -> None:
+        """Refuse a backend this solver cannot use (before anything is asked or written)."""
         if self.solver.needs_text_scoring and not isinstance(self.backend, TextScorer):
             raise ValueError(
                 f"the {self.bench.name} {self.bench.protocol} protocol scores options by the model's likelihood: "
                 f"it needs a backend that scores text (hf:...), not {self.backend.name}"
             )
+
+    def run(self, samples: Iterable[Sample]) -> None:
+        self.check()
         pending = iter(samples)
         lookahead = max(1, 2 * self.backend.max_in_flight)
         workers = self.bench.scoring_workers()

@@ -28,15 +28,26 @@ def _number(value: Any) -> str:
     return str(value) if isinstance(value, int) else f"{value:.1f}"
 
 
-def load_results(runs: Sequence[str | Path]) -> list[dict[str, Any]]:
+def load_results(runs: Sequence[str | Path], skipped: list[str] | None = None) -> list[dict[str, Any]]:
+    """The results of ``runs`` (run folders or ``results.json`` files). Given ``skipped``, a
+    folder that holds no run (a training output beside the runs: ``sifeval report runs/*``) is
+    named there and passed over; a run that cannot be read, or no run at all, is an error."""
     import json
 
     loaded = []
     for run in runs:
         path = Path(run) / RESULTS if Path(run).is_dir() else Path(run)
         if not path.is_file():
+            if skipped is not None and Path(run).is_dir():
+                skipped.append(str(run))
+                continue
             raise FileNotFoundError(f"{run} has no {RESULTS}")
-        loaded.append(json.loads(path.read_text(encoding="utf-8")))
+        try:
+            loaded.append(json.loads(path.read_text(encoding="utf-8")))
+        except (ValueError, UnicodeDecodeError) as error:
+            raise ValueError(f"{path} is not a results file: {error}") from None
+    if not loaded:
+        raise FileNotFoundError(f"none of {', '.join(map(str, runs))} holds a run ({RESULTS})")
     return loaded
 
 
@@ -49,10 +60,11 @@ def report_rows(results: list[dict[str, Any]], with_published: bool = True) -> l
         columns = ["score", *sorted({k for r in ours for k in r["metrics"] if k != "score"})]
         rows = []
         for result in ours:
+            differing = _differing_settings(result, ours)
             rows.append(
                 {
                     "model": redact(str(result["model"].get("spec", "?"))),
-                    "kind": f"this run ({result['mode']}, {result['protocol']})",
+                    "kind": f"this run ({', '.join([result['mode'], result['protocol'], *differing])})",
                     "metrics": result["metrics"],
                     "n": result["n"],
                     "parse_failures": result["parse_failure_rate"],
@@ -84,6 +96,19 @@ def report_rows(results: list[dict[str, Any]], with_published: bool = True) -> l
             )
         tables.append({"benchmark": benchmark, "columns": columns, "rows": rows, "missing": entry.get("missing")})
     return tables
+
+
+def _settings(result: dict[str, Any]) -> dict[str, Any]:
+    return {**(result.get("generation") or {}), **(result.get("protocol_options") or {})}
+
+
+def _differing_settings(result: dict[str, Any], runs: Sequence[dict[str, Any]]) -> list[str]:
+    """``key=value`` for each generation setting or protocol option in which this run differs from
+    another run of the table (so that two rows never look alike)."""
+    own = _settings(result)
+    others = [_settings(run) for run in runs if run is not result]
+    keys = sorted({key for other in others for key in {*own, *other} if other.get(key) != own.get(key)})
+    return [f"{key}={own.get(key)}" for key in keys]
 
 
 def _run_flag(result: dict[str, Any]) -> str:
@@ -161,5 +186,8 @@ def to_html(tables: list[dict[str, Any]]) -> str:
         "table{border-collapse:collapse}td,th{border:1px solid #ccc;padding:4px 8px;font:13px sans-serif}"
         "figure{margin:12px 0}figure svg{display:block}figcaption{font:12px sans-serif;color:#444}"
     )
-    head = f"<head><meta charset='utf-8'><style>{style}</style></head>"
+    benchmarks = ", ".join(table["benchmark"] for table in tables)
+    title = html.escape(f"sifeval report: {benchmarks}")
+    head = f"<head><meta charset='utf-8'><title>{title}</title><style>{style}</style></head>"
+    body.insert(0, f"<h1>{title}</h1>")
     return f"<!doctype html><html>{head}<body>{''.join(body)}</body></html>\n"

@@ -110,15 +110,38 @@ def differences(saved: dict[str, Any], current: dict[str, Any]) -> list[str]:
 def check_same_run(out: Path, identity: dict[str, Any]) -> None:
     """Refuse to resume a run of another model, protocol, mode, settings or dataset."""
     saved_path = out / RUN
-    if not saved_path.is_file():
+    if not saved_path.is_file() or not holds_samples(out):  # nothing answered yet: nothing to mix
         return
     saved = json.loads(saved_path.read_text(encoding="utf-8"))
     changed = differences(saved, identity)
     if changed:
         raise ValueError(
             f"{out} holds a run with another {', '.join(changed)}: resuming would mix two runs. "
-            "Use another --out, or the same model, protocol, mode, settings and data."
+            "Use another --out, the same model, protocol, mode, settings and data to resume, or --restart to "
+            "start this folder's run over (its samples are deleted)."
         )
+
+
+def holds_samples(out: str | Path) -> bool:
+    """Whether ``out`` holds a run's answers (an empty journal is a start that failed: it blocks nothing)."""
+    path = Path(out) / SAMPLES
+    return path.is_file() and path.stat().st_size > 0
+
+
+RUN_FILES = (RUN, SAMPLES, RESULTS, f"{SAMPLES}.before-rescore", f"{RESULTS}.before-rescore")
+
+
+def restart_run(out: str | Path) -> list[Path]:
+    """Remove a run's own files from ``out`` (``run.json``, ``samples.jsonl``, ``results.json`` and
+    their pre-rescore copies), holding its lock: the run starts over. Other files are left."""
+    out = Path(out)
+    removed = []
+    with exclusive_lock(out, "sifeval run --restart"):
+        for name in RUN_FILES:
+            if (out / name).is_file():
+                (out / name).unlink()
+                removed.append(out / name)
+    return removed
 
 
 def shard_samples(samples: list[Sample], shard: tuple[int, int] | None) -> list[Sample]:
@@ -188,7 +211,14 @@ def _versions() -> dict[str, str]:
 def load_samples(bench: Benchmark, data_dir: str | Path | None) -> list[Sample]:
     """The benchmark's samples; a Hub that cannot be reached is a clear error saying what to do."""
     if data_dir is not None:
-        return bench.load(data_dir)
+        if not Path(data_dir).is_dir():
+            raise FileNotFoundError(f"--data {data_dir}: no such folder")
+        try:
+            return bench.load(data_dir)
+        except Exception as error:  # any reader's error on a folder of another layout: say which was expected
+            raise ValueError(
+                f"{data_dir} is not in {bench.title}'s layout ({bench.layout}): {type(error).__name__}: {error}"
+            ) from None
     try:
         return bench.load(None)
     except (ConnectionError, OSError) as error:
@@ -214,6 +244,7 @@ def run(
     cache: ResponseCache | None = None,
     progress: bool = True,
     extra_info: dict[str, Any] | None = None,
+    samples: list[Sample] | None = None,
 ) -> BenchmarkResult:
     """Evaluate ``backend`` on ``bench``; writes ``out/run.json`` (what this run is),
     ``out/samples.jsonl`` (each sample the moment it is scored) and ``out/results.json``.
@@ -221,7 +252,8 @@ def run(
     One writer per run folder: the run holds ``out``'s lock (:func:`sifdata.files.exclusive_lock`)
     from its first check to its results, so a second ``run``, ``--resume``, ``rescore`` or
     ``merge`` on it is refused (:class:`~sifdata.files.FolderBusy`) instead of asking every
-    sample twice and losing lines when one of them compacts the journal."""
+    sample twice and losing lines when one of them compacts the journal. ``samples``: the
+    benchmark's samples when already loaded (:func:`load_samples`), else loaded here."""
     with exclusive_lock(out, "sifeval run"):
         return _run(
             bench,
@@ -237,6 +269,7 @@ def run(
             cache=cache,
             progress=progress,
             extra_info=extra_info,
+            samples=samples,
         )
 
 
@@ -255,17 +288,21 @@ def _run(
     cache: ResponseCache | None,
     progress: bool,
     extra_info: dict[str, Any] | None,
+    samples: list[Sample] | None,
 ) -> BenchmarkResult:
     settings = settings or GenerationSettings()
     solver = bench.solver()
     asked_mode, mode = mode, solver.prompt_mode or mode
-    if (out / SAMPLES).is_file() and not resume:
-        raise FileExistsError(f"{out / SAMPLES} exists: pass --resume to continue that run, or choose another --out")
+    if holds_samples(out) and not resume:
+        raise FileExistsError(
+            f"{out / SAMPLES} holds a run: pass --resume to continue it, --restart to start it over (its samples "
+            "are deleted), or choose another --out"
+        )
     identity = backend.identity()
     info = {"spec": redact(model), "backend": backend.name, **identity}  # a key in the spec is never written
     this_run = run_identity(bench, mode, settings, data_dir, info)
     check_same_run(out, this_run)
-    samples = load_samples(bench, data_dir)
+    samples = load_samples(bench, data_dir) if samples is None else samples
     total = len(samples)
     if limit is not None:
         samples = samples[:limit]
@@ -275,7 +312,9 @@ def _run(
     this_run["data_dir"] = str(Path(data_dir).resolve()) if data_dir is not None else None
     samples = shard_samples(samples, shard)
     out.mkdir(parents=True, exist_ok=True)
-    if not (out / RUN).is_file():
+    driver_check = Driver(bench, backend, solver, mode, settings, lambda item, usage: None)
+    driver_check.check()  # a backend the protocol cannot use is refused before anything is written
+    if not (out / RUN).is_file() or not holds_samples(out):
         (out / RUN).write_text(json.dumps(this_run, indent=2) + "\n", encoding="utf-8")
     fingerprint = identity["fingerprint"]
     use_cache = cache if cache is not None and solver.cacheable else None

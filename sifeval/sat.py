@@ -198,6 +198,7 @@ class SAT(MultipleChoiceBenchmark):
     protocols = ("official", "letters")
     default_protocol = "official"
     lmms_eval_protocol = "letters"  # lmms-eval's SAT task asks lettered options, in one order
+    layout = "SAT_test.parquet with image_bytes, question, answers, question_type, correct_answer"
 
     def load(self, data_dir: str | Path | None = None) -> list[Sample]:
         samples: list[Sample] = []

@@ -67,6 +67,10 @@ class SpatialBench(Benchmark):
     default_protocol = "official"
     categories = CATEGORIES
     provides_depth = True  # the *_d twins
+    layout = (
+        "positional.json, existence.json, counting.json, reach.json, size.json with image, "
+        "question, answer, and the image folders with their *_d depth twins"
+    )
 
     def load(self, data_dir: str | Path | None = None) -> list[Sample]:
         if data_dir is None:

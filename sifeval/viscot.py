@@ -289,6 +289,7 @@ class VisCoT(Benchmark):
     protocols = ("sif-one-pass", "two-pass")
     default_protocol = "sif-one-pass"
     categories = SCORED_SUBSETS
+    layout = "benchmark/<subset>.json and benchmark_det/<subset>.jsonl, and the cot/ images"
 
     def __init__(
         self,

@@ -86,6 +86,9 @@ class VStar(MultipleChoiceBenchmark):
     protocols = ("generation", "likelihood")
     default_protocol = "generation"
     categories = ("direct_attributes", "relative_position")
+    layout = (
+        "test_questions.jsonl with image, text, category, question_id, label, beside the category folders of images"
+    )
 
     def load(self, data_dir: str | Path | None = None) -> list[Sample]:
         root = Path(data_dir) if data_dir else _download(self.source)

@@ -4,27 +4,29 @@ from __future__ import annotations
 
 import logging
 import os
-import sys
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, NoReturn
 
 import typer
 
-from sifdata.progress import labelled, plain_console
-from sifdata.secrets import redact
+from sifdata.progress import plain_console
+from sifdata.terminal import fail
 
-app = typer.Typer(help="SIF models: SFT and GRPO recipes, merge, inference, serving.", no_args_is_help=True)
+app = typer.Typer(
+    help="SIF models: SFT and GRPO recipes, merge, inference, serving. "
+    "Errors print one line; --debug shows the traceback.",
+    no_args_is_help=True,
+)
 console = plain_console()
-errors = plain_console(stderr=True)
+errors = plain_console(stderr=True, soft_wrap=True)  # a message is one line, however long
 
 Overrides = Annotated[
     list[str] | None, typer.Argument(help="field overrides, e.g. learning_rate=1e-5 lora.r=16 max_steps=10")
 ]
 
 
-def _fail(message: str) -> None:
-    errors.print(labelled("error:", "bold red", redact(message)))
-    raise typer.Exit(1)
+def _fail(message: str) -> NoReturn:
+    fail(message)
 
 
 @app.callback()
@@ -98,12 +100,8 @@ def infer(
     from sifmodel.backends import GenerationSettings, load
     from sifmodel.infer import infer as run
 
-    try:  # before the model is loaded: a wrong path costs nothing
-        picture = open_image(image).convert("RGB")
-        depth_picture = open_image(depth) if depth else None
-    except (OSError, ValueError) as error:
-        console.print(f"error: {error}", markup=False)
-        raise typer.Exit(1) from None
+    picture = open_image(image).convert("RGB")  # before the model is loaded: a wrong path costs nothing
+    depth_picture = open_image(depth) if depth else None
     backend = load(model, depth_model=None if depth else depth_model)
     result = run(
         backend,
@@ -169,11 +167,9 @@ def tiny_model(out: Path) -> None:
 
 
 def main() -> None:
-    try:
-        app()
-    except KeyboardInterrupt:
-        errors.print("interrupted: checkpoints in output_dir are kept; resume with resume_from_checkpoint=true")
-        sys.exit(130)
+    from sifdata.terminal import run_cli
+
+    run_cli(app, interrupted="interrupted: checkpoints in output_dir are kept; resume with resume_from_checkpoint=true")
 
 
 if __name__ == "__main__":

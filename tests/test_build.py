@@ -208,7 +208,7 @@ def test_a_shard_job_opens_only_its_own_share_of_images(
 
 def test_resuming_with_other_settings_is_refused(tmp_path: Path) -> None:
     build(BuildConfig(source="synthetic", n=3), tmp_path, progress=False)
-    with pytest.raises(ValueError, match="seed differ"):
+    with pytest.raises(ValueError, match=r"seed: 0 there, 1 now.*--restart"):
         build(BuildConfig(source="synthetic", n=3, seed=1), tmp_path, progress=False)
     again = build(BuildConfig(source="synthetic", n=3), tmp_path, progress=False)  # idempotent
     assert again.records == 3 and len(_rows(tmp_path)) == 3

@@ -206,3 +206,25 @@ def test_candidate_selection_filters_caps_and_samples_by_seed() -> None:
     assert {k.split("/")[0] for k in pick(subsets=["vsr"], n=5)} == {"vsr"}
     assert len(pick(n=25)) == 25
     assert pick(subsets=["textvqa"]) == []  # text-heavy subsets are dropped by default
+
+
+def test_viscot_visual7w_sizes_are_found_under_their_other_folder_name(tmp_path: Path) -> None:
+    """The question file names cot/v7w/..., the detection file cot/visual7w/... (the real files)."""
+    question = {
+        "dataset": "v7w",
+        "question_id": 3,
+        "image": ["cot/v7w/v7w_1.jpg", "cot/v7w/v7w_1.jpg###[10, 10, 40, 30]"],
+        "conversations": [
+            {"from": "human", "value": "<image>\nWhat is red? Please provide the bounding box coordinate of the region that can help you answer the question better."},
+            {"from": "gpt", "value": "[0.1, 0.1, 0.4, 0.3]"},
+            {"from": "human", "value": "<image>"},
+            {"from": "gpt", "value": "the bus"},
+        ],
+    }  # fmt: skip
+    (tmp_path / "visual7w.json").write_text(json.dumps([question]))
+    detection = {"img_path": "cot/visual7w/v7w_1.jpg", "question_id": 3, "bbox": [10, 10, 40, 30], "width": 100,
+                 "height": 80, "expression": "What is red?"}  # fmt: skip
+    (tmp_path / "det.jsonl").write_text(json.dumps(detection) + "\n")
+    rejects: list = []
+    records = list(viscot.read(tmp_path / "visual7w.json", sizes=tmp_path / "det.jsonl", on_reject=rejects.append))
+    assert not rejects and len(records) == 1 and (records[0].width, records[0].height) == (100, 80)

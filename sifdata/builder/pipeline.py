@@ -491,8 +491,7 @@ def build(
     duplicated. When every shard file exists, the manifest and the dataset card are written.
     """
     out = Path(out)
-    (out / "work").mkdir(parents=True, exist_ok=True)
-    _check_same_config(out, config)
+    _check_same_config(out, config)  # refuses before anything is read; writes nothing
     source_rejects: list[SourceReject] = []
     candidates = select_candidates(config, source_rejects.append)
     writer = writer or make_writer(config, out)
@@ -506,6 +505,8 @@ def build(
     indices = range(config.num_shards) if shard is None else [shard]
     if shard is not None and not 0 <= shard < config.num_shards:
         raise ValueError(f"shard {shard} is not in 0..{config.num_shards - 1}")
+    # Everything that can refuse the start has run: only now does the folder belong to this build.
+    _record_config(out, config)
     results = []
     jobs = {i: shard_share(candidates, i, config.num_shards) for i in indices}
     total = sum(len(job) for job in jobs.values())
@@ -520,20 +521,51 @@ def build(
     return BuildReport(out, results, source_rejects, complete)
 
 
+def _config_json(config: BuildConfig) -> dict[str, Any]:
+    return config.model_dump(mode="json", exclude={"retry_rejects", "concurrency", "depth_device"})
+
+
 def _check_same_config(out: Path, config: BuildConfig) -> None:
-    """Resuming with other settings would mix two datasets in one folder: refuse."""
+    """Resuming with other settings would mix two datasets in one folder: refuse, naming what
+    differs and the commands that go on."""
     saved = out / "work" / "config.json"
-    current = config.model_dump(mode="json", exclude={"retry_rejects", "concurrency", "depth_device"})
-    if saved.is_file():
-        previous = json.loads(saved.read_text(encoding="utf-8"))
-        changed = sorted(k for k in set(previous) | set(current) if previous.get(k) != current.get(k))
-        if changed:
-            raise ValueError(
-                f"{out} holds a build with other settings ({', '.join(changed)} differ); "
-                "use another --out or the same settings to resume"
-            )
-    else:
-        atomic_write(saved, json.dumps(current, indent=2).encode())
+    if not saved.is_file():
+        return
+    previous, current = json.loads(saved.read_text(encoding="utf-8")), _config_json(config)
+    changed = sorted(k for k in set(previous) | set(current) if previous.get(k) != current.get(k))
+    if changed:
+        shown = "; ".join(f"{k}: {previous.get(k)!r} there, {current.get(k)!r} now" for k in changed)
+        raise ValueError(
+            f"{out} holds a build with other settings ({shown}): rerun with that build's settings to resume it, "
+            "use another --out, or --restart to start this folder's build over (its records are deleted)"
+        )
+
+
+def _record_config(out: Path, config: BuildConfig) -> None:
+    """The build's settings, written when its work starts (a start that fails leaves none behind)."""
+    saved = out / "work" / "config.json"
+    if not saved.is_file():
+        atomic_write(saved, json.dumps(_config_json(config), indent=2).encode())
+
+
+def restart_build(out: str | Path) -> list[Path]:
+    """Remove what a build wrote in ``out`` (``work/``, ``data/train-*.parquet``, ``manifest.json``,
+    its dataset card): the folder's build starts over. Files it did not write are left. Returns
+    what was removed."""
+    import shutil
+
+    out = Path(out)
+    removed = []
+    if (out / "work" / "config.json").is_file() or (out / "manifest.json").is_file():
+        card = [out / "README.md"] if (out / "manifest.json").is_file() else []  # the card is written with it
+        for path in [out / "work", *shard_files(out), out / "manifest.json", *card]:
+            if path.is_dir():
+                shutil.rmtree(path)
+                removed.append(path)
+            elif path.is_file():
+                path.unlink()
+                removed.append(path)
+    return removed
 
 
 def _write_source_rejects(out: Path, rejects: list[SourceReject]) -> None:

@@ -51,8 +51,17 @@ class DetectionEntry:
     img_path: str
 
 
+# The real files name one folder two ways: the question files ``cot/v7w/...``, the detection
+# files ``cot/visual7w/...`` (viscot_benchmark/benchmark/visual7w.json against benchmark_det/).
+IMAGE_FOLDER_ALIASES = {"cot/visual7w/": "cot/v7w/"}
+
+
 def detection_key(image_path: str, question_id: object) -> str:
-    """Question ids repeat across subsets; with the image path they identify a record."""
+    """Question ids repeat across subsets; with the image path (its folder named one way) they
+    identify a record."""
+    for alias, name in IMAGE_FOLDER_ALIASES.items():
+        if image_path.startswith(alias):
+            image_path = name + image_path[len(alias) :]
     return f"{image_path}#{question_id}"
 
 

@@ -156,6 +156,10 @@ class ModelUnavailable(RuntimeError):
 
     def __init__(self, model: str, error: Exception) -> None:
         first = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+        looks_local = model.startswith((".", "/", "~")) or Path(model).is_absolute()
+        if looks_local and not Path(model).exists():
+            super().__init__(f"model folder {model} does not exist")
+            return
         where = "the folder" if Path(model).exists() else "the Hub id (not in the Hugging Face cache, or offline)"
         super().__init__(
             f"model {model!r} cannot be loaded from {where}: {first}. Pass a local folder, or download it first "
