@@ -104,6 +104,7 @@ def run_loop(out: str | Path, *, records: int = 24, eval_limit: int = 8, console
             f"parse failures {100 * result.parse_failure_rate:.0f}%"
         )
         runs.append(out / "eval" / name)
+    runs += scripted_runs(out, mirrors, depth_model, eval_limit, console)
 
     console.rule("11. report (ours beside the published numbers, protocol differences flagged)")
     report = to_markdown(report_rows(load_results(runs)))
@@ -117,6 +118,41 @@ def run_loop(out: str | Path, *, records: int = 24, eval_limit: int = 8, console
         console.print(f"  screenshot: {shot}")
     console.rule(f"whole loop done in {time.perf_counter() - started:.0f} s; report: {out / 'report.md'}")
     return out / "report.md"
+
+
+def scripted_runs(
+    out: Path, mirrors: dict[str, Path], depth_model: Path, eval_limit: int, console: Console
+) -> list[Path]:
+    """VisCoT and V* answered by the scripted SIF model (:mod:`sifeval.scripted`: chains built
+    from the ground truth, named so), through the real OpenAI-compatible path: the random-weight
+    model writes no boxes, and this is what the viewer shows when a model does."""
+    from sifdata.depth import DepthEstimator
+    from sifeval.adapters import get_benchmark
+    from sifeval.runner import load_samples, restart_run, run
+    from sifeval.scripted import SCRIPTED_MODEL, ScriptedSIFServer, scripted_replies
+    from sifmodel.backends import GenerationSettings, load
+    from sifmodel.judge import MatchJudge
+
+    console.rule(f"10b. a scripted SIF model ({SCRIPTED_MODEL}: right by construction, for the viewer)")
+    estimator = DepthEstimator(str(depth_model), device="cpu")
+    folders = []
+    for name in ("viscot", "vstar"):
+        bench = get_benchmark(name)
+        if hasattr(bench, "judge"):
+            bench.judge = MatchJudge()
+        samples = load_samples(bench, mirrors[name])[:eval_limit]
+        with ScriptedSIFServer(scripted_replies(bench, samples, estimator)) as server:
+            spec = f"openai:{SCRIPTED_MODEL}@{server.base_url}"
+            backend = load(spec, depth_model=str(depth_model), depth_device="cpu")
+            folder = out / "eval" / f"{name}-scripted"
+            restart_run(folder)  # its endpoint's port differs on every demo: a new run each time
+            result = run(
+                bench, backend, spec, folder, data_dir=mirrors[name], mode="sif", limit=eval_limit,
+                settings=GenerationSettings(max_new_tokens=512), progress=False, samples=samples,
+            )  # fmt: skip
+        console.print(f"  {name}: score {result.metrics['score']:.1f} on {result.n} samples ({SCRIPTED_MODEL})")
+        folders.append(folder)
+    return folders
 
 
 def write_viewers(out: Path, data: Path, runs: list[Path], depth_model: Path) -> dict[str, Path]:
@@ -139,7 +175,7 @@ def screenshots(sites: dict[str, Path], out: Path, console: Console) -> list[Pat
     saying why, where no Chromium is installed."""
     from sifdata.browser import BrowserError, BrowserUnavailable, screenshot_page
 
-    wanted = [("viscot", "viewer.png"), ("build", "viewer-build.png")]
+    wanted = [("viscot-scripted", "viewer.png"), ("build", "viewer-build.png")]
     taken = []
     try:
         for name, file in wanted:

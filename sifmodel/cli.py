@@ -112,7 +112,7 @@ def infer(
         settings=GenerationSettings(max_new_tokens=max_new_tokens),
         out=out,
     )
-    console.print(result.text, markup=False, soft_wrap=True)
+    console.print(shown_reply(result.text), markup=False, soft_wrap=True)
     console.rule()
     for number, step in enumerate(result.chain.focus_steps, 1):
         console.print(f"step {number}: boxes {list(step.boxes)} depths {list(step.depths)}", markup=False)
@@ -164,6 +164,16 @@ def tiny_model(out: Path) -> None:
     from sifmodel.tiny_models import build_tiny_qwen2_5_vl
 
     console.print(f"tiny model in {build_tiny_qwen2_5_vl(out)}")
+
+
+def shown_reply(text: str, max_blank_lines: int = 2) -> str:
+    """A reply as printed: runs of blank lines cut to ``max_blank_lines`` (a random-weight model's
+    2048 newlines are not 2048 lines of output), and a reply of only whitespace said as such."""
+    import re
+
+    if not text.strip():
+        return f"(the reply is {len(text)} whitespace characters and nothing else)"
+    return re.sub(r"\n(?:[ \t]*\n){" + str(max_blank_lines + 1) + r",}", "\n" * (max_blank_lines + 1), text.strip())
 
 
 def main() -> None:

@@ -564,6 +564,15 @@ def test_whole_loop_demo(tmp_path: Path) -> None:
         assert str(tmp_path / "demo" / "view" / name / "index.html") in result.output.replace("\n", "")
     run_site = read_data_file(tmp_path / "demo" / "view" / "sat" / "data" / "manifest.js")
     assert len(run_site["items"]) == 2
+    # the scripted SIF model's runs show what the viewer is for: focus steps beside the ground truth
+    assert "scripted-sif-from-ground-truth" in report
+    scripted = json.loads((tmp_path / "demo" / "eval" / "viscot-scripted" / "results.json").read_text())
+    assert scripted["metrics"]["detection/gqa"] == 100.0 and scripted["parse_failure_rate"] == 0.0
+    (page,) = sorted((tmp_path / "demo" / "view" / "viscot-scripted" / "data").glob("page-*.js"))
+    for item in read_data_file(page):
+        steps = item["panels"][0]["steps"]
+        assert len(steps) == 2 and item["truth"] and steps[-1][0]["depth"] is not None
+        assert steps[-1][0]["box"] == pytest.approx(list(item["truth"][0]), abs=0.0006)
     from sifdata.browser import BrowserUnavailable, find_chromium
 
     try:

@@ -187,3 +187,12 @@ def test_a_missing_judge_names_the_offline_choice(tmp_path: Path, monkeypatch: p
     result = runner.invoke(sifeval_app, ["run", "--bench", "viscot", "--data", str(mirror), "--model",
                                          "openai:m@http://127.0.0.1:9/v1", "--out", str(tmp_path / "o")])  # fmt: skip
     assert result.exit_code == 1 and "--judge match" in _flat(result.output) and "SIF_JUDGE_BASE_URL" in result.output
+
+
+def test_a_reply_of_blank_lines_is_said_not_printed() -> None:
+    from sifmodel.cli import shown_reply
+
+    assert shown_reply("\n" * 2048) == "(the reply is 2048 whitespace characters and nothing else)"
+    assert (
+        shown_reply("<think>a</think>\n\n\n\n\n\n<answer>b</answer>\n\n") == "<think>a</think>\n\n\n<answer>b</answer>"
+    )

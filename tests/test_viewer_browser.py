@@ -133,3 +133,41 @@ def test_the_build_site_draws_each_chain_and_loads_pages_on_demand(
     count = browser.evaluate("document.getElementById('count').textContent")
     assert count == "45 of 56 items"  # the demo build: 11 photo questions, 45 synthetic scenes
     assert browser.console == []
+
+
+def test_labels_never_hide_each_other_nor_the_box_they_name(browser: Browser, tmp_path: Path) -> None:
+    """Steps whose boxes share a corner, and a last box smaller than its own label."""
+    from PIL import Image
+
+    from sifdata.viewer.site import FocusBox, Panel, Picture, ViewItem, write_site
+
+    steps = (
+        (FocusBox((0.0, 0.0, 1.0, 1.0), 0.5),),
+        (FocusBox((0.2, 0.3, 0.7, 0.8), 0.41),),
+        (FocusBox((0.2, 0.3, 0.5, 0.6), 0.33),),  # the same top-left corner as step 2
+        (FocusBox((0.2, 0.3, 0.24, 0.33), 0.25),),  # the same corner again, smaller than a label
+    )
+    item = ViewItem(
+        "x", "where?", "cat", (Panel("run", "right", (("target", "a"),), steps, 1.0),),
+        image=Picture("img0", lambda: Image.new("RGB", (640, 480), (90, 120, 150))),
+    )  # fmt: skip
+    site = write_site([item], tmp_path / "site", title="labels", progress=False)
+    browser.console.clear()
+    browser.open(site.index.as_uri() + "#/item/0")
+    _ready(browser, "item:0")
+    rects = browser.evaluate(
+        "Array.from(document.querySelectorAll('#item .box-label')).map(function (n) {"
+        " var r = n.getBoundingClientRect(); return [r.left, r.top, r.right, r.bottom]; })"
+    )
+    boxes = browser.evaluate(
+        "Array.from(document.querySelectorAll('#item .focus-box')).map(function (n) {"
+        " var r = n.getBoundingClientRect(); return [r.left, r.top, r.right, r.bottom]; })"
+    )
+    assert len(rects) == len(boxes) == 4
+
+    def overlap(a: list[float], b: list[float]) -> bool:
+        return a[0] < b[2] - 0.5 and b[0] < a[2] - 0.5 and a[1] < b[3] - 0.5 and b[1] < a[3] - 0.5
+
+    assert not any(overlap(a, b) for i, a in enumerate(rects) for b in rects[i + 1 :])  # no label on a label
+    assert not overlap(rects[3], boxes[3])  # the small last box is not covered by its own label
+    assert browser.console == []

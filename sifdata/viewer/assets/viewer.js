@@ -188,16 +188,69 @@
     return svg("rect", attributes);
   }
 
+  // A label's place: outside its box where there is room (above, below, then beside it), never on
+  // another label; inside the box's corner only when nothing else is free. Sizes are estimated in
+  // screen pixels (11 px bold text, 16 px lines), so placement needs no layout pass.
+  var LABEL_HEIGHT = 18, CHAR_WIDTH = 7, LABEL_PAD = 10;
+
+  function overlaps(a, b) {
+    return a.x < b.x + b.w && b.x < a.x + a.w && a.y < b.y + b.h && b.y < a.y + a.h;
+  }
+
+  function placeLabel(box, text, stageWidth, stageHeight, placed, boxes) {
+    var w = text.length * CHAR_WIDTH + LABEL_PAD, h = LABEL_HEIGHT;
+    var x1 = box[0] * stageWidth, y1 = box[1] * stageHeight, x2 = box[2] * stageWidth, y2 = box[3] * stageHeight;
+    var candidates = [
+      [x1, y1 - h], [x1, y2], [x2 - w, y1 - h], [x2 - w, y2], [x2, y1], [x1 - w, y1], [x2, y2 - h], [x1 - w, y2 - h]
+    ];
+    for (var shift = 0; shift < 6; shift++) {
+      candidates.push([x1, y1 - h - shift * h], [x1, y2 + shift * h]);
+    }
+    var clampX = function (x) { return Math.min(Math.max(x, 0), Math.max(0, stageWidth - w)); };
+    var clampY = function (y) { return Math.min(Math.max(y, 0), Math.max(0, stageHeight - h)); };
+    var own = { x: x1, y: y1, w: Math.max(1, x2 - x1), h: Math.max(1, y2 - y1) };
+    for (var i = 0; i < candidates.length; i++) {
+      var spot = { x: clampX(candidates[i][0]), y: clampY(candidates[i][1]), w: w, h: h };
+      var free = !overlaps(spot, own) && placed.every(function (other) { return !overlaps(spot, other); })
+        && boxes.every(function (other) { return !overlaps(spot, other); });
+      if (free) { return spot; }
+    }
+    for (var j = 0; j < candidates.length; j++) {  // nothing wholly free: at least never on a label
+      var fallback = { x: clampX(candidates[j][0]), y: clampY(candidates[j][1]), w: w, h: h };
+      if (placed.every(function (other) { return !overlaps(fallback, other); })) { return fallback; }
+    }
+    return { x: clampX(x1), y: clampY(y1), w: w, h: h };
+  }
+
   function overlay(node, size, truth, steps) {
     var width = size[0], height = size[1];
+    var stageWidth = parseFloat(node.style.width) || width, stageHeight = parseFloat(node.style.height) || height;
     var layer = svg("svg", { viewBox: "0 0 " + width + " " + height, preserveAspectRatio: "none" });
+    var placed = [];
+    var boxes = [];
+    steps.forEach(function (step) {
+      step.forEach(function (focus) {
+        var b = focus.box;
+        boxes.push({ x: b[0] * stageWidth, y: b[1] * stageHeight, w: Math.max(1, (b[2] - b[0]) * stageWidth),
+          h: Math.max(1, (b[3] - b[1]) * stageHeight) });
+      });
+    });
+    var boxIndex = 0;
     steps.forEach(function (step, stepIndex) {
       var colour = COLOURS[stepIndex % COLOURS.length];
       step.forEach(function (focus) {
         layer.appendChild(rect("focus-box", focus.box, width, height, { "data-step": String(stepIndex + 1), stroke: colour }));
         var label = String(stepIndex + 1) + (focus.depth === null ? "" : " \u00b7 d " + focus.depth.toFixed(2));
-        var left = Math.min(Math.max(focus.box[0], 0), 0.98) * 100, top = Math.min(Math.max(focus.box[1], 0), 0.98) * 100;
-        node.appendChild(el("span", { "class": "box-label", style: "left:" + left + "%;top:" + top + "%;background:" + colour, text: label }));
+        // the box itself counts as "own" by identity: the placement tests it first
+        var spot = placeLabel(focus.box, label, stageWidth, stageHeight, placed, boxes.filter(function (other, index) {
+          return index !== boxIndex;
+        }));
+        boxIndex += 1;
+        placed.push(spot);
+        node.appendChild(el("span", {
+          "class": "box-label", "data-step": String(stepIndex + 1),
+          style: "left:" + spot.x + "px;top:" + spot.y + "px;background:" + colour, text: label
+        }));
       });
     });
     // the ground truth last: drawn over the steps, dashed, never hidden under them
