@@ -196,3 +196,10 @@ def test_a_reply_of_blank_lines_is_said_not_printed() -> None:
     assert (
         shown_reply("<think>a</think>\n\n\n\n\n\n<answer>b</answer>\n\n") == "<think>a</think>\n\n\n<answer>b</answer>"
     )
+
+
+def test_the_vllm_hint_keeps_its_extra(tmp_path: Path) -> None:
+    mirror = build_mirror("cvbench", tmp_path / "cv")
+    result = runner.invoke(sifeval_app, ["run", "--bench", "cvbench", "--model", "vllm:/nowhere", "--data", str(mirror),
+                                         "--out", str(tmp_path / "o"), "--mode", "plain"])  # fmt: skip
+    assert result.exit_code == 1 and "pip install 'sifthinker[vllm]'" in _flat(result.output)
