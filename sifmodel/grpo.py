@@ -16,7 +16,14 @@ from sifmodel.config import GRPOSettings, record_settings
 from sifmodel.data import grpo_dataset
 from sifmodel.judge import make_judge
 from sifmodel.rewards import SIFRewards
-from sifmodel.training import SIFRewardsCallback, common_arguments, load_model_and_processor, lora_config, pixel_limits
+from sifmodel.training import (
+    SIFRewardsCallback,
+    check_inputs,
+    common_arguments,
+    load_model_and_processor,
+    lora_config,
+    pixel_limits,
+)
 
 
 def _checkpoint(settings: GRPOSettings) -> str | None:
@@ -37,6 +44,8 @@ def train_grpo(settings: GRPOSettings, *, callbacks: list[Any] | None = None) ->
             import vllm  # noqa: F401
         except ImportError as error:
             raise ImportError("use_vllm=true needs vLLM on a GPU machine: pip install 'sifthinker[vllm]'") from error
+    check_inputs(settings)
+    judge = make_judge(settings.judge)  # before the model: a judge without an endpoint costs nothing
     output = Path(settings.output_dir)
     record_settings(settings, output / "sif_grpo_config.yaml")  # first: a crashed run still has it
     model, processor = load_model_and_processor(settings)
@@ -48,7 +57,7 @@ def train_grpo(settings: GRPOSettings, *, callbacks: list[Any] | None = None) ->
         max_pixels=pixel_limits(processor.image_processor)[1],
     )
     rewards = SIFRewards(
-        make_judge(settings.judge),
+        judge,
         failure_policy=settings.judge.failure_policy,
         depth_tolerance=settings.depth_tolerance,
         progress_reference=settings.progress_reference,

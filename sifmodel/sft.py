@@ -11,12 +11,13 @@ from typing import Any
 
 from sifmodel.config import SFTSettings, record_settings
 from sifmodel.data import sft_dataset
-from sifmodel.training import common_arguments, load_model_and_processor, lora_config, pixel_limits
+from sifmodel.training import check_inputs, common_arguments, load_model_and_processor, lora_config, pixel_limits
 
 
 def train_sft(settings: SFTSettings, *, callbacks: list[Any] | None = None) -> Path:
     from trl import SFTConfig, SFTTrainer
 
+    check_inputs(settings)  # before anything is written or loaded
     record_settings(settings, Path(settings.output_dir) / "sif_sft_config.yaml")  # first: a crash keeps it
     model, processor = load_model_and_processor(settings)
     dataset = sft_dataset(

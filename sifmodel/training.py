@@ -125,6 +125,16 @@ def language_lora_targets(model: Any) -> str:
     return rf"^{re.escape(parts.language_model)}\..*\.({'|'.join(map(re.escape, suffixes))})$"
 
 
+def check_inputs(settings: CommonSettings) -> None:
+    """What can be checked before the model is loaded: a data path that names nothing, a model
+    folder that does not exist (aliases and Hub ids are checked by the loaders)."""
+    for field, value in (("data", settings.data), ("model", settings.model)):
+        text = str(value)
+        looks_local = text.startswith((".", "/", "~")) or Path(text).is_absolute()
+        if looks_local and not Path(text).expanduser().exists():
+            raise FileNotFoundError(f"{field}={text}: no such file or folder")
+
+
 def load_model_and_processor(settings: CommonSettings) -> tuple[Any, Any]:
     import torch
     from transformers import AutoModelForImageTextToText

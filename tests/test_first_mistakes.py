@@ -5,6 +5,7 @@ ordinary mistakes get one line, checked before any model is loaded."""
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -111,7 +112,8 @@ def test_another_benchmarks_folder_says_which_layout_was_expected(tmp_path: Path
 
 
 def _command(module: str, *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", module, *args], capture_output=True, text=True, timeout=300)
+    env = {key: value for key, value in os.environ.items() if not key.startswith("SIF_JUDGE_")}
+    return subprocess.run([sys.executable, "-m", module, *args], capture_output=True, text=True, timeout=300, env=env)
 
 
 def test_ordinary_mistakes_get_one_line_and_debug_shows_the_traceback(tmp_path: Path) -> None:
@@ -126,9 +128,12 @@ def test_ordinary_mistakes_get_one_line_and_debug_shows_the_traceback(tmp_path: 
          "--depth", str(photo)),
         ("sifmodel.cli", "sft", f"data={tmp_path / 'no-data'}", f"model={tmp_path / 'no-model'}"),
         ("sifdata.cli", "validate", str(tmp_path / "nowhere")),
+        ("sifmodel.cli", "grpo", f"model={tmp_path}", f"data={tmp_path}", f"output_dir={tmp_path / 'g'}"),  # no judge
     ]  # fmt: skip
     for module, *args in mistakes:
         result = _command(module, *args)
+        if args[0] == "grpo":
+            assert "SIF_JUDGE_BASE_URL" in result.stderr and not (tmp_path / "g").exists()  # before anything
         assert result.returncode == 1, (args, result.stderr[-2000:])
         assert "Traceback" not in result.stderr and "error:" in result.stderr, (args, result.stderr[-2000:])
         assert len([line for line in result.stderr.splitlines() if line.strip()]) <= 2, result.stderr

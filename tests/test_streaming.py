@@ -23,7 +23,7 @@ from typer.testing import CliRunner
 
 from sifeval.cli import app
 from sifeval.cvbench import build_mirror as build_cvbench
-from sifmodel.backends import GenerationRequest, GenerationSettings, load
+from sifmodel.backends import GenerationRequest, GenerationResponse, GenerationSettings, load
 
 STAND_IN = Path(__file__).parents[1] / "benchmarks" / "stand_in"
 runner = CliRunner()
@@ -233,3 +233,35 @@ def test_hf_backend_takes_loading_options_through_the_spec(tiny_vlm: Path) -> No
 def test_serving_defaults_keep_an_engine_busy() -> None:
     backend = load("openai:m@http://127.0.0.1:9/v1")
     assert backend.max_in_flight == 64  # a served engine batches what it has: dozens in flight, not 16
+
+
+def test_a_reader_that_stops_early_leaves_no_engine_thread_running() -> None:
+    """An aborted run closes the stream: the engine's thread finishes the batch it started, takes
+    nothing more, and is gone when close() returns (a daemon thread left inside torch while the
+    interpreter shuts down ends the process in a C++ abort, exit 134; issue 19)."""
+    import threading
+
+    from sifmodel.backends.streaming import RequestFeed, stream_in_batches
+
+    started: list[int] = []
+    finished: list[int] = []
+    release, second_started = threading.Event(), threading.Event()
+
+    def run_batch(batch):  # type: ignore[no-untyped-def]
+        started.append(len(batch))
+        if len(started) > 1:
+            second_started.set()
+            release.wait(5)  # the second batch is still "generating" when the reader stops
+        finished.append(len(batch))
+        return [GenerationResponse(request.id, "x") for request in batch]
+
+    feed = RequestFeed([GenerationRequest(str(i), "q", ()) for i in range(2)])
+    stream = stream_in_batches(feed, run_batch, batch_size=2)
+    next(stream)  # the first batch's first response
+    for i in range(2, 8):
+        feed.put(GenerationRequest(str(i), "q", ()))
+    assert second_started.wait(5)
+    threading.Timer(0.2, release.set).start()
+    stream.close()  # the reader stops early, the feed still open and holding requests
+    assert not [thread for thread in threading.enumerate() if thread.name == "sif-stream"]
+    assert started == finished == [2, 2]  # the running batch finished; the queued ones were dropped

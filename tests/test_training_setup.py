@@ -130,8 +130,11 @@ def test_the_resolved_config_is_written_before_a_crash(tiny_vlm: Path, demo_buil
 def test_grpo_config_written_first_even_when_loading_fails(tmp_path: Path) -> None:
     from sifmodel.grpo import train_grpo
 
+    (tmp_path / "not-a-model").mkdir()  # passes the checks made before loading; the loader fails
     settings = load_settings(
-        GRPOSettings, None, [*CPU, f"model={tmp_path / 'no-model'}", f"output_dir={tmp_path / 'g'}"]
+        GRPOSettings,
+        None,
+        [*CPU, "judge.kind=match", f"model={tmp_path / 'not-a-model'}", f"output_dir={tmp_path / 'g'}"],
     )
     with pytest.raises(Exception):  # noqa: B017 - whatever the loader raises; the config exists
         train_grpo(settings)

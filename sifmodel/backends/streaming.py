@@ -58,6 +58,13 @@ class RequestFeed:
             self._closed = True
             self._ready.notify_all()
 
+    def abandon(self) -> None:
+        """Close the feed and drop what was not taken yet: the reader has stopped listening."""
+        with self._ready:
+            self._items.clear()
+            self._closed = True
+            self._ready.notify_all()
+
     def __iter__(self) -> Iterator[GenerationRequest]:
         """One request at a time until the feed is closed and empty."""
         while taken := self.take(1):
@@ -76,9 +83,14 @@ class RequestFeed:
 _DONE = object()
 
 
-def _pump(work: Callable[[queue.Queue], None]) -> Iterator[GenerationResponse]:
+def _pump(work: Callable[[queue.Queue], None], feed: RequestFeed) -> Iterator[GenerationResponse]:
     """Run ``work(results)`` in a thread and yield what it puts, until it is done; an exception
-    in the thread is raised here."""
+    in the thread is raised here.
+
+    A reader that stops early (an aborted run, Ctrl-C) abandons ``feed`` and waits for the thread
+    to finish what it started: a thread left inside torch or a tokenizer while the interpreter
+    shuts down ends the process in a C++ abort (exit 134) after the proper message.
+    """
     results: queue.Queue = queue.Queue()
 
     def target() -> None:
@@ -91,14 +103,17 @@ def _pump(work: Callable[[queue.Queue], None]) -> Iterator[GenerationResponse]:
 
     thread = threading.Thread(target=target, name="sif-stream", daemon=True)
     thread.start()
-    while True:
-        item = results.get()
-        if item is _DONE:
-            break
-        if isinstance(item, BaseException):
-            raise item
-        yield item
-    thread.join()
+    try:
+        while True:
+            item = results.get()
+            if item is _DONE:
+                break
+            if isinstance(item, BaseException):
+                raise item
+            yield item
+    finally:
+        feed.abandon()
+        thread.join()
 
 
 def stream_concurrently(
@@ -137,7 +152,7 @@ def stream_concurrently(
                 for request in prepare(taken) if prepare is not None else taken:
                     pool.submit(_safely, run_one, request).add_done_callback(finished)
 
-    return _pump(work)
+    return _pump(work, feed)
 
 
 def stream_in_batches(
@@ -154,7 +169,7 @@ def stream_in_batches(
             for response in run_batch(taken):
                 results.put(response)
 
-    return _pump(work)
+    return _pump(work, feed)
 
 
 def _safely(
