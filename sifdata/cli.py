@@ -7,9 +7,10 @@ import logging
 from collections import Counter
 from enum import StrEnum
 from pathlib import Path
-from typing import Annotated, NoReturn
+from typing import Annotated, Any, NoReturn
 
 import typer
+import yaml
 from rich.table import Table
 
 from sifdata.progress import labelled, plain_console
@@ -40,12 +41,33 @@ def _parse_shard(spec: str | None) -> tuple[int | None, int | None]:
     return index, count
 
 
-class Source(StrEnum):
-    demo = "demo"
-    synthetic = "synthetic"
-    photos = "photos"
-    viscot = "viscot"
-    tallyqa = "tallyqa"
+def _source_help() -> str:
+    from sifdata.sources.base import SOURCES
+
+    listed = SOURCES.listing(lambda name: f"{name} ({SOURCES.load(name).description})", "demo, ...")
+    return f"where questions and boxes come from, one of the installed sources: {listed}"
+
+
+def _config_error(error: ValueError) -> str:
+    """One line for a config pydantic refused: where, and the reason (the first, if several)."""
+    from pydantic import ValidationError
+
+    if not isinstance(error, ValidationError):
+        return str(error)
+    item = error.errors()[0]
+    where = ".".join(map(str, item["loc"]))
+    message = str(item["msg"]).removeprefix("Value error, ")
+    return f"{where}: {message}" if where else message
+
+
+def _source_option_pairs(pairs: list[str]) -> dict[str, Any]:
+    options: dict[str, Any] = {}
+    for pair in pairs:
+        key, sep, raw = pair.partition("=")
+        if not sep or not key.strip():
+            _fail(f"--option takes KEY=VALUE (e.g. per_subset_cap=1000), got {pair!r}")
+        options[key.strip().replace("-", "_")] = yaml.safe_load(raw)
+    return options
 
 
 class WriterKind(StrEnum):
@@ -63,15 +85,22 @@ def _main(verbose: Annotated[bool, typer.Option("--verbose", "-v", help="log eve
 @app.command()
 def build(
     out: Annotated[Path, typer.Option(help="dataset folder (created; rerun the same command to resume)")],
-    source: Annotated[Source, typer.Option(help="where questions and boxes come from")] = Source.demo,
-    source_path: Annotated[Path | None, typer.Option(help="source file (viscot, tallyqa)")] = None,
-    sizes: Annotated[Path | None, typer.Option(help="Visual-CoT benchmark_det JSONL giving image sizes")] = None,
-    image_root: Annotated[Path | None, typer.Option(help="folder the source's image paths are relative to")] = None,
+    source: Annotated[str, typer.Option(help=_source_help())] = "demo",
+    option: Annotated[
+        list[str] | None,
+        typer.Option("--option", "-o", help="a source option KEY=VALUE (repeatable; a wrong key lists the source's)"),
+    ] = None,
+    source_path: Annotated[Path | None, typer.Option(help="the source's file: --option path=P")] = None,
+    image_root: Annotated[
+        Path | None, typer.Option(help="folder the source's image paths are relative to: --option image_root=R")
+    ] = None,
     n: Annotated[int | None, typer.Option(help="at most this many candidates (sampled by seed)")] = None,
     seed: int = 0,
-    subsets: Annotated[str | None, typer.Option(help="comma-separated subsets to keep (viscot)")] = None,
-    keep_text_heavy: Annotated[bool, typer.Option(help="keep docvqa, textvqa, ... (dropped by default)")] = False,
-    per_subset_cap: Annotated[int | None, typer.Option(help="at most this many per subset (sampled)")] = None,
+    # The Visual-CoT source's options under the flags they had before sources were plug-ins.
+    sizes: Annotated[Path | None, typer.Option(hidden=True)] = None,
+    subsets: Annotated[str | None, typer.Option(hidden=True)] = None,
+    keep_text_heavy: Annotated[bool, typer.Option(hidden=True)] = False,
+    per_subset_cap: Annotated[int | None, typer.Option(hidden=True)] = None,
     select_probability: float = 0.5,
     writer: WriterKind = WriterKind.offline,
     writer_model: Annotated[str | None, typer.Option(help="or SIF_WRITER_MODEL")] = None,
@@ -97,29 +126,38 @@ def build(
     from sifdata.builder.pipeline import build as run_build
 
     index, count = _parse_shard(shard)
-    config = BuildConfig(
-        source=source.value,
-        source_path=source_path,
-        sizes=sizes,
-        image_root=image_root,
-        n=n,
-        seed=seed,
-        subsets=subsets.split(",") if subsets else None,
-        exclude_text_heavy=not keep_text_heavy,
-        per_subset_cap=per_subset_cap,
-        select_probability=select_probability,
-        writer=writer.value,
-        writer_model=writer_model,
-        writer_base_url=writer_base_url,
-        writer_timeout=writer_timeout,
-        concurrency=concurrency,
-        max_attempts=max_attempts,
-        depth_model=depth_model,
-        depth_device=depth_device,
-        depth_batch_size=depth_batch_size,
-        num_shards=count or num_shards,
-        retry_rejects=retry_rejects,
-    )
+    given = {
+        "path": source_path,
+        "image_root": image_root,
+        "sizes": sizes,
+        "subsets": subsets,
+        "exclude_text_heavy": False if keep_text_heavy else None,
+        "per_subset_cap": per_subset_cap,
+    }
+    options = {
+        key: str(value) if isinstance(value, Path) else value for key, value in given.items() if value is not None
+    }
+    try:
+        config = BuildConfig(
+            source=source,
+            source_options={**options, **_source_option_pairs(option or [])},
+            n=n,
+            seed=seed,
+            select_probability=select_probability,
+            writer=writer.value,
+            writer_model=writer_model,
+            writer_base_url=writer_base_url,
+            writer_timeout=writer_timeout,
+            concurrency=concurrency,
+            max_attempts=max_attempts,
+            depth_model=depth_model,
+            depth_device=depth_device,
+            depth_batch_size=depth_batch_size,
+            num_shards=count or num_shards,
+            retry_rejects=retry_rejects,
+        )
+    except ValueError as error:
+        _fail(_config_error(error))
     if restart:
         removed = restart_build(out)
         console.print(f"--restart: removed {len(removed)} files and folders of the earlier build in {out}")

@@ -12,6 +12,8 @@ from rich.table import Table
 
 from sifdata.progress import labelled, plain_console
 from sifdata.terminal import fail
+from sifmodel.backends import model_spec_help
+from sifmodel.judge import JUDGES
 
 if TYPE_CHECKING:
     from sifeval.adapters import Benchmark
@@ -36,6 +38,7 @@ def _main(verbose: Annotated[bool, typer.Option("--verbose", "-v")] = False) -> 
     logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s")
 
 
+JUDGE_HELP = f"one of the installed judges ({JUDGES.listing(fallback='llm, match')}); llm reads SIF_JUDGE_*"
 CHOICE_JUDGE_HELP = (
     "multiple-choice benchmarks: off (the official protocols), or llm: replies the rules cannot map to an "
     "option go to a judge model (SIF_JUDGE_BASE_URL, SIF_JUDGE_MODEL, SIF_JUDGE_API_KEY), VLMEvalKit's convention"
@@ -62,10 +65,12 @@ def _bench(
         from sifmodel.config import JudgeSettings
         from sifmodel.judge import make_judge
 
-        if judge not in ("llm", "match"):
-            _fail(f"--judge takes llm or match, not {judge!r}")
         try:
-            bench.judge = make_judge(JudgeSettings(kind=judge))  # type: ignore[attr-defined,arg-type]
+            settings = JudgeSettings(kind=judge)
+        except ValueError:
+            _fail(f"--judge takes one of the installed judges ({', '.join(JUDGES.names())}), not {judge!r}")
+        try:
+            bench.judge = make_judge(settings)  # type: ignore[attr-defined]
         except ValueError as error:
             _fail(f"{error}; or --judge match to grade answers by rule, offline (weaker than a judge model)")
     if box_frame is not None:
@@ -114,7 +119,7 @@ def _print_result(result: object) -> None:
 @app.command()
 def run(
     bench: Annotated[str, typer.Option("--bench", help="cvbench, vstar, sat, spatialbench, viscot")],
-    model: Annotated[str, typer.Option(help="hf:PATH, openai:MODEL@URL or vllm:PATH")],
+    model: Annotated[str, typer.Option(help=model_spec_help())],
     out: Annotated[Path, typer.Option(help="run folder (samples.jsonl, results.json)")],
     data: Annotated[Path | None, typer.Option(help="local folder in the upstream layout (default: the Hub)")] = None,
     mode: Annotated[str, typer.Option(help="sif (RGB + depth + SIF instruction), sif-rgb or plain")] = "sif",
@@ -132,7 +137,7 @@ def run(
     depth_model: Annotated[str, typer.Option(help="estimates depth for sif mode where a benchmark has none")] = (
         "depth-anything/Depth-Anything-V2-Small-hf"
     ),
-    judge: Annotated[str, typer.Option(help="answer judge for VisCoT: llm (SIF_JUDGE_*) or match")] = "llm",
+    judge: Annotated[str, typer.Option(help=f"answer judge for VisCoT: {JUDGE_HELP}")] = "llm",
     box_frame: Annotated[
         str | None,
         typer.Option(
@@ -322,7 +327,7 @@ def rescore(
         typer.Option(help="[TASK=]DIR: the folder an lmms-eval task read, to join its rows by doc_id (repeatable)"),
     ] = None,
     out: Annotated[Path | None, typer.Option(help="write the re-scored run(s) here")] = None,
-    judge: Annotated[str, typer.Option(help="answer judge for VisCoT: llm or match")] = "llm",
+    judge: Annotated[str, typer.Option(help=f"answer judge for VisCoT: {JUDGE_HELP}")] = "llm",
     choice_judge: Annotated[
         str | None, typer.Option(help=CHOICE_JUDGE_HELP + " (default: as the run did)", show_default=False)
     ] = None,

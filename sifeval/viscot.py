@@ -71,7 +71,7 @@ from sifdata.geometry import Box, iou, normalized_to_padded_square, padded_squar
 from sifeval.adapters import Benchmark, FocusBox, accuracy, answer_text, by, mean_over
 from sifeval.solvers import Solver, TwoPass
 from sifeval.types import ImageRef, Sample, ScoredSample, Source
-from sifmodel.judge import JudgeItem, JudgePrompt, LLMJudge, MatchJudge
+from sifmodel.judge import Judge, JudgeItem, JudgePrompt
 
 SCORED_SUBSETS = (
     "docvqa",
@@ -294,7 +294,7 @@ class VisCoT(Benchmark):
     def __init__(
         self,
         protocol: str | None = None,
-        judge: LLMJudge | MatchJudge | None = None,
+        judge: Judge | None = None,
         box_frame: BoxFrame = "per-axis",
     ) -> None:
         super().__init__(protocol)

@@ -11,6 +11,7 @@ import typer
 
 from sifdata.progress import plain_console
 from sifdata.terminal import fail
+from sifmodel.backends import model_spec_help
 
 app = typer.Typer(
     help="SIF models: SFT and GRPO recipes, merge, inference, serving. "
@@ -84,7 +85,7 @@ def merge(
 
 @app.command()
 def infer(
-    model: Annotated[str, typer.Option(help="hf:PATH, openai:MODEL@URL or vllm:PATH")],
+    model: Annotated[str, typer.Option(help=model_spec_help())],
     image: Annotated[Path, typer.Option(help="the RGB image")],
     question: Annotated[str, typer.Option(help="the question")],
     depth: Annotated[Path | None, typer.Option(help="a 16-bit SIF depth PNG (else estimated)")] = None,

@@ -15,6 +15,12 @@ from typing import Any, Literal, TypeVar
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+from sifdata.plugins import registered_names
+
+# The groups judges and rewards register in (sifmodel.judge.JUDGES, sifmodel.rewards.REWARDS):
+# a config names them, and is checked against what is installed without importing them.
+JUDGE_GROUP, REWARD_GROUP = "sifmodel.judges", "sifmodel.rewards"
+
 
 class Strict(BaseModel):
     model_config = ConfigDict(extra="forbid")
@@ -30,10 +36,11 @@ class LoraSettings(Strict):
 
 
 class JudgeSettings(Strict):
-    """``llm``: a judge model (endpoint from here or ``SIF_JUDGE_*``); ``match``: answer
-    agreement without a model (offline, weaker; free-form answers only)."""
+    """``kind`` names a judge registered under ``sifmodel.judges``: ``llm``, a judge model
+    (endpoint from here or ``SIF_JUDGE_*``); ``match``, answer agreement without a model
+    (offline, weaker; free-form answers only); or any other package's judge."""
 
-    kind: Literal["llm", "match"] = "llm"
+    kind: str = "llm"
     base_url: str | None = None
     model: str | None = None
     concurrency: int = 32
@@ -42,6 +49,14 @@ class JudgeSettings(Strict):
     max_tokens: int = 512  # room for a reasoning judge's thoughts before its score
     temperature: float = 0.0
     failure_policy: Literal["raise", "mask"] = "mask"
+
+    @field_validator("kind")
+    @classmethod
+    def _registered_judge(cls, kind: str) -> str:
+        known = registered_names(JUDGE_GROUP)
+        if kind not in known:
+            raise ValueError(f"unknown judge {kind!r}; the installed judges are {', '.join(known)}")
+        return kind
 
 
 class CommonSettings(Strict):
@@ -99,7 +114,8 @@ class GRPOSettings(CommonSettings):
     # "grpo": per-sequence normalized clipped loss with the k3 KL term, as the paper's fork of TRL.
     loss_type: str = "grpo"
     scale_rewards: str = "group"
-    # The rewards by name, with their weights (the paper: all four, summed unweighted).
+    # The rewards by name (registered under sifmodel.rewards), with their weights (the paper:
+    # its four, summed unweighted).
     rewards: dict[str, float] = Field(
         default_factory=lambda: {"format": 1.0, "accuracy": 1.0, "box_iou": 1.0, "depth": 1.0}
     )
@@ -115,7 +131,7 @@ class GRPOSettings(CommonSettings):
     @field_validator("rewards")
     @classmethod
     def _known_rewards(cls, rewards: dict[str, float]) -> dict[str, float]:
-        known = ("format", "accuracy", "box_iou", "depth")
+        known = registered_names(REWARD_GROUP)
         unknown = [name for name in rewards if name not in known]
         if unknown:
             raise ValueError(f"unknown reward(s) {', '.join(unknown)}; the rewards are {', '.join(known)}")

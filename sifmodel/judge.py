@@ -21,7 +21,7 @@ from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Generic, Literal, TypeVar
+from typing import Any, Generic, Literal, Protocol, TypeVar, runtime_checkable
 
 from PIL import Image
 
@@ -29,9 +29,8 @@ from sifdata.answers import answers_agree, rule_agreement
 from sifdata.files import DiskCache
 from sifdata.images import image_data_url
 from sifdata.llm import ChatClient, ChatError, RetryPolicy
-
-if TYPE_CHECKING:
-    from sifmodel.config import JudgeSettings
+from sifdata.plugins import Registry
+from sifmodel.config import JUDGE_GROUP, JudgeSettings
 
 
 def rule_score(prediction: str, reference: str) -> float | None:
@@ -96,6 +95,36 @@ class JudgeResult:
     @property
     def ok(self) -> bool:
         return self.score is not None
+
+
+@runtime_checkable
+class Judge(Protocol):
+    """Scores answers against references: what the GRPO-SIF accuracy reward and the Visual-CoT
+    benchmark ask of a judge. A failure is a :class:`JudgeResult` with an error, never a 0.
+
+    ``model`` names what judged (recorded with results and in caches); ``prompt`` is a
+    benchmark's official grading prompt, for judges that ask a model (others may ignore it).
+    A judge that answers slowly may set ``concurrency``: how many items it takes at once."""
+
+    model: str | None
+
+    def score_many(self, items: Sequence[JudgeItem], prompt: JudgePrompt[float] | None = None) -> list[JudgeResult]: ...
+
+
+class JudgeFactory(Protocol):
+    """What a ``sifmodel.judges`` entry point names: a class built from :class:`JudgeSettings`
+    (the ``judge:`` section of a config, ``--judge NAME`` in ``sifeval``)."""
+
+    @classmethod
+    def from_settings(cls, settings: JudgeSettings) -> Judge: ...
+
+
+JUDGES: Registry[type[JudgeFactory]] = Registry(
+    group=JUDGE_GROUP,
+    noun="judge",
+    accepts=lambda loaded: isinstance(loaded, type) and callable(getattr(loaded, "from_settings", None)),
+    expected="a judge class with a from_settings(settings) class method",
+)
 
 
 def _image_digest(image: Image.Image) -> str:
@@ -165,6 +194,18 @@ class LLMJudge:
         self._cache: dict[str, Any] = {}
         self._disk = DiskCache(cache_dir, suffix=".json") if cache_dir is not None else None
         self._lock = threading.Lock()
+
+    @classmethod
+    def from_settings(cls, settings: JudgeSettings) -> LLMJudge:
+        return cls(
+            settings.model,
+            settings.base_url,
+            concurrency=settings.concurrency,
+            timeout=settings.timeout,
+            with_image=settings.with_image,
+            max_tokens=settings.max_tokens,
+            temperature=settings.temperature,
+        )
 
     def _key(self, item: JudgeItem, prompt: JudgePrompt[float] | None = None) -> str:
         name = prompt.name if prompt is not None else "sif"
@@ -250,7 +291,7 @@ class LLMJudge:
             return list(pool.map(one, items))
 
 
-def judge_answers(items: Sequence[JudgeItem], llm: LLMJudge | MatchJudge | None) -> list[JudgeResult]:
+def judge_answers(items: Sequence[JudgeItem], llm: Judge | None) -> list[JudgeResult]:
     """Rules first; the remaining free-form answers go to ``llm`` together (concurrently).
 
     Without a judge model, free-form answers come back as errors saying so, not as zeros.
@@ -279,21 +320,16 @@ class MatchJudge:
 
     model = "answer-match"
 
+    @classmethod
+    def from_settings(cls, settings: JudgeSettings) -> MatchJudge:
+        return cls()
+
     def score_many(self, items: Sequence[JudgeItem], prompt: JudgePrompt[float] | None = None) -> list[JudgeResult]:
         """Agreement by rule (``sifdata.answers``); ``prompt`` is for judge models and not used."""
         return [JudgeResult(1.0 if answers_agree(item.prediction, item.reference) else 0.0, "rule") for item in items]
 
 
-def make_judge(settings: JudgeSettings) -> LLMJudge | MatchJudge:
-    """The judge a config asks for: a judge model (``llm``) or offline answer agreement (``match``)."""
-    if settings.kind == "match":
-        return MatchJudge()
-    return LLMJudge(
-        settings.model,
-        settings.base_url,
-        concurrency=settings.concurrency,
-        timeout=settings.timeout,
-        with_image=settings.with_image,
-        max_tokens=settings.max_tokens,
-        temperature=settings.temperature,
-    )
+def make_judge(settings: JudgeSettings) -> Judge:
+    """The judge a config names (``settings.kind``): a class registered under ``sifmodel.judges``,
+    the built-ins ``llm`` (a judge model) and ``match`` (offline answer agreement) included."""
+    return JUDGES.load(settings.kind).from_settings(settings)

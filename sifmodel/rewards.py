@@ -59,8 +59,10 @@ from typing import Any, Literal
 from sifdata.chain import WrittenArea, parse_chain, read_areas, written_answer
 from sifdata.depth import DepthMap, load_depth_png
 from sifdata.geometry import matched_iou, union_iou
+from sifdata.plugins import Registry
 from sifdata.schema import Chain
-from sifmodel.judge import JudgeItem, LLMJudge, MatchJudge, judge_answers
+from sifmodel.config import REWARD_GROUP
+from sifmodel.judge import Judge, JudgeItem, LLMJudge, judge_answers
 
 FULL_IMAGE = (0.0, 0.0, 1.0, 1.0)
 PROGRESS_FILE = "sif_progress_state.json"
@@ -261,8 +263,19 @@ def format_score(text: str) -> float:
 # ----------------------------------------------------------------------------- rewards
 
 
-REWARD_NAMES = ("format", "accuracy", "box_iou", "depth")
+REWARD_NAMES = ("format", "accuracy", "box_iou", "depth")  # the paper's four, its default
 ProgressReference = Literal["score", "reward"]
+RewardFunction = Callable[..., list[float | None]]  # TRL's: f(completions, **dataset_columns)
+# What a ``sifmodel.rewards`` entry point names: given the rewards' shared state (the judge,
+# the progress record, the depth-map cache, the statistics), the TRL reward function. TRL logs
+# it under the function's ``__name__``.
+RewardFactory = Callable[["SIFRewards"], RewardFunction]
+REWARDS: Registry[RewardFactory] = Registry(
+    group=REWARD_GROUP,
+    noun="reward",
+    accepts=callable,
+    expected="a function taking SIFRewards and returning a TRL reward function",
+)
 
 
 class SIFRewards:
@@ -270,7 +283,7 @@ class SIFRewards:
 
     def __init__(
         self,
-        judge: LLMJudge | MatchJudge | None = None,
+        judge: Judge | None = None,
         *,
         failure_policy: FailurePolicy = "mask",
         depth_tolerance: float = 0.1,
@@ -375,32 +388,15 @@ class SIFRewards:
         self.progress.update({key: sum(values) / len(values) for key, values in sums.items()})
         return rewards
 
-    def functions(self, names: Sequence[str] = REWARD_NAMES) -> list[Callable[..., list[float | None]]]:
-        """The rewards named (``format``, ``accuracy``, ``box_iou``, ``depth``) as TRL reward
-        functions, in the order given; an unknown name is an error."""
-
-        def format_reward(completions: Sequence[Any], **columns: Any) -> list[float | None]:
-            return list(self.format(completions, **columns))
-
-        def accuracy_reward(completions: Sequence[Any], **columns: Any) -> list[float | None]:
-            return self.accuracy(completions, **columns)
-
-        def box_iou_reward(completions: Sequence[Any], **columns: Any) -> list[float | None]:
-            return list(self.box_iou(completions, **columns))
-
-        def depth_consistency_reward(completions: Sequence[Any], **columns: Any) -> list[float | None]:
-            return list(self.depth_consistency(completions, **columns))
-
-        by_name = {
-            "format": format_reward,
-            "accuracy": accuracy_reward,
-            "box_iou": box_iou_reward,
-            "depth": depth_consistency_reward,
-        }
-        unknown = [name for name in names if name not in by_name]
+    def functions(self, names: Sequence[str] = REWARD_NAMES) -> list[RewardFunction]:
+        """The rewards named as TRL reward functions, in the order given: each name is a reward
+        registered under ``sifmodel.rewards`` (the four built-ins ``format``, ``accuracy``,
+        ``box_iou``, ``depth``, or another package's), built on this object's state (judge,
+        progress, depth maps, statistics). An unknown name is an error naming the installed ones."""
+        unknown = [name for name in names if name not in REWARDS.names()]
         if unknown:
-            raise ValueError(f"unknown reward(s) {', '.join(unknown)}; the rewards are {', '.join(REWARD_NAMES)}")
-        return [by_name[name] for name in names]
+            raise ValueError(f"unknown reward(s) {', '.join(unknown)}; the rewards are {', '.join(REWARDS.names())}")
+        return [REWARDS.load(name)(self) for name in names]
 
     def gathered_stats(self) -> dict[str, float]:
         """The statistics summed over every process (a collective call: every rank must make it)."""
@@ -409,6 +405,34 @@ class SIFRewards:
             for key, value in part.items():
                 totals[key] = totals.get(key, 0) + value
         return totals
+
+
+def format_reward_of(rewards: SIFRewards) -> RewardFunction:
+    def format_reward(completions: Sequence[Any], **columns: Any) -> list[float | None]:
+        return list(rewards.format(completions, **columns))
+
+    return format_reward
+
+
+def accuracy_reward_of(rewards: SIFRewards) -> RewardFunction:
+    def accuracy_reward(completions: Sequence[Any], **columns: Any) -> list[float | None]:
+        return rewards.accuracy(completions, **columns)
+
+    return accuracy_reward
+
+
+def box_iou_reward_of(rewards: SIFRewards) -> RewardFunction:
+    def box_iou_reward(completions: Sequence[Any], **columns: Any) -> list[float | None]:
+        return list(rewards.box_iou(completions, **columns))
+
+    return box_iou_reward
+
+
+def depth_reward_of(rewards: SIFRewards) -> RewardFunction:
+    def depth_consistency_reward(completions: Sequence[Any], **columns: Any) -> list[float | None]:
+        return list(rewards.depth_consistency(completions, **columns))
+
+    return depth_consistency_reward
 
 
 def _first_image(cell: Any) -> Any:

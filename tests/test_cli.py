@@ -63,7 +63,7 @@ def test_shard_jobs_and_merge_through_the_cli(tmp_path: Path) -> None:
 
 def test_viscot_build_needs_a_source_path(tmp_path: Path) -> None:
     result = runner.invoke(app, ["build", "--source", "viscot", "--out", str(tmp_path), "--no-progress"])
-    assert result.exit_code == 1 and "needs --source-path" in result.output
+    assert result.exit_code == 1 and "source viscot: path: required" in result.output, result.output
 
 
 def test_demo_runs_end_to_end(tmp_path: Path) -> None:

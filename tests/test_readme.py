@@ -39,7 +39,7 @@ SKIPPED = {
     "export SIF_WRITER_BASE_URL=https://api.openai.com/v1 SIF_WRITER_MODEL=gpt-4o SIF_WRITER_API_KEY=...": (
         "sets the next command's environment"
     ),
-    "sifdata build --source viscot --source-path viscot_363k.json --image-root viscot_images --per-subset-cap 10000 "
+    "sifdata build --source viscot --source-path viscot_363k.json --image-root viscot_images -o per_subset_cap=10000 "
     "--n 50000 --writer openai --concurrency 16 --depth-model depth-anything/Depth-Anything-V2-Small-hf "
     "--num-shards 64 --out sif-50k": (
         "needs Visual-CoT's training file, its images and a writer endpoint: tests/test_build.py builds from the "

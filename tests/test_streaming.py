@@ -12,7 +12,6 @@ import signal
 import subprocess
 import sys
 import time
-from importlib.metadata import EntryPoint
 from pathlib import Path
 
 import numpy as np
@@ -161,17 +160,7 @@ def test_vllm_backend_through_the_runner(stand_in_vllm, tmp_path: Path) -> None:
 def test_a_benchmark_from_another_package_registers_and_runs_end_to_end(
     monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
-    import sifeval.adapters
-
-    real = sifeval.adapters.entry_points
-
-    def with_toy(group: str):  # type: ignore[no-untyped-def]
-        found = list(real(group=group))
-        if group == sifeval.adapters.ENTRY_POINT_GROUP:
-            found.append(EntryPoint(name="toy-colours", value="toy_benchmark:ToyColours", group=group))
-        return found
-
-    monkeypatch.setattr(sifeval.adapters, "entry_points", with_toy)  # what an installed package's metadata adds
+    monkeypatch.syspath_prepend(str(Path(__file__).parent / "third_party"))  # as installing that package would
     listed = runner.invoke(app, ["list"])
     assert listed.exit_code == 0 and "toy-colours" in listed.output and "cvbench" in listed.output
     assert runner.invoke(app, ["mirror", "toy-colours", "--out", str(tmp_path / "toy")]).exit_code == 0

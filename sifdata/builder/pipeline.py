@@ -10,7 +10,7 @@ journal at once; a killed build resumes from the journals, and a shard's parquet
 
 from __future__ import annotations
 
-import functools
+import contextlib
 import hashlib
 import io
 import json
@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 import numpy as np
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, ValidationError, model_validator
 
 from sifdata.builder.expand import plan_focus
 from sifdata.builder.writer import (
@@ -52,8 +52,7 @@ from sifdata.journal import Journal
 from sifdata.progress import progress_bar
 from sifdata.schema import Provenance, SIFRecord
 from sifdata.shards import image_cell, record_row, shard_files, shard_name, write_manifest, write_shard
-from sifdata.sources import synthetic, tallyqa, viscot
-from sifdata.sources.base import Candidate, SourceError, SourceRecord, SourceReject
+from sifdata.sources.base import SOURCES, BuildSource, Candidate, SourceError, SourceRecord, SourceReject
 from sifdata.version import __version__
 
 log = logging.getLogger("sifdata.builder")
@@ -61,18 +60,30 @@ SYNTHETIC_DEPTH = "synthetic-exact"
 FAILURE_STREAK = 8  # the same writer failure this many times in a row stops the build
 
 
-class BuildConfig(BaseModel):
-    """Everything that decides what a build produces (recorded in the manifest)."""
+# Fields of BuildConfig before sources were plug-ins, now the source's own options; configs and
+# work/config.json files that hold them still load (a value equal to its old default is dropped).
+_LEGACY_SOURCE_FIELDS = {
+    "source_path": ("path", None),
+    "sizes": ("sizes", None),
+    "image_root": ("image_root", None),
+    "subsets": ("subsets", None),
+    "exclude_text_heavy": ("exclude_text_heavy", True),
+    "per_subset_cap": ("per_subset_cap", None),
+}
 
-    source: Literal["demo", "synthetic", "photos", "viscot", "tallyqa"] = "demo"
-    source_path: Path | None = None
-    sizes: Path | None = Field(default=None, description="Visual-CoT benchmark_det JSONL with image sizes")
-    image_root: Path | None = None
+
+class BuildConfig(BaseModel):
+    """Everything that decides what a build produces (recorded in the manifest).
+
+    ``source`` names a source registered under ``sifdata.sources``; ``source_options`` are its
+    own options, checked against its ``Options`` model and stored complete (defaults filled in),
+    so that two configs that mean the same build compare equal.
+    """
+
+    source: str = "demo"
+    source_options: dict[str, Any] = Field(default_factory=dict, description="the source's own options")
     n: int | None = Field(default=None, ge=1, description="at most this many candidates in all")
     seed: int = 0
-    subsets: list[str] | None = None
-    exclude_text_heavy: bool = True
-    per_subset_cap: int | None = Field(default=None, ge=1)
     select_probability: float = Field(default=0.5, ge=0.0, le=1.0)
     writer: Literal["offline", "openai"] = "offline"
     writer_model: str | None = None
@@ -85,6 +96,56 @@ class BuildConfig(BaseModel):
     depth_batch_size: int = Field(default=8, ge=1)
     num_shards: int = Field(default=1, ge=1)
     retry_rejects: bool = False
+
+    @model_validator(mode="before")
+    @classmethod
+    def _legacy_source_fields(cls, data: Any) -> Any:
+        if not isinstance(data, dict) or not any(key in data for key in _LEGACY_SOURCE_FIELDS):
+            return data
+        data = dict(data)
+        moved = {}
+        for key, (option, default) in _LEGACY_SOURCE_FIELDS.items():
+            if key in data:
+                value = data.pop(key)
+                if value != default:
+                    moved[option] = value
+        data["source_options"] = {**moved, **(data.get("source_options") or {})}
+        return data
+
+    @model_validator(mode="after")
+    def _checked_source_options(self) -> BuildConfig:
+        options = source_options(self.source, self.source_options)
+        self.source_options = options.model_dump(mode="json")
+        return self
+
+    def make_source(self) -> BuildSource:
+        """The configured source, with its options."""
+        return SOURCES.load(self.source)(source_options(self.source, self.source_options))
+
+
+def source_options(name: str, options: dict[str, Any]) -> BaseModel:
+    """``options`` checked by source ``name``'s ``Options``; the error names the source, the
+    option and the options it has."""
+    try:
+        source = SOURCES.load(name)
+    except KeyError as error:
+        raise ValueError(str(error)) from None
+    try:
+        return source.Options.model_validate(options)
+    except ValidationError as error:
+        problems = "; ".join(
+            f"{'.'.join(map(str, item['loc'])) or 'options'}: "
+            + (
+                "required"
+                if item["type"] == "missing"
+                else "unknown option"
+                if item["type"] == "extra_forbidden"
+                else item["msg"]
+            )
+            for item in error.errors()
+        )
+        known = ", ".join(source.Options.model_fields) or "none"
+        raise ValueError(f"source {name}: {problems} (its options: {known}; --option KEY=VALUE)") from None
 
 
 class BuildAborted(RuntimeError):
@@ -126,69 +187,22 @@ class BuildReport:
 # ----------------------------------------------------------------------------- candidates
 
 
-def _sample(items: list[Candidate], limit: int | None, rng: np.random.Generator) -> list[Candidate]:
-    """``limit`` candidates drawn by the seed, kept in their original order."""
-    if limit is None or len(items) <= limit:
-        return items
-    chosen = sorted(rng.choice(len(items), size=limit, replace=False))
-    return [items[i] for i in chosen]
-
-
-def _given(record: SourceRecord) -> SourceRecord:
-    return record
-
-
 def source_candidates(config: BuildConfig, on_reject: Callable[[SourceReject], None]) -> list[Candidate]:
     """Every candidate of the configured source, in source order, with no image read."""
-    if config.source in ("synthetic", "demo", "photos"):
-        photos = []
-        if config.source != "synthetic":
-            photos = [
-                Candidate(r.key, r.source, functools.partial(_given, r)) for r in synthetic.read_photos(on_reject)
-            ]
-        if config.source == "photos":
-            return photos[: config.n] if config.n else photos
-        wanted = config.n if config.n is not None else 50
-        return photos + synthetic.index(max(wanted - len(photos), 0), seed=config.seed)
-    if config.source_path is None:
-        raise ValueError(f"--source {config.source} needs --source-path")
-    if config.source == "viscot":
-        return viscot.index(config.source_path, sizes=config.sizes, image_root=config.image_root)
-    return tallyqa.index(config.source_path, image_root=config.image_root)
+    return config.make_source().candidates(n=config.n, seed=config.seed, on_reject=on_reject)
 
 
 def select_candidates(config: BuildConfig, on_reject: Callable[[SourceReject], None]) -> list[Candidate]:
     """The build's candidates, identical in every process that runs the same config.
 
-    Filters, per-subset caps, de-duplication and sampling all work on the source index (keys
-    and subsets), so choosing a shard's share reads no image; a candidate that turns out to be
-    broken is rejected, with its reason, by the shard that resolves it.
+    The source lists them and keeps the build's share (filters, per-subset caps,
+    de-duplication and sampling, all on keys and subsets), so choosing a shard's share reads no
+    image; a candidate that turns out to be broken is rejected, with its reason, by the shard
+    that resolves it.
     """
-    rng = np.random.default_rng(config.seed)
-    candidates = source_candidates(config, on_reject)
-    if config.source in ("synthetic", "demo", "photos"):
-        return candidates
-    kept = [
-        c
-        for c in candidates
-        if not (config.exclude_text_heavy and c.subset in viscot.TEXT_HEAVY_SUBSETS)
-        and (config.subsets is None or c.subset in config.subsets)
-    ]
-    if config.per_subset_cap is not None:
-        by_subset: dict[str, list[Candidate]] = {}
-        for candidate in kept:
-            by_subset.setdefault(candidate.subset, []).append(candidate)
-        capped = {id(c) for group in by_subset.values() for c in _sample(group, config.per_subset_cap, rng)}
-        kept = [c for c in kept if id(c) in capped]
-    seen: set[str] = set()
-    unique = []
-    for candidate in kept:
-        if candidate.key in seen:
-            on_reject(SourceReject(candidate.key, "duplicate source id"))
-            continue
-        seen.add(candidate.key)
-        unique.append(candidate)
-    return _sample(unique, config.n, rng)
+    source = config.make_source()
+    candidates = source.candidates(n=config.n, seed=config.seed, on_reject=on_reject)
+    return source.select(candidates, n=config.n, rng=np.random.default_rng(config.seed), on_reject=on_reject)
 
 
 def shard_share(candidates: Sequence[Candidate], index: int, count: int) -> list[tuple[int, Candidate]]:
@@ -497,7 +511,7 @@ def build(
     writer = writer or make_writer(config, out)
     if estimator is None:
         estimator = DepthEstimator(config.depth_model, device=config.depth_device, batch_size=config.depth_batch_size)
-        if config.source != "synthetic":  # records will need estimated depth: load the model before any work
+        if config.make_source().estimates_depth:  # load the depth model before any work
             try:
                 estimator.pipeline  # noqa: B018 - loading is the point
             except DepthModelUnavailable as error:
@@ -532,6 +546,10 @@ def _check_same_config(out: Path, config: BuildConfig) -> None:
     if not saved.is_file():
         return
     previous, current = json.loads(saved.read_text(encoding="utf-8")), _config_json(config)
+    # A folder built before sources were plug-ins recorded their options as fields of its own;
+    # a config that no longer loads is compared as written (what differs is named below).
+    with contextlib.suppress(ValueError):
+        previous = _config_json(BuildConfig.model_validate(previous))
     changed = sorted(k for k in set(previous) | set(current) if previous.get(k) != current.get(k))
     if changed:
         shown = "; ".join(f"{k}: {previous.get(k)!r} there, {current.get(k)!r} now" for k in changed)

@@ -6,16 +6,19 @@ import contextlib
 import functools
 import gc
 import logging
+from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, NamedTuple
+from typing import Any, ClassVar, NamedTuple
 
 import numpy as np
 from PIL import Image
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from sifdata.geometry import pixel_to_normalized
 from sifdata.images import open_image
+from sifdata.plugins import Registry, subclass_of
 from sifdata.schema import Box
 
 log = logging.getLogger("sifdata.sources")
@@ -94,6 +97,104 @@ class Candidate(NamedTuple):
     key: str
     subset: str
     resolve: Callable[[], SourceRecord]
+
+
+# ----------------------------------------------------------------------------- the source interface
+
+
+class NoOptions(BaseModel):
+    """The options of a source that takes none (an unknown option is an error naming it)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+
+class FileSourceOptions(NoOptions):
+    """Options every source read from a file shares: the file, the folder its image paths are
+    relative to, and which of its subsets to keep (``subsets``; at most ``per_subset_cap`` of
+    each, sampled by the build's seed)."""
+
+    path: Path = Field(description="the source file (or folder of files)")
+    image_root: Path | None = Field(default=None, description="folder the image paths are relative to")
+    subsets: list[str] | None = Field(default=None, description="keep only these subsets")
+    per_subset_cap: int | None = Field(default=None, ge=1, description="at most this many per subset (sampled)")
+
+    @field_validator("subsets", mode="before")
+    @classmethod
+    def _comma_separated(cls, value: Any) -> Any:
+        return [part for part in value.split(",") if part] if isinstance(value, str) else value
+
+
+class BuildSource(ABC):
+    """What a ``sifdata.sources`` entry point names: where a build's questions and boxes come from.
+
+    ``Options`` is the source's own typed options (``sifdata build --option KEY=VALUE``,
+    ``BuildConfig.source_options``); the builder knows none of them. ``candidates`` lists what
+    the source offers without reading an image; ``select`` keeps the build's share, the same in
+    every process that runs the same config (filters, caps and sampling on keys and subsets).
+    """
+
+    name: ClassVar[str]
+    description: ClassVar[str]
+    Options: ClassVar[type[BaseModel]] = NoOptions
+    # False for a source whose records carry their exact depth: the build loads no depth model.
+    estimates_depth: ClassVar[bool] = True
+
+    def __init__(self, options: BaseModel) -> None:
+        self.options = options
+
+    @abstractmethod
+    def candidates(self, *, n: int | None, seed: int, on_reject: RejectHandler) -> list[Candidate]:
+        """Every candidate for a build of at most ``n`` records, in source order, no image read."""
+
+    def select(
+        self, candidates: list[Candidate], *, n: int | None, rng: np.random.Generator, on_reject: RejectHandler
+    ) -> list[Candidate]:
+        """The build's candidates: duplicates rejected, then ``n`` sampled by ``rng`` (in order)."""
+        return sample_candidates(unique_candidates(candidates, on_reject), n, rng)
+
+
+SOURCES: Registry[type[BuildSource]] = Registry(
+    group="sifdata.sources", noun="source", accepts=subclass_of(BuildSource), expected="a sifdata BuildSource class"
+)
+
+
+def sample_candidates(items: list[Candidate], limit: int | None, rng: np.random.Generator) -> list[Candidate]:
+    """``limit`` candidates drawn by ``rng``, kept in their original order."""
+    if limit is None or len(items) <= limit:
+        return items
+    chosen = sorted(rng.choice(len(items), size=limit, replace=False))
+    return [items[i] for i in chosen]
+
+
+def unique_candidates(items: list[Candidate], on_reject: RejectHandler) -> list[Candidate]:
+    """The first candidate of each key; the others are rejected as duplicates, by name."""
+    seen: set[str] = set()
+    unique = []
+    for candidate in items:
+        if candidate.key in seen:
+            on_reject(SourceReject(candidate.key, "duplicate source id"))
+            continue
+        seen.add(candidate.key)
+        unique.append(candidate)
+    return unique
+
+
+def keep_subsets(
+    items: list[Candidate],
+    options: FileSourceOptions,
+    rng: np.random.Generator,
+    drop: Callable[[Candidate], bool] = lambda candidate: False,
+) -> list[Candidate]:
+    """``options.subsets`` (all when None) less what ``drop`` says, at most ``per_subset_cap``
+    of each subset sampled by ``rng``."""
+    kept = [c for c in items if not drop(c) and (options.subsets is None or c.subset in options.subsets)]
+    if options.per_subset_cap is not None:
+        by_subset: dict[str, list[Candidate]] = {}
+        for candidate in kept:
+            by_subset.setdefault(candidate.subset, []).append(candidate)
+        capped = {id(c) for group in by_subset.values() for c in sample_candidates(group, options.per_subset_cap, rng)}
+        kept = [c for c in kept if id(c) in capped]
+    return kept
 
 
 @contextlib.contextmanager

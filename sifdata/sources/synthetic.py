@@ -20,7 +20,15 @@ import numpy as np
 from PIL import Image, ImageDraw
 
 from sifdata.images import open_image
-from sifdata.sources.base import Candidate, RejectHandler, SourceRecord, SourceReject, log_reject, make_record
+from sifdata.sources.base import (
+    BuildSource,
+    Candidate,
+    RejectHandler,
+    SourceRecord,
+    SourceReject,
+    log_reject,
+    make_record,
+)
 
 COLOURS = {
     "red": (220, 40, 40),
@@ -211,3 +219,51 @@ def read_photos(on_reject: RejectHandler = log_reject) -> Iterator[SourceRecord]
             )
         except (OSError, ValueError) as error:
             on_reject(SourceReject(f"photos/{row['id']}", str(error)))
+
+
+def _given(record: SourceRecord) -> SourceRecord:
+    return record
+
+
+def photo_candidates(on_reject: RejectHandler) -> list[Candidate]:
+    return [Candidate(r.key, r.source, functools.partial(_given, r)) for r in read_photos(on_reject)]
+
+
+DEFAULT_GENERATED = 50  # records of a generated source when the build names no n
+
+
+class _Generated(BuildSource):
+    """Records made here, all of them kept: nothing to filter or sample."""
+
+    def select(
+        self, candidates: list[Candidate], *, n: int | None, rng: np.random.Generator, on_reject: RejectHandler
+    ) -> list[Candidate]:
+        return candidates
+
+
+class SyntheticSource(_Generated):
+    name = "synthetic"
+    description = "generated scenes with exact depth (no depth model)"
+    estimates_depth = False
+
+    def candidates(self, *, n: int | None, seed: int, on_reject: RejectHandler) -> list[Candidate]:
+        return index(n if n is not None else DEFAULT_GENERATED, seed=seed)
+
+
+class PhotosSource(_Generated):
+    name = "photos"
+    description = "the three bundled photos (MIT, from V*)"
+
+    def candidates(self, *, n: int | None, seed: int, on_reject: RejectHandler) -> list[Candidate]:
+        photos = photo_candidates(on_reject)
+        return photos[:n] if n else photos
+
+
+class DemoSource(_Generated):
+    name = "demo"
+    description = "the bundled photos, then generated scenes up to n"
+
+    def candidates(self, *, n: int | None, seed: int, on_reject: RejectHandler) -> list[Candidate]:
+        photos = photo_candidates(on_reject)
+        wanted = n if n is not None else DEFAULT_GENERATED
+        return photos + index(max(wanted - len(photos), 0), seed=seed)

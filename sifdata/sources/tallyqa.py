@@ -5,15 +5,20 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
+
+import numpy as np
 
 from sifdata.files import confined_path, read_json
 from sifdata.sources.base import (
+    BuildSource,
     Candidate,
+    FileSourceOptions,
     RejectHandler,
     SourceRecord,
     bulk_allocation,
     image_size,
+    keep_subsets,
     log_reject,
     make_record,
     resolve_all,
@@ -63,3 +68,19 @@ def read(
 ) -> Iterator[SourceRecord]:
     """Yield the usable records; broken ones go to ``on_reject`` with the reason."""
     yield from resolve_all(index(path, image_root=image_root), on_reject)
+
+
+class TallyQASource(BuildSource):
+    name = "tallyqa"
+    description = "a TallyQA JSON file (counting questions with boxes)"
+    Options = FileSourceOptions
+
+    def candidates(self, *, n: int | None, seed: int, on_reject: RejectHandler) -> list[Candidate]:
+        options = cast(FileSourceOptions, self.options)
+        return index(options.path, image_root=options.image_root)
+
+    def select(
+        self, candidates: list[Candidate], *, n: int | None, rng: np.random.Generator, on_reject: RejectHandler
+    ) -> list[Candidate]:
+        kept = keep_subsets(candidates, cast(FileSourceOptions, self.options), rng)
+        return super().select(kept, n=n, rng=rng, on_reject=on_reject)

@@ -15,14 +15,20 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, cast
 
+import numpy as np
+from pydantic import Field
+
 from sifdata.files import confined_path, read_json, read_jsonl
 from sifdata.schema import Box
 from sifdata.sources.base import (
+    BuildSource,
     Candidate,
+    FileSourceOptions,
     RejectHandler,
     SourceRecord,
     bulk_allocation,
     image_size,
+    keep_subsets,
     log_reject,
     make_record,
     resolve_all,
@@ -196,3 +202,27 @@ def read(
     """
     records = resolve_all(index(path, sizes=sizes, image_root=image_root), on_reject)
     yield from cast(Iterator[VisCoTRecord], records)  # viscot candidates resolve to VisCoTRecord
+
+
+class VisCoTOptions(FileSourceOptions):
+    sizes: Path | None = Field(default=None, description="the benchmark_det JSONL (or folder) with image sizes")
+    exclude_text_heavy: bool = Field(default=True, description="drop docvqa, dude, textvqa, sroie, ...")
+
+
+class VisCoTSource(BuildSource):
+    name = "viscot"
+    description = "Visual-CoT's viscot_363k.json or benchmark files"
+    Options = VisCoTOptions
+
+    def candidates(self, *, n: int | None, seed: int, on_reject: RejectHandler) -> list[Candidate]:
+        options = cast(VisCoTOptions, self.options)
+        return index(options.path, sizes=options.sizes, image_root=options.image_root)
+
+    def select(
+        self, candidates: list[Candidate], *, n: int | None, rng: np.random.Generator, on_reject: RejectHandler
+    ) -> list[Candidate]:
+        options = cast(VisCoTOptions, self.options)
+        kept = keep_subsets(
+            candidates, options, rng, drop=lambda c: options.exclude_text_heavy and c.subset in TEXT_HEAVY_SUBSETS
+        )
+        return super().select(kept, n=n, rng=rng, on_reject=on_reject)

@@ -11,7 +11,7 @@ import hashlib
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Protocol, runtime_checkable
+from typing import Any, ClassVar, Protocol, runtime_checkable
 
 from PIL import Image
 
@@ -79,6 +79,16 @@ class Backend(Protocol):
         changes when the weights do (see :func:`model_identity`). Response caches and resumed
         runs are keyed by it."""
         ...
+
+
+class BackendFactory(Protocol):
+    """What a ``sifmodel.backends`` entry point names: a class that builds its backend from a
+    model spec's parts (``KIND:TARGET?options``)."""
+
+    spec_target: ClassVar[str]  # how TARGET reads, for help and errors: "PATH_OR_ID", "MODEL@BASE_URL"
+
+    @classmethod
+    def from_spec(cls, target: str, options: dict[str, Any], depth: DepthProvider | None) -> Backend: ...
 
 
 @runtime_checkable

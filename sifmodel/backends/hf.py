@@ -41,6 +41,12 @@ def load_processor(path: str, **kwargs: Any) -> Any:
 class TransformersBackend:
     name = "transformers"
 
+    spec_target = "PATH_OR_ID"
+
+    @classmethod
+    def from_spec(cls, target: str, options: dict[str, Any], depth: DepthProvider | None) -> TransformersBackend:
+        return cls(target, depth=depth, **options)
+
     def __init__(
         self,
         model: str,

@@ -29,6 +29,15 @@ class OpenAIBackend:
 
     name = "openai"
 
+    spec_target = "MODEL@BASE_URL"
+
+    @classmethod
+    def from_spec(cls, target: str, options: dict[str, Any], depth: DepthProvider | None) -> OpenAIBackend:
+        model, at, base_url = target.rpartition("@")
+        if not at or not model or not base_url:
+            raise ValueError("an openai spec is openai:MODEL@BASE_URL")
+        return cls(model, base_url, depth=depth, **options)
+
     def __init__(
         self,
         model: str,

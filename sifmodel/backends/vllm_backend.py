@@ -33,6 +33,12 @@ from sifmodel.backends.streaming import in_request_order, stream_in_batches
 class VLLMBackend:
     name = "vllm"
 
+    spec_target = "PATH_OR_ID"
+
+    @classmethod
+    def from_spec(cls, target: str, options: dict[str, Any], depth: DepthProvider | None) -> VLLMBackend:
+        return cls(target, depth=depth, **options)
+
     def __init__(
         self, model: str, *, depth: DepthProvider | None = None, chunk_size: int = 256, **engine_options: Any
     ) -> None:

@@ -1,6 +1,6 @@
-"""A benchmark from outside sifeval: one module, registered through the ``sifeval.benchmarks``
-entry point group (the test patches ``importlib.metadata`` at that boundary, as an installed
-package's metadata would), with its mirror beside it. Nothing in sifeval names it."""
+"""A benchmark from outside sifeval: one module, registered under the ``sifeval.benchmarks``
+entry point group by this package's metadata, with its mirror beside it. Nothing in sifeval
+names it."""
 
 from __future__ import annotations
 
