@@ -1,4 +1,4 @@
-"""The ``vllm:`` backend against a stand-in engine module (``benchmarks/stand_in/vllm``: vLLM's
+"""The ``vllm:`` backend against a stand-in engine module (``tests/fakes/vllm``: vLLM's
 ``LLM``/``SamplingParams`` surface, each ``LLM.chat`` call costing a fixed overhead plus a small
 cost per prompt, as a GPU engine's does), put on ``sys.path`` here. Not vLLM: what is measured
 is how the backend feeds an engine.
@@ -17,7 +17,7 @@ import tempfile
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).parent / "stand_in"))
+sys.path.insert(0, str(Path(__file__).parents[1] / "tests" / "fakes"))
 
 import vllm
 
@@ -34,7 +34,7 @@ def main() -> None:
     parser.add_argument("--per-prompt", type=float, default=0.0005, help="seconds per prompt in a call")
     args = parser.parse_args()
     vllm.CALL_OVERHEAD_S, vllm.PER_PROMPT_S = args.call_overhead, args.per_prompt
-    assert "stand_in" in vllm.__file__, vllm.__file__
+    assert "fakes" in vllm.__file__, vllm.__file__
     with tempfile.TemporaryDirectory() as tmp:
         data = build_mirror(Path(tmp) / "cvbench", per_task=args.requests // 4)
         bench = get_benchmark("cvbench")

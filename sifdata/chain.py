@@ -16,8 +16,8 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
+from sifdata.chain_types import MAX_DECIMALS, Box, Chain, Focus, Text, check_normalized_box
 from sifdata.geometry import clip_box
-from sifdata.schema import MAX_DECIMALS, Box, Chain, Focus, Text, check_normalized_box
 
 _TAG = re.compile(r"<(/?)(think|area|text|answer)>")
 _NON_SPACE = re.compile(r"\S")

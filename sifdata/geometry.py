@@ -15,7 +15,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from sifdata.schema import Box
+from sifdata.chain_types import Box
 
 BoxLike = Sequence[float]
 

@@ -11,14 +11,15 @@ from __future__ import annotations
 import math
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Mapping, Sequence
-from importlib.metadata import EntryPoint, entry_points
 from pathlib import Path
 from typing import Any, ClassVar
 
 from sifdata.answers import LETTERS, answer_part, read_option
 from sifdata.chain import parse_chain
 from sifdata.geometry import Box
+from sifdata.plugins import Registry, subclass_of
 from sifeval.choice_judge import ChoiceItem, ChoiceJudge
+from sifeval.published import published
 from sifeval.solvers import Generate, Solver
 from sifeval.types import Sample, ScoredSample, Source
 from sifmodel.backends import GenerationRequest, GenerationSettings
@@ -154,8 +155,6 @@ class Benchmark(ABC):
 
     def reference_results(self) -> list[dict[str, Any]]:
         """Published numbers for this benchmark, each with its source and protocol note."""
-        from sifeval.report import published
-
         return list(published().get(self.name, {}).get("rows", []))
 
     def dataset_info(self, data_dir: str | Path | None) -> dict[str, Any]:
@@ -279,30 +278,14 @@ def mean_over(values: dict[str, float], expected: Sequence[str]) -> float:
 ENTRY_POINT_GROUP = "sifeval.benchmarks"
 
 
-def _entry_points() -> dict[str, EntryPoint]:
-    found: dict[str, EntryPoint] = {}
-    for entry in entry_points(group=ENTRY_POINT_GROUP):
-        if entry.name in found and found[entry.name].value != entry.value:
-            raise ValueError(
-                f"benchmark {entry.name!r} is registered twice ({found[entry.name].value} and {entry.value})"
-            )
-        found[entry.name] = entry
-    if not found:
-        raise RuntimeError(
-            f"no benchmark is registered under the {ENTRY_POINT_GROUP!r} entry point group: "
-            "install sifthinker (pip install -e .) so that its benchmarks register"
-        )
-    return found
+BENCHMARKS: Registry[type[Benchmark]] = Registry(
+    group=ENTRY_POINT_GROUP, noun="benchmark", accepts=subclass_of(Benchmark), expected="a sifeval Benchmark class"
+)
 
 
 def benchmark_class(name: str) -> type[Benchmark]:
     """The class registered as ``name`` (loaded from its entry point)."""
-    entries = _entry_points()
-    if name not in entries:
-        raise KeyError(f"unknown benchmark {name!r}; known: {', '.join(sorted(entries))}")
-    cls = entries[name].load()
-    if not (isinstance(cls, type) and issubclass(cls, Benchmark)):
-        raise TypeError(f"entry point {name} = {entries[name].value} is not a sifeval Benchmark class")
+    cls = BENCHMARKS.load(name)
     if cls.name != name:
         raise ValueError(f"entry point {name!r} names a benchmark called {cls.name!r}")
     return cls
@@ -315,4 +298,25 @@ def get_benchmark(name: str, protocol: str | None = None) -> Benchmark:
 
 
 def list_benchmarks() -> list[type[Benchmark]]:
-    return [benchmark_class(name) for name in sorted(_entry_points())]
+    return [benchmark_class(name) for name in BENCHMARKS.names()]
+
+
+def load_samples(bench: Benchmark, data_dir: str | Path | None) -> list[Sample]:
+    """The benchmark's samples; a Hub that cannot be reached is a clear error saying what to do."""
+    if data_dir is not None:
+        if not Path(data_dir).is_dir():
+            raise FileNotFoundError(f"--data {data_dir}: no such folder")
+        try:
+            return bench.load(data_dir)
+        except Exception as error:  # any reader's error on a folder of another layout: say which was expected
+            raise ValueError(
+                f"{data_dir} is not in {bench.title}'s layout ({bench.layout}): {type(error).__name__}: {error}"
+            ) from None
+    try:
+        return bench.load(None)
+    except (ConnectionError, OSError) as error:
+        gated = " It is gated: accept its licence on the Hub and set HF_TOKEN." if bench.source.gated else ""
+        raise FileNotFoundError(
+            f"{bench.title} could not be loaded from the Hub ({bench.source.hub_id}): {type(error).__name__}. "
+            f"Pass --data DIR with a local copy in the upstream layout, or run online.{gated}"
+        ) from error

@@ -337,7 +337,7 @@ def _score_log(
     log: Path, task: LoggedTask, data: str | Path | None, record: dict[str, Any] | None
 ) -> tuple[Benchmark, list[ScoredSample], list[str], int | None]:
     """:func:`score_log`, and the number of rows joined (None when none were)."""
-    from sifeval.runner import scored_from_json
+    from sifeval.rundir import scored_from_json
 
     bench = get_benchmark(task.bench, task.protocol)
     record = run_record(log) if record is None else record
@@ -455,7 +455,7 @@ def rescore_logs(
 def _rescore_logs(
     logs: list[Path], out: Path, single: bool, bench: str | None, data: Mapping[str, str | Path] | None
 ) -> list[LogRescore]:
-    from sifeval.runner import SAMPLES, scored_to_json, summarize, write_results
+    from sifeval.rundir import SAMPLES, scored_to_json, summarize, write_results
 
     outcomes: list[LogRescore] = []
     for log in logs:

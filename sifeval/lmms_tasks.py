@@ -15,7 +15,7 @@ here). What lmms-eval calls, and how (lmms-eval 0.7.3):
 - each metric's aggregation on the list of the values ``process_results`` returned under its
   name, one per doc in doc order (``evaluator_utils.py`` L115-123).
 
-Every metric's per-doc value is the same scored sample (:func:`sifeval.runner.scored_to_json`),
+Every metric's per-doc value is the same scored sample (:func:`sifeval.rundir.scored_to_json`),
 so each aggregation is the benchmark's own :meth:`Benchmark.aggregate` over all of them: the
 CV-Bench formula, not lmms-eval's micro average, and the reply's option read by the shared
 extractor, not its first character. The prompt is the benchmark's ``plain`` one, as
@@ -156,7 +156,7 @@ def _process_results(
     bench_name: str, make: Callable[[dict[str, Any]], Sample], metrics: Mapping[str, str], mode: str = "plain"
 ) -> Callable[[dict[str, Any], list[str]], dict[str, Any]]:
     def process_results(doc: dict[str, Any], results: list[str]) -> dict[str, Any]:
-        from sifeval.runner import scored_to_json
+        from sifeval.rundir import scored_to_json
 
         reply = results[0] if results else ""
         scored = scored_to_json(_benchmark(bench_name).score(make(doc), reply, mode))
@@ -167,7 +167,7 @@ def _process_results(
 
 def _aggregate(bench_name: str, figure: str) -> Callable[[list[dict[str, Any]]], float]:
     def aggregate(items: list[dict[str, Any]]) -> float:
-        from sifeval.runner import scored_from_json
+        from sifeval.rundir import scored_from_json
 
         scored: list[ScoredSample] = [scored_from_json(item) for item in items]
         return float(_benchmark(bench_name).aggregate(scored).get(figure, float("nan")))

@@ -5,19 +5,12 @@ from __future__ import annotations
 import html
 import math
 from collections.abc import Sequence
-from importlib import resources
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 from sifdata.secrets import redact
-from sifeval.runner import RESULTS
-
-
-def published() -> dict[str, Any]:
-    text = (resources.files("sifeval") / "data" / "published.yaml").read_text(encoding="utf-8")
-    return yaml.safe_load(text)
+from sifeval.published import published
+from sifeval.rundir import RESULTS
 
 
 def _number(value: Any) -> str:

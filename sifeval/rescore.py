@@ -10,7 +10,7 @@ from typing import Any
 
 from sifdata.files import exclusive_lock
 from sifeval.adapters import Benchmark
-from sifeval.runner import (
+from sifeval.rundir import (
     RUN,
     SAMPLES,
     differences,

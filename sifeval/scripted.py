@@ -19,9 +19,9 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 from sifdata.chain import format_chain
+from sifdata.chain_types import Chain, Focus, Text
 from sifdata.depth import DepthEstimator, DepthMap
 from sifdata.geometry import clip_box, round_box
-from sifdata.schema import Chain, Focus, Text
 from sifeval.adapters import LETTERS, Benchmark
 from sifeval.types import Sample
 

@@ -25,8 +25,8 @@ from PIL import Image
 from sifdata.depth import depth_to_image, model_depth_image
 from sifdata.secrets import redact
 from sifdata.viewer.site import FocusBox, Panel, Picture, SiteReport, ViewItem, write_site
-from sifeval.adapters import Benchmark, benchmark_class
-from sifeval.runner import RUN, load_samples, read_run
+from sifeval.adapters import Benchmark, benchmark_class, load_samples
+from sifeval.rundir import RUN, read_run
 from sifeval.types import ImageRef, Sample, ScoredSample
 
 FACETS = ("agreement", "status", "status A", "status B", "category", "conflict")

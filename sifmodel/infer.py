@@ -8,7 +8,7 @@ from pathlib import Path
 from PIL import Image, ImageDraw
 
 from sifdata.chain import parse_chain
-from sifdata.schema import Chain
+from sifdata.chain_types import Chain
 from sifmodel.backends import Backend, GenerationRequest, GenerationSettings
 from sifmodel.prompts import PromptMode
 

@@ -57,10 +57,10 @@ from pathlib import Path
 from typing import Any, Literal
 
 from sifdata.chain import WrittenArea, parse_chain, read_areas, written_answer
+from sifdata.chain_types import Chain
 from sifdata.depth import DepthMap, load_depth_png
 from sifdata.geometry import matched_iou, union_iou
 from sifdata.plugins import Registry
-from sifdata.schema import Chain
 from sifmodel.config import REWARD_GROUP
 from sifmodel.judge import Judge, JudgeItem, LLMJudge, judge_answers
 

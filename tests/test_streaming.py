@@ -24,7 +24,7 @@ from sifeval.cli import app
 from sifeval.cvbench import build_mirror as build_cvbench
 from sifmodel.backends import GenerationRequest, GenerationResponse, GenerationSettings, load
 
-STAND_IN = Path(__file__).parents[1] / "benchmarks" / "stand_in"
+FAKES = Path(__file__).parent / "fakes"  # a stand-in `vllm` package: importable only with this folder on sys.path
 runner = CliRunner()
 
 
@@ -94,8 +94,8 @@ def test_a_killed_streaming_run_resumes_with_every_sample_exactly_once(tmp_path:
 
 @pytest.fixture
 def stand_in_vllm(monkeypatch: pytest.MonkeyPatch):  # type: ignore[no-untyped-def]
-    """The stand-in engine module (benchmarks/stand_in/vllm), on sys.path for this test only."""
-    monkeypatch.syspath_prepend(str(STAND_IN))
+    """The stand-in engine module (tests/fakes/vllm), on sys.path for this test only."""
+    monkeypatch.syspath_prepend(str(FAKES))
     monkeypatch.delitem(sys.modules, "vllm", raising=False)
     import vllm
 

@@ -15,8 +15,8 @@ from typing import Literal
 
 import numpy as np
 
+from sifdata.chain_types import Box
 from sifdata.geometry import iou, union_box
-from sifdata.schema import Box
 
 StepKind = Literal["full", "select", "merge", "expand", "target"]
 FULL_IMAGE: Box = (0.0, 0.0, 1.0, 1.0)

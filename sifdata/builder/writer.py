@@ -29,10 +29,10 @@ from PIL import Image
 from sifdata.answers import answers_agree
 from sifdata.builder.expand import PlannedStep
 from sifdata.chain import ChainError, format_area, parse_chain
+from sifdata.chain_types import Box, Chain
 from sifdata.files import DiskCache
 from sifdata.images import draw_boxes, image_data_url
 from sifdata.llm import ChatClient, ChatError, RetryPolicy
-from sifdata.schema import Box, Chain
 
 DEPTH_TOLERANCE = 0.002  # 3-decimal rounding plus 16-bit quantization, with room to spare
 BOX_TOLERANCE = 0.0015

@@ -16,10 +16,10 @@ import numpy as np
 from PIL import Image
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+from sifdata.chain_types import Box
 from sifdata.geometry import pixel_to_normalized
 from sifdata.images import open_image
 from sifdata.plugins import Registry, subclass_of
-from sifdata.schema import Box
 
 log = logging.getLogger("sifdata.sources")
 

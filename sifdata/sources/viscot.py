@@ -18,8 +18,8 @@ from typing import Any, cast
 import numpy as np
 from pydantic import Field
 
+from sifdata.chain_types import Box
 from sifdata.files import confined_path, read_json, read_jsonl
-from sifdata.schema import Box
 from sifdata.sources.base import (
     BuildSource,
     Candidate,
