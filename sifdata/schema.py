@@ -12,7 +12,7 @@ import json
 from dataclasses import dataclass
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator
 
 from sifdata.chain import ChainError, parse_chain
 from sifdata.chain_types import (
@@ -38,8 +38,19 @@ __all__ = [
     "chain_json_schema",
     "check_normalized_box",
     "column_kinds",
+    "parsed_chain_context",
     "record_json_schema",
 ]
+
+
+PARSED_CHAIN = "parsed_chain"
+
+
+def parsed_chain_context(text: str, parsed: Chain | None) -> dict[str, Any] | None:
+    """The validation context of a record whose chain ``text`` was already parsed strictly into
+    ``parsed`` (``SIFRecord.model_validate(fields, context=...)``): the chain is not parsed again.
+    None (parse it) when there is no parsed chain."""
+    return {PARSED_CHAIN: (text, parsed)} if parsed is not None else None
 
 
 class Provenance(BaseModel):
@@ -116,7 +127,10 @@ class SIFRecord(BaseModel):
 
     @field_validator("chain")
     @classmethod
-    def _chain_strict(cls, text: str) -> str:
+    def _chain_strict(cls, text: str, info: ValidationInfo) -> str:
+        given = (info.context or {}).get(PARSED_CHAIN)
+        if given is not None and given[0] == text:  # parsed strictly by who built the record
+            return text
         try:
             parse_chain(text, strict=True)
         except ChainError as error:

@@ -22,7 +22,7 @@ from sifeval.choice_judge import ChoiceItem, ChoiceJudge
 from sifeval.published import published
 from sifeval.solvers import Generate, Solver
 from sifeval.types import Sample, ScoredSample, Source
-from sifmodel.backends import GenerationRequest, GenerationSettings
+from sifmodel.backends import GenerationError, GenerationRequest, GenerationSettings
 from sifmodel.prompts import PromptMode
 
 FocusBox = tuple[Box, float | None]  # a box of a focus step and its stated depth
@@ -33,7 +33,7 @@ ANSWER_WITH_LETTER = "Answer with the option's letter from the given choices dir
 # ----------------------------------------------------------------------------- extraction
 
 
-def answer_text(response: str, mode: str | None = None) -> str | None:
+def answer_text(response: str, mode: PromptMode | None = None) -> str | None:
     """The part of a response that is its answer (:func:`sifdata.answers.answer_part`: the last
     ``<answer>``, else after ``</think>``, else ``\\boxed{}``, else the whole reply), the same in
     every prompt mode (``mode`` is accepted for benchmarks written against the older signature);
@@ -88,11 +88,11 @@ class Benchmark(ABC):
         the run, and part of what makes two runs the same run."""
         return {}
 
-    def mode_for(self, mode: str) -> str:
+    def mode_for(self, mode: PromptMode) -> PromptMode:
         """The prompt mode this protocol really runs in when ``mode`` is asked for."""
         return self.solver().prompt_mode or mode
 
-    def unanswered(self, sample: Sample, error: str) -> ScoredSample:
+    def unanswered(self, sample: Sample, error: GenerationError) -> ScoredSample:
         """How a sample without a response counts in the headline: as a wrong answer."""
         return ScoredSample(sample, None, None, False, 0.0, request_error=error)
 
@@ -100,7 +100,9 @@ class Benchmark(ABC):
         """Threads that may score at once (more than 1 where scoring waits on a judge model)."""
         return 1
 
-    def score_many(self, samples: Sequence[Sample], responses: Sequence[str], mode: str = "sif") -> list[ScoredSample]:
+    def score_many(
+        self, samples: Sequence[Sample], responses: Sequence[str], mode: PromptMode = "sif"
+    ) -> list[ScoredSample]:
         """Score several responses (a benchmark with a judge model judges them concurrently)."""
         return [self.score(sample, text, mode) for sample, text in zip(samples, responses, strict=True)]
 
@@ -126,7 +128,7 @@ class Benchmark(ABC):
         return GenerationRequest(sample.id, question, images, depth_image=depth, mode=mode, settings=settings)
 
     @abstractmethod
-    def score(self, sample: Sample, response_text: str, mode: str = "sif") -> ScoredSample:
+    def score(self, sample: Sample, response_text: str, mode: PromptMode = "sif") -> ScoredSample:
         """Score one response (``mode`` says where the answer is: in ``<answer>`` or the reply)."""
 
     @abstractmethod
@@ -199,10 +201,12 @@ class MultipleChoiceBenchmark(Benchmark):
     def scoring_workers(self) -> int:
         return self.choice_judge.concurrency if self.choice_judge is not None else 1
 
-    def score(self, sample: Sample, response_text: str, mode: str = "sif") -> ScoredSample:
+    def score(self, sample: Sample, response_text: str, mode: PromptMode = "sif") -> ScoredSample:
         return self.score_many([sample], [response_text], mode)[0]
 
-    def score_many(self, samples: Sequence[Sample], responses: Sequence[str], mode: str = "sif") -> list[ScoredSample]:
+    def score_many(
+        self, samples: Sequence[Sample], responses: Sequence[str], mode: PromptMode = "sif"
+    ) -> list[ScoredSample]:
         """The rules on every reply; then, with a choice judge, the judge on those they cannot map."""
         scored = [self.score_by_rules(sample, text) for sample, text in zip(samples, responses, strict=True)]
         if self.choice_judge is None:

@@ -14,6 +14,7 @@ from sifdata.progress import labelled, plain_console
 from sifdata.terminal import fail
 from sifmodel.backends import model_spec_help
 from sifmodel.judge import JUDGES
+from sifmodel.prompts import prompt_mode
 
 if TYPE_CHECKING:
     from sifeval.adapters import Benchmark
@@ -157,7 +158,9 @@ def run(
     from sifeval.runner import run as run_benchmark
     from sifmodel.backends import DepthProvider, GenerationSettings, ModelUnavailable, load
 
-    if mode not in ("sif", "sif-rgb", "plain"):
+    try:
+        asked_mode = prompt_mode(mode)
+    except ValueError:
         _fail("--mode takes sif, sif-rgb or plain")
     shard_spec = None
     if shard:
@@ -186,7 +189,7 @@ def run(
     except (FileNotFoundError, ValueError, FolderBusy) as error:
         _fail(str(error))
     depth = None
-    if adapter.mode_for(mode) == "sif" and not adapter.provides_depth:
+    if adapter.mode_for(asked_mode) == "sif" and not adapter.provides_depth:
         depth = DepthProvider(depth_model)
         try:  # before any work: a depth model that cannot load fails every request otherwise
             depth.ensure_available()
@@ -203,7 +206,7 @@ def run(
             model,
             out,
             data_dir=data,
-            mode=mode,
+            mode=asked_mode,
             settings=GenerationSettings(max_new_tokens=max_new_tokens, temperature=temperature),
             limit=limit,
             shard=shard_spec,

@@ -18,12 +18,19 @@ import re
 from collections.abc import Callable, Iterable
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
-from typing import Any, cast
+from typing import Any
 
 from sifeval.adapters import Benchmark
 from sifeval.solvers import OptionsRequest, Solved, Solver, Steps
 from sifeval.types import Sample, ScoredSample
-from sifmodel.backends import Backend, GenerationRequest, GenerationResponse, GenerationSettings, TextScorer
+from sifmodel.backends import (
+    Backend,
+    GenerationError,
+    GenerationRequest,
+    GenerationResponse,
+    GenerationSettings,
+    TextScorer,
+)
 from sifmodel.backends.streaming import RequestFeed
 from sifmodel.prompts import PromptMode
 
@@ -51,7 +58,7 @@ class Driver:
     bench: Benchmark
     backend: Backend
     solver: Solver
-    mode: str
+    mode: PromptMode
     settings: GenerationSettings
     on_scored: ScoredHandler
     cached: Callable[[Sample], Solved | None] = lambda sample: None
@@ -109,13 +116,13 @@ class Driver:
                 self._finish(sample, hit, cached=True)
                 continue
             try:
-                steps = self.solver.steps(sample, cast(PromptMode, self.mode), self.settings)
+                steps = self.solver.steps(sample, self.mode, self.settings)
                 need = next(steps)
             except StopIteration as stop:
                 self._finish(sample, stop.value)
                 continue
             except (OSError, ValueError) as error:  # its input cannot be read: this sample's error
-                self._finish(sample, Solved(None, f"input: {type(error).__name__}: {error}"))
+                self._finish(sample, Solved(None, GenerationError("input", f"{type(error).__name__}: {error}")))
                 continue
             self._dispatch(_Entry(sample, steps), need)
         return False
@@ -126,7 +133,7 @@ class Driver:
             try:
                 losses = self.backend.option_losses(need.request, need.options)
             except Exception as error:  # a typed per-sample error; the run goes on
-                self._finish(entry.sample, Solved(None, f"request: {type(error).__name__}: {error}"))
+                self._finish(entry.sample, Solved(None, GenerationError("request", f"{type(error).__name__}: {error}")))
                 return
             self._advance(entry, losses)
             return
@@ -140,7 +147,7 @@ class Driver:
             self._finish(entry.sample, stop.value, fresh=True)
             return
         except (OSError, ValueError) as error:
-            self._finish(entry.sample, Solved(None, f"input: {type(error).__name__}: {error}"))
+            self._finish(entry.sample, Solved(None, GenerationError("input", f"{type(error).__name__}: {error}")))
             return
         self._dispatch(entry, need)
 
@@ -151,7 +158,7 @@ class Driver:
         if fresh and solved.error is None:
             self.on_solved(sample, solved)
         if solved.error is not None or solved.text is None:
-            error = solved.error or "request: no response"
+            error = solved.error or GenerationError("request", "no response")
             self.on_scored(ScoredSample(sample, None, request_error=error), usage)
             self._watch(error)
             return
@@ -162,12 +169,12 @@ class Driver:
             return
         self._scoring.append(self._pool.submit(self.bench.score, sample, solved.text, self.mode))
 
-    def _watch(self, error: str) -> None:
+    def _watch(self, error: GenerationError) -> None:
         """Stop at once on an error every request would get (``backend``: a refused key, an unknown
         model), and after ``FAILURE_STREAK`` identical errors in a row on any other."""
-        if error.startswith("backend:"):
-            raise RunAborted(error.removeprefix("backend:").strip())
-        kind = re.sub(r"\b(?:record|sample) \S+", "", error)[:160]
+        if error.kind == "backend":
+            raise RunAborted(error.message)
+        kind = re.sub(r"\b(?:record|sample) \S+", "", str(error))[:160]
         self._streak.append(kind)
         if len(self._streak) >= FAILURE_STREAK and len(set(self._streak[-FAILURE_STREAK:])) == 1:
             raise RunAborted(f"the same error {FAILURE_STREAK} times in a row: {kind}")

@@ -48,6 +48,8 @@ from sifdata.files import DataFileError, exclusive_lock, read_jsonl
 from sifeval.adapters import Benchmark, get_benchmark
 from sifeval.lmms_tasks import SCORED_KEY
 from sifeval.types import Sample, ScoredSample
+from sifmodel.backends import GenerationError
+from sifmodel.prompts import PromptMode
 
 LOG_NAME = re.compile(r"^(?P<date>\d{8}_\d{6})_samples_(?P<task>.+)\.jsonl$")
 REQUEST_FAILED = "[LMMS_EVAL_REQUEST_FAILED"
@@ -73,7 +75,7 @@ class LoggedTask:
     stated: Callable[[dict[str, Any]], dict[str, Any]] = field(default=lambda entry: {})
     truth: Callable[[dict[str, Any]], dict[str, Any]] = field(default=lambda doc: {})
     own: bool = False  # one of sifthinker's tasks: each line holds its scored sample
-    mode: str = "plain"  # where the answer is: the whole reply, or a SIF chain's <answer>
+    mode: PromptMode = "plain"  # where the answer is: the whole reply, or a SIF chain's <answer>
     # reads the split's rows (without images) from a folder or the Hub, where the generic
     # reading of ``dataset`` would not give the rows the task numbered
     read_rows: Callable[[str | Path | None], list[dict[str, Any]]] | None = None
@@ -128,6 +130,7 @@ UPSTREAM_TASKS = (
         ),
     ),
 )
+_TASK_MODES: tuple[tuple[str, PromptMode], ...] = (("", "plain"), ("_sif_rgb", "sif-rgb"))
 OWN_TASKS = tuple(
     LoggedTask(f"{name}{suffix}", bench, protocol, dataset, config, files, own=True, mode=mode)
     for name, bench, protocol, dataset, config, files in (
@@ -135,7 +138,7 @@ OWN_TASKS = tuple(
         ("sif_vstar", "vstar", "generation", "lmms-lab-encoder/vstar-bench", None, None),
         ("sif_sat", "sat", "official", "array/SAT", None, {"test": "SAT_test.parquet"}),
     )
-    for suffix, mode in (("", "plain"), ("_sif_rgb", "sif-rgb"))
+    for suffix, mode in _TASK_MODES
 )
 TASKS = {task.name: task for task in (*UPSTREAM_TASKS, *OWN_TASKS)}
 
@@ -318,9 +321,9 @@ def _join(entry: dict[str, Any], docs: Sequence[dict[str, Any]], task: LoggedTas
 # ----------------------------------------------------------------------------- scoring
 
 
-def _scored(bench: Benchmark, sample: Sample, reply: str, mode: str) -> ScoredSample:
+def _scored(bench: Benchmark, sample: Sample, reply: str, mode: PromptMode) -> ScoredSample:
     if reply.startswith(REQUEST_FAILED):
-        return bench.unanswered(sample, f"lmms-eval: {reply[:300]}")
+        return bench.unanswered(sample, GenerationError("lmms-eval", reply[:300]))
     return bench.score(sample, reply, mode)
 
 

@@ -38,6 +38,7 @@ from typing import Any
 
 from sifeval.adapters import Benchmark, get_benchmark
 from sifeval.types import Sample, ScoredSample
+from sifmodel.prompts import PromptMode
 
 #: The key every sif task's process_results returns its scored sample under, besides the
 #: figures' own names (the rescorer reads logged samples from it).
@@ -106,7 +107,7 @@ def sat_process_docs(dataset: Any) -> Any:
 # ----------------------------------------------------------------------------- task functions
 
 
-def _doc_to_text(make: Callable[[dict[str, Any]], Sample], mode: str = "plain") -> Callable[..., str]:
+def _doc_to_text(make: Callable[[dict[str, Any]], Sample], mode: PromptMode = "plain") -> Callable[..., str]:
     """The question as ``sifeval run --mode MODE`` asks it, as one text (what lmms-eval's
     non-chat models send after the images; chat models get :func:`_doc_to_messages`)."""
 
@@ -123,7 +124,7 @@ def _doc_to_text(make: Callable[[dict[str, Any]], Sample], mode: str = "plain") 
 
 
 def _doc_to_messages(
-    make: Callable[[dict[str, Any]], Sample], images: Callable[[dict[str, Any]], list[Any]], mode: str
+    make: Callable[[dict[str, Any]], Sample], images: Callable[[dict[str, Any]], list[Any]], mode: PromptMode
 ) -> Callable[..., list[dict[str, Any]]]:
     """The user turn exactly as ``sifeval run --mode MODE`` builds it (sifmodel.prompts), texts and
     images in its order, in lmms-eval's chat message shape (``api/task.py`` L1762-1840)."""
@@ -153,7 +154,7 @@ def _doc_to_target(make: Callable[[dict[str, Any]], Sample]) -> Callable[[dict[s
 
 
 def _process_results(
-    bench_name: str, make: Callable[[dict[str, Any]], Sample], metrics: Mapping[str, str], mode: str = "plain"
+    bench_name: str, make: Callable[[dict[str, Any]], Sample], metrics: Mapping[str, str], mode: PromptMode = "plain"
 ) -> Callable[[dict[str, Any], list[str]], dict[str, Any]]:
     def process_results(doc: dict[str, Any], results: list[str]) -> dict[str, Any]:
         from sifeval.rundir import scored_to_json

@@ -23,7 +23,8 @@ from sifdata.files import atomic_write, exclusive_lock
 from sifdata.journal import Journal
 from sifeval.adapters import Benchmark
 from sifeval.types import BenchmarkResult, Sample, ScoredSample
-from sifmodel.backends import GenerationSettings
+from sifmodel.backends import GenerationError, GenerationSettings
+from sifmodel.prompts import PromptMode
 
 SAMPLES = "samples.jsonl"
 RESULTS = "results.json"
@@ -59,7 +60,7 @@ def scored_to_json(item: ScoredSample, usage: dict[str, Any] | None = None) -> d
         "id": item.sample.id,
         "sample": item.sample.to_json(),
         "response": item.response,
-        "request_error": item.request_error,
+        "request_error": item.request_error.to_json() if item.request_error is not None else None,
         "extracted": item.extracted,
         "parse_ok": item.parse_ok,
         "score": item.score,
@@ -76,7 +77,7 @@ def scored_from_json(line: dict[str, Any]) -> ScoredSample:
         extracted=line.get("extracted"),
         parse_ok=bool(line.get("parse_ok")),
         score=line.get("score"),
-        request_error=line.get("request_error"),
+        request_error=GenerationError.from_json(line.get("request_error")),
         details=dict(line.get("details") or {}),
         judge_error=line.get("judge_error"),
     )
@@ -133,7 +134,7 @@ def write_results(out: Path, result: BenchmarkResult) -> None:
 def summarize(
     bench: Benchmark,
     scored: Sequence[ScoredSample],
-    mode: str,
+    mode: PromptMode,
     data_dir: str | Path | None,
     model: dict[str, Any],
     settings: GenerationSettings | None,

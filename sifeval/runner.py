@@ -42,9 +42,10 @@ from sifeval.rundir import (  # noqa: F401 - the run folder's names, importable 
 from sifeval.solvers import Solved
 from sifeval.types import BenchmarkResult, Sample, ScoredSample
 from sifmodel.backends import Backend, GenerationSettings
+from sifmodel.prompts import PromptMode
 
 
-def request_key(model: str, sample: Sample, mode: str, settings: GenerationSettings) -> str:
+def request_key(model: str, sample: Sample, mode: PromptMode, settings: GenerationSettings) -> str:
     """The response-cache key: the model's identity fingerprint (its weights, not its name: a
     model retrained into the same folder is another model), the prompt mode and text, the
     images, the settings.
@@ -80,7 +81,7 @@ class ResponseCache:
 
 def run_identity(
     bench: Benchmark,
-    mode: str,
+    mode: PromptMode,
     settings: GenerationSettings | None,
     data_dir: str | Path | None,
     model: dict[str, Any],
@@ -138,7 +139,7 @@ def run(
     out: str | Path,
     *,
     data_dir: str | Path | None = None,
-    mode: str = "sif",
+    mode: PromptMode = "sif",
     settings: GenerationSettings | None = None,
     limit: int | None = None,
     shard: tuple[int, int] | None = None,
@@ -182,7 +183,7 @@ def _run(
     out: Path,
     *,
     data_dir: str | Path | None,
-    mode: str,
+    mode: PromptMode,
     settings: GenerationSettings | None,
     limit: int | None,
     shard: tuple[int, int] | None,
@@ -194,7 +195,7 @@ def _run(
 ) -> BenchmarkResult:
     settings = settings or GenerationSettings()
     solver = bench.solver()
-    asked_mode, mode = mode, solver.prompt_mode or mode
+    asked_mode, mode = mode, bench.mode_for(mode)  # the one rule, which the CLI asks too
     if holds_samples(out) and not resume:
         raise FileExistsError(
             f"{out / SAMPLES} holds a run: pass --resume to continue it, --restart to start it over (its samples "

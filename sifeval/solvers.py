@@ -25,7 +25,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from sifeval.types import Sample
-from sifmodel.backends import GenerationRequest, GenerationResponse, GenerationSettings
+from sifmodel.backends import GenerationError, GenerationRequest, GenerationResponse, GenerationSettings
 from sifmodel.prompts import PromptMode
 
 
@@ -42,7 +42,7 @@ class Solved:
     """A sample's outcome: the response text to score, or why there is none."""
 
     text: str | None
-    error: str | None = None
+    error: GenerationError | None = None
     usage: dict[str, Any] = field(default_factory=dict)
 
 
@@ -66,8 +66,7 @@ def _response(answer: Answer) -> GenerationResponse:
 
 
 def failure(response: GenerationResponse) -> Solved:
-    error = response.error
-    return Solved(None, f"{error.kind}: {error.message}" if error else "request: no text")
+    return Solved(None, response.error or GenerationError("request", "no text"))
 
 
 class Solver(ABC):
@@ -75,7 +74,7 @@ class Solver(ABC):
     the run asks for); ``cacheable`` solvers' responses are cached by sample and settings."""
 
     name: str
-    prompt_mode: str | None = None
+    prompt_mode: PromptMode | None = None
     cacheable: bool = False
     needs_text_scoring: bool = False
 

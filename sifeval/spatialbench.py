@@ -45,7 +45,7 @@ from sifdata.depth import DepthEncoding, decode_depth_image, depth_to_image
 from sifdata.files import DataFileError, read_json
 from sifeval.adapters import Benchmark, accuracy, answer_text, by, mean_over
 from sifeval.types import ImageRef, Sample, ScoredSample, Source
-from sifmodel.backends import GenerationRequest, GenerationSettings
+from sifmodel.backends import GenerationError, GenerationRequest, GenerationSettings
 from sifmodel.prompts import PromptMode
 
 CATEGORIES = ("positional", "existence", "counting", "reach", "size")
@@ -119,11 +119,11 @@ class SpatialBench(Benchmark):
     def build_mirror(cls, out: str | Path, seed: int = 0) -> Path:
         return build_mirror(out, seed=seed)
 
-    def unanswered(self, sample: Sample, error: str) -> ScoredSample:
+    def unanswered(self, sample: Sample, error: GenerationError) -> ScoredSample:
         details = {"ape": 100.0} if sample.category == "counting" else {}
         return ScoredSample(sample, None, None, False, 0.0, request_error=error, details=details)
 
-    def score(self, sample: Sample, response_text: str, mode: str = "sif") -> ScoredSample:
+    def score(self, sample: Sample, response_text: str, mode: PromptMode = "sif") -> ScoredSample:
         # The answer part in every mode (the module docstring says why it is not the whole reply).
         answer = answer_text(response_text)
         if sample.category == "counting":

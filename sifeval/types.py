@@ -12,6 +12,8 @@ from PIL import Image
 
 from sifdata.files import OutsideRoot, confined_path
 from sifdata.images import open_image, read_image_bytes
+from sifmodel.backends.base import GenerationError
+from sifmodel.prompts import PromptMode
 
 
 @dataclass(frozen=True)
@@ -133,7 +135,7 @@ class ScoredSample:
     extracted: str | None = None
     parse_ok: bool = False
     score: float | None = None
-    request_error: str | None = None
+    request_error: GenerationError | None = None
     details: dict[str, Any] = field(default_factory=dict)
     judge_error: str | None = None
 
@@ -159,7 +161,7 @@ class BenchmarkResult:
     parse_failure_rate: float
     request_error_rate: float
     protocol: str
-    mode: str
+    mode: PromptMode
     dataset: dict[str, Any]
     model: dict[str, Any]
     generation: dict[str, Any]

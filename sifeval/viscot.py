@@ -71,7 +71,9 @@ from sifdata.geometry import Box, iou, normalized_to_padded_square, padded_squar
 from sifeval.adapters import Benchmark, FocusBox, accuracy, answer_text, by, mean_over
 from sifeval.solvers import Solver, TwoPass
 from sifeval.types import ImageRef, Sample, ScoredSample, Source
+from sifmodel.backends import GenerationError
 from sifmodel.judge import Judge, JudgeItem, JudgePrompt
+from sifmodel.prompts import PromptMode
 
 SCORED_SUBSETS = (
     "docvqa",
@@ -359,7 +361,7 @@ class VisCoT(Benchmark):
             return list(box)
         return list(normalized_to_padded_square(box, width, height))
 
-    def unanswered(self, sample: Sample, error: str) -> ScoredSample:
+    def unanswered(self, sample: Sample, error: GenerationError) -> ScoredSample:
         return ScoredSample(sample, None, None, False, 0.0, request_error=error, details={"detection": 0.0})
 
     def solver(self) -> Solver:
@@ -373,10 +375,12 @@ class VisCoT(Benchmark):
     def build_mirror(cls, out: str | Path, seed: int = 0) -> Path:
         return build_mirror(out, seed=seed)
 
-    def score(self, sample: Sample, response_text: str, mode: str = "sif") -> ScoredSample:
+    def score(self, sample: Sample, response_text: str, mode: PromptMode = "sif") -> ScoredSample:
         return self.score_many([sample], [response_text], mode)[0]
 
-    def score_many(self, samples: Sequence[Sample], responses: Sequence[str], mode: str = "sif") -> list[ScoredSample]:
+    def score_many(
+        self, samples: Sequence[Sample], responses: Sequence[str], mode: PromptMode = "sif"
+    ) -> list[ScoredSample]:
         """Judge all answers together (the judge runs them concurrently). A two-pass response is
         the JSON of both passes: the first's box, the second's answer."""
         if self.protocol == "two-pass":

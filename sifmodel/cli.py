@@ -12,6 +12,7 @@ import typer
 from sifdata.progress import plain_console
 from sifdata.terminal import fail
 from sifmodel.backends import model_spec_help
+from sifmodel.prompts import prompt_mode
 
 app = typer.Typer(
     help="SIF models: SFT and GRPO recipes, merge, inference, serving. "
@@ -109,7 +110,7 @@ def infer(
         picture,
         question,
         depth_image=depth_picture,
-        mode=mode,  # type: ignore[arg-type]
+        mode=prompt_mode(mode),
         settings=GenerationSettings(max_new_tokens=max_new_tokens),
         out=out,
     )

@@ -26,6 +26,15 @@ PromptMode = Literal["sif", "sif-rgb", "plain"]
 PROMPT_MODES: tuple[PromptMode, ...] = ("sif", "sif-rgb", "plain")
 
 
+def prompt_mode(text: str) -> PromptMode:
+    """``text`` as a :data:`PromptMode` (what a CLI option or a file says), or ``ValueError``
+    naming the modes: the one place a string becomes a mode."""
+    for mode in PROMPT_MODES:
+        if text == mode:
+            return mode
+    raise ValueError(f"unknown prompt mode {text!r}; choose one of {', '.join(PROMPT_MODES)}")
+
+
 class DepthRequired(ValueError):
     """Mode ``sif`` was asked for without a depth image (backends estimate one instead)."""
 

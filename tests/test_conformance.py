@@ -23,6 +23,7 @@ from sifeval.sat import official_prompt, official_reading, official_truth
 from sifeval.spatialbench import depth_twin
 from sifeval.types import Sample, ScoredSample
 from sifeval.viscot import JUDGE_SYSTEM, JUDGE_USER, crop_around, parse_judge_score, parse_padded_box, read_subset
+from sifmodel.backends import GenerationError
 from sifmodel.judge import JudgeItem, JudgeResult, MatchJudge
 
 
@@ -45,7 +46,8 @@ def _chain(answer: str) -> str:
 
 def _cv(source: str, score: float | None, task: str = "Count", error: str | None = None) -> ScoredSample:
     sample = _sample(task, source=source, task=task, type="2D" if source != "Omni3D" else "3D")
-    return ScoredSample(sample, None if error else "r", "A", True, None if error else score, request_error=error)
+    failure = GenerationError("request", error) if error else None
+    return ScoredSample(sample, None if error else "r", "A", True, None if error else score, request_error=failure)
 
 
 def test_cvbench_official_formula_by_hand() -> None:

@@ -384,8 +384,9 @@ def test_a_fifo_and_a_bomb_among_a_benchmarks_images_are_those_samples_errors(tm
         assert len(server.requests) == len(rows) - 2  # every other sample was asked
     assert result.exit_code == 1 and "2 samples have no response" in _flat(result.output)
     lines = {json.loads(line)["id"]: json.loads(line) for line in (out / "samples.jsonl").read_text().splitlines()}
-    assert "is a FIFO, not a regular file" in lines[str(rows[1]["question_id"])]["request_error"]
-    assert "decompression bomb" in lines[str(rows[2]["question_id"])]["request_error"]
+    fifo, bomb = (lines[str(rows[i]["question_id"])]["request_error"] for i in (1, 2))
+    assert fifo["kind"] == "input" and "is a FIFO, not a regular file" in fifo["message"]
+    assert bomb["kind"] == "input" and "decompression bomb" in bomb["message"]
     site = runner.invoke(sifeval_app, ["view", str(out), "--out", str(tmp_path / "site")])
     assert site.exit_code == 0, site.output
     from sifdata.viewer import read_data_file

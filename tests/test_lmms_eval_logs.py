@@ -80,7 +80,8 @@ def test_cv_bench_log_scored_by_the_official_formula(copies: dict[str, Path], tm
     assert scored["4"]["score"] == 0.0 and scored["4"]["parse_ok"] is False
     # lmms-eval scores its own failed request as an answer (models/chat/openai.py L143-147); here it
     # is a request error, counted as unanswered and named.
-    assert scored["10"]["request_error"].startswith("lmms-eval: [LMMS_EVAL_REQUEST_FAILED")
+    failed = scored["10"]["request_error"]  # typed in the run folder: its kind and its message
+    assert failed["kind"] == "lmms-eval" and failed["message"].startswith("[LMMS_EVAL_REQUEST_FAILED")
     assert results["request_errors"] == 1 and results["complete"] is False
     assert "run it again for them" in " ".join(results["notes"]) and "--resume" not in " ".join(results["notes"])
     assert "re-scored from lmms-eval's cv_bench log" in " ".join(results["notes"])

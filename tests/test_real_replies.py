@@ -42,6 +42,7 @@ from sifeval import get_benchmark
 from sifeval.cli import app
 from sifeval.runner import scored_to_json
 from sifeval.types import Sample, ScoredSample
+from sifmodel.backends import GenerationError
 
 REPLIES = DATA / "real_replies"
 CATEGORIES = ("direct_attributes", "relative_position")
@@ -135,7 +136,7 @@ def _run_folder(folder: Path, source: str, mode: str) -> Path:
     lines = []
     for category in CATEGORIES:
         for _, sample, reply, _ in deepeyes_rows(_file(source, category), category):
-            error = None if reply is not None else "no reply in the published transcript"
+            error = None if reply is not None else GenerationError("request", "no reply in the published transcript")
             lines.append(scored_to_json(ScoredSample(sample, reply, request_error=error)))
     (folder / "samples.jsonl").write_text("".join(json.dumps(line) + "\n" for line in lines), encoding="utf-8")
     results = {"benchmark": "vstar", "protocol": "generation", "mode": mode, "model": {"spec": source}}

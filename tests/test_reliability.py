@@ -182,7 +182,7 @@ def test_a_garbage_200_reply_is_that_requests_typed_error(tmp_path: Path) -> Non
     lines = [json.loads(line) for line in (tmp_path / "run" / "samples.jsonl").read_text().splitlines()]
     failed = [line for line in lines if line["request_error"]]
     assert len(lines) == 16 and len(failed) >= 1
-    assert all("not a chat completion" in line["request_error"] for line in failed)
+    assert all("not a chat completion" in line["request_error"]["message"] for line in failed)
 
 
 def test_a_refused_key_stops_the_run_at_once_and_keeps_what_was_scored(tmp_path: Path) -> None:
@@ -240,7 +240,7 @@ def test_a_missing_image_is_that_samples_error_and_the_rest_are_scored(tmp_path:
         json.loads(line)["id"]: json.loads(line)
         for line in (tmp_path / "run" / "samples.jsonl").read_text().splitlines()
     }
-    assert len(lines) == 12 and "input:" in lines[str(first["question_id"])]["request_error"]
+    assert len(lines) == 12 and lines[str(first["question_id"])]["request_error"]["kind"] == "input"
     assert sum(line["request_error"] is None for line in lines.values()) == 11
 
 

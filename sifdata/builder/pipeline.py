@@ -37,6 +37,7 @@ from sifdata.builder.writer import (
     attach_depths,
     write_checked,
 )
+from sifdata.chain_types import Chain
 from sifdata.depth import (
     DEFAULT_DEPTH_MODEL,
     DepthEstimator,
@@ -50,7 +51,7 @@ from sifdata.files import atomic_write, safe_name
 from sifdata.geometry import round_box
 from sifdata.journal import Journal
 from sifdata.progress import progress_bar
-from sifdata.schema import Provenance, SIFRecord
+from sifdata.schema import Provenance, SIFRecord, parsed_chain_context
 from sifdata.shards import image_cell, record_row, shard_files, shard_name, write_manifest, write_shard
 from sifdata.sources.base import SOURCES, BuildSource, Candidate, SourceError, SourceRecord, SourceReject
 from sifdata.version import __version__
@@ -246,6 +247,9 @@ class ShardBuilder:
         self.estimator = estimator
         self.work = out / "work" / f"shard-{index:05d}-of-{count:05d}"
         self.parquet = out / "data" / shard_name(index, count)
+        # Records built in this process, by id: their chains were parsed once, by the writer's
+        # check; a record read back from the journal (a resumed build) is validated, parsed again.
+        self._built: dict[str, SIFRecord] = {}
         self.pending: list[str] = []
         self._streak: list[str] = []
 
@@ -309,7 +313,7 @@ class ShardBuilder:
                     {
                         "order": item.order,
                         "attempts": outcome.attempts,
-                        "record": self._record(item, outcome.chain).model_dump(mode="json"),
+                        "record": self._record(item, outcome.chain, outcome.parsed).model_dump(mode="json"),
                     }
                 )
             advance(1)
@@ -318,11 +322,10 @@ class ShardBuilder:
         """Stop when the writer fails the same way ``FAILURE_STREAK`` times in a row: a systematic
         failure (the endpoint down for good, every request refused with one 4xx, replies that are
         not chat completions) would otherwise spend the whole build failing record by record."""
-        reason = outcome.reject_reason or ""
-        if outcome.chain is not None or not (outcome.pending or reason.startswith("writer failed")):
+        if outcome.chain is not None or outcome.writer_error is None:
             self._streak.clear()
             return
-        kind = re.sub(r"record \S+: ", "", reason.removeprefix("writer failed: "))[:120]
+        kind = re.sub(r"record \S+: ", "", outcome.writer_error)[:120]
         self._streak.append(kind)
         if len(self._streak) >= FAILURE_STREAK and len(set(self._streak[-FAILURE_STREAK:])) == 1:
             raise WriterError(f"the writer failed the same way {FAILURE_STREAK} times in a row: {kind}")
@@ -418,9 +421,9 @@ class ShardBuilder:
                 depths[i] = None
         return depths
 
-    def _record(self, item: _Prepared, chain: str) -> SIFRecord:
+    def _record(self, item: _Prepared, chain: str, parsed: Chain | None) -> SIFRecord:
         record = item.record
-        return SIFRecord(
+        fields = dict(
             id=record.key,
             source=record.source,
             source_id=record.source_id,
@@ -441,6 +444,9 @@ class ShardBuilder:
             ),
             extra={"plan": [step.kind for step in item.request.plan]},
         )
+        built = SIFRecord.model_validate(fields, context=parsed_chain_context(chain, parsed))
+        self._built[built.id] = built
+        return built
 
     def _finish(self, records: Journal, rejects: Journal) -> ShardResult:
         by_id: dict[str, dict[str, Any]] = {}
@@ -458,7 +464,7 @@ class ShardBuilder:
         result.pending = sum(1 for _, candidate in self.candidates if candidate.key not in accounted)
         if result.complete:
             ordered = sorted(by_id.values(), key=lambda e: e["order"])
-            write_shard((shard_row(e["record"]) for e in ordered), self.parquet)
+            write_shard((shard_row(e["record"], self._built.get(e["record"]["id"])) for e in ordered), self.parquet)
             summary = {"records": result.records, "rejects": result.rejects, "reasons": dict(result.reasons)}
             atomic_write(self.work / "summary.json", json.dumps(summary, indent=2).encode())
         return result
@@ -469,9 +475,10 @@ def _reason_class(reason: str) -> str:
     return re.sub(r"[-\d.]+", "#", reason.split(":")[0] if "grammar" not in reason else reason)[:80]
 
 
-def shard_row(record: dict[str, Any]) -> dict[str, Any]:
-    """A journaled record (image references are files) as a shard row with the image bytes."""
-    parsed = SIFRecord.model_validate(record)
+def shard_row(record: dict[str, Any], built: SIFRecord | None = None) -> dict[str, Any]:
+    """A journaled record (image references are files) as a shard row with the image bytes;
+    ``built``: the same record as this process built it (not validated again)."""
+    parsed = built if built is not None else SIFRecord.model_validate(record)
     images = {column: image_cell(Path(record[column])) for column in ("image", "depth_image")}
     return record_row(parsed, images)
 

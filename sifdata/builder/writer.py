@@ -129,6 +129,11 @@ class WriteOutcome:
     attempts: int
     reject_reason: str | None = None
     pending: bool = False
+    # The chain as the check parsed it: the record is built from it, not parsed again.
+    parsed: Chain | None = field(default=None, compare=False, repr=False)
+    # Why the writer itself failed (not a check's rejection of what it wrote), typed apart from
+    # the reason text so that a build can tell a failing writer from failing records.
+    writer_error: str | None = None
 
 
 def write_checked(writer: Writer, request: WriteRequest, max_attempts: int = 3) -> WriteOutcome:
@@ -146,16 +151,20 @@ def write_checked(writer: Writer, request: WriteRequest, max_attempts: int = 3) 
             if error.fatal:
                 raise
             if error.transient:
-                return WriteOutcome(request.record_id, None, attempt, error.reason, pending=True)
-            return WriteOutcome(request.record_id, None, attempt, f"writer failed: {error.reason}")
+                return WriteOutcome(
+                    request.record_id, None, attempt, error.reason, pending=True, writer_error=error.reason
+                )
+            return WriteOutcome(
+                request.record_id, None, attempt, f"writer failed: {error.reason}", writer_error=error.reason
+            )
         text = extract_fenced(raw)
         try:
-            check_written_chain(text, request)
+            parsed = check_written_chain(text, request)
         except ChainMismatch as mismatch:
             reason = str(mismatch)
             feedback.append((raw, reason))
             continue
-        return WriteOutcome(request.record_id, text, attempt)
+        return WriteOutcome(request.record_id, text, attempt, parsed=parsed)
     return WriteOutcome(request.record_id, None, max_attempts, f"after {max_attempts} attempts: {reason}")
 
 

@@ -44,8 +44,32 @@ class GenerationRequest:
 
 @dataclass(frozen=True)
 class GenerationError:
-    kind: str  # "request" (this request failed), "backend" (the backend is unusable), "timeout", ...
+    """Why a request has no reply, typed from the backend to the run folder: ``kind`` is
+    ``request`` (this request failed), ``backend`` (the backend is unusable: every request would
+    fail), ``timeout``, ``input`` (the sample's input could not be read), or a producer's own
+    (``lmms-eval``); ``message`` the reason. In ``samples.jsonl`` it is ``{"kind", "message"}``."""
+
+    kind: str
     message: str
+
+    def __str__(self) -> str:
+        return f"{self.kind}: {self.message}"
+
+    def to_json(self) -> dict[str, str]:
+        return {"kind": self.kind, "message": self.message}
+
+    @classmethod
+    def from_json(cls, value: Any) -> GenerationError | None:
+        """From ``{"kind", "message"}``; ``"kind: message"`` as run folders before typed failures
+        wrote it (a text without a kind is a ``request`` failure); None stays None."""
+        if value is None:
+            return None
+        if isinstance(value, dict):
+            return cls(str(value.get("kind", "request")), str(value.get("message", "")))
+        kind, sep, message = str(value).partition(": ")
+        if sep and kind and " " not in kind:
+            return cls(kind, message)
+        return cls("request", str(value))
 
 
 @dataclass(frozen=True)
