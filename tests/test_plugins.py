@@ -152,3 +152,45 @@ def test_a_third_party_reward_is_logged_by_a_real_grpo_step(
     state = json.loads((Path(out) / "checkpoint-1" / "trainer_state.json").read_text())
     logged = [entry for entry in state["log_history"] if "rewards/brevity_reward/mean" in entry]
     assert logged and logged[0]["rewards/brevity_reward/mean"] == 1.0  # 16 new tokens are far below 200 characters
+
+
+def _package(root: Path, name: str, entry_points: str) -> Path:
+    """A package's metadata alone, registering ``entry_points`` (as a wheel's dist-info would)."""
+    info = root / f"{name}-0.1.dist-info"
+    info.mkdir(parents=True)
+    (info / "METADATA").write_text(f"Metadata-Version: 2.1\nName: {name}\nVersion: 0.1\n")
+    (info / "entry_points.txt").write_text(entry_points)
+    return root
+
+
+def test_a_name_registered_twice_or_naming_the_wrong_thing_is_an_error_naming_it(
+    installed: None, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from sifmodel.backends import BACKENDS, load, model_spec_help
+
+    clash = str(_package(tmp_path / "a", "clash", "[sifmodel.backends]\necho = clash:Other\n"))
+    monkeypatch.syspath_prepend(clash)
+    with pytest.raises(ValueError, match=r"backend 'echo' is registered twice \(.*clash:Other"):
+        BACKENDS.names()
+    sys.path.remove(clash)  # uninstalled
+    monkeypatch.syspath_prepend(
+        str(
+            _package(tmp_path / "b", "wrong", "[sifmodel.backends]\nwrong = sif_toy_plugins.backend:EchoBackend.name\n")
+        )
+    )
+    assert model_spec_help().endswith("hf:PATH_OR_ID, ...")  # the help stays usable; using it names the problem
+    with pytest.raises(
+        TypeError, match=r"entry point wrong = .*EchoBackend.name \(sifmodel.backends\) is not a backend"
+    ):
+        load("wrong:x")
+
+
+def test_an_unknown_name_lists_the_installed_ones(installed: None) -> None:
+    from sifdata.plugins import UnknownPlugin
+    from sifmodel.backends import BACKENDS, load
+
+    with pytest.raises(UnknownPlugin) as raised:
+        BACKENDS.load("ech")
+    assert str(raised.value) == "unknown backend 'ech'; known: echo, hf, openai, vllm"
+    with pytest.raises(ValueError, match=r"must be one of echo:REPLY, hf:PATH_OR_ID, openai:MODEL@BASE_URL"):
+        load("ech:x")
