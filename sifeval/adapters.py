@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import math
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Hashable, Mapping, Sequence
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -19,6 +19,7 @@ from sifdata.chain import parse_chain
 from sifdata.geometry import Box
 from sifdata.plugins import Registry, subclass_of
 from sifeval.choice_judge import ChoiceItem, ChoiceJudge
+from sifeval.intervals import Term
 from sifeval.published import published
 from sifeval.solvers import Generate, Solver
 from sifeval.types import Sample, ScoredSample, Source
@@ -91,6 +92,12 @@ class Benchmark(ABC):
     def mode_for(self, mode: PromptMode) -> PromptMode:
         """The prompt mode this protocol really runs in when ``mode`` is asked for."""
         return self.solver().prompt_mode or mode
+
+    def figure_terms(self, scored: Sequence[ScoredSample]) -> dict[str, list[Term]]:
+        """Each metric of :meth:`aggregate` as a weighted sum of group means, its values clustered
+        by the unit that was sampled (:mod:`sifeval.intervals`): what its interval is computed
+        from. None given (the default): the figures carry no interval, never a made-up one."""
+        return {}
 
     def unanswered(self, sample: Sample, error: GenerationError) -> ScoredSample:
         """How a sample without a response counts in the headline: as a wrong answer."""
@@ -259,6 +266,31 @@ def accuracy(scored: Sequence[ScoredSample]) -> float:
     """Mean score (0-100) of the graded samples (a judge failure has no grade); NaN for none."""
     graded = [s.score for s in scored if s.score is not None]
     return 100.0 * sum(graded) / len(graded) if graded else float("nan")
+
+
+def accuracy_term(
+    scored: Sequence[ScoredSample],
+    cluster: Callable[[Sample], Hashable] = lambda sample: sample.id,
+    weight: float = 1.0,
+) -> list[Term]:
+    """:func:`accuracy` as a term of a figure (graded samples, 0-100), clustered by ``cluster``;
+    [] for none (the figure has no interval)."""
+    graded = [s for s in scored if s.score is not None]
+    if not graded:
+        return []
+    return [Term(weight, [100.0 * (s.score or 0.0) for s in graded], [cluster(s.sample) for s in graded])]
+
+
+def mean_of_groups(groups: Mapping[str, list[Term]], expected: Sequence[str], weight: float = 1.0) -> list[Term]:
+    """The terms of the unweighted mean over ``expected`` groups (:func:`mean_over`); [] when a
+    group has no term (the figure is NaN, and so has no interval)."""
+    if any(not groups.get(name) for name in expected):
+        return []
+    return [
+        Term(weight * term.weight / len(expected), term.values, term.clusters)
+        for name in expected
+        for term in groups[name]
+    ]
 
 
 def by(scored: Sequence[ScoredSample], key: Callable[[ScoredSample], str]) -> dict[str, list[ScoredSample]]:

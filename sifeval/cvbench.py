@@ -25,10 +25,13 @@ from sifeval.adapters import (
     LETTERS,
     MultipleChoiceBenchmark,
     accuracy,
+    accuracy_term,
     by,
+    mean_of_groups,
     mean_over,
     options_block,
 )
+from sifeval.intervals import Term
 from sifeval.types import ImageRef, Sample, ScoredSample, Source
 
 # What scoring and prompting read; the provenance columns are left out (their types differ
@@ -152,6 +155,22 @@ class CVBench(MultipleChoiceBenchmark):
         tasks = by(scored, lambda s: s.sample.metadata["task"])
         metrics.update({f"task/{name}": accuracy(group) for name, group in sorted(tasks.items())})
         return metrics
+
+    def figure_terms(self, scored: Sequence[ScoredSample]) -> dict[str, list[Term]]:
+        by_source = by(scored, lambda s: s.sample.metadata["source"])
+        sources = {name: accuracy_term(group) for name, group in by_source.items()}
+        acc_2d = mean_of_groups(sources, ("ADE20K", "COCO"))
+        acc_3d = sources.get("Omni3D", [])
+        terms = {
+            "score": mean_of_groups({"2D": acc_2d, "3D": acc_3d}, ("2D", "3D")),
+            "acc_2D": acc_2d,
+            "acc_3D": acc_3d,
+            "micro_accuracy": accuracy_term(scored),
+        }
+        terms.update({f"source/{name}": sources.get(name, []) for name in self.categories})
+        tasks = by(scored, lambda s: s.sample.metadata["task"])
+        terms.update({f"task/{name}": accuracy_term(group) for name, group in tasks.items()})
+        return terms
 
 
 # ----------------------------------------------------------------------------- mirror

@@ -59,6 +59,7 @@ def report_rows(results: list[dict[str, Any]], with_published: bool = True) -> l
                     "model": redact(str(result["model"].get("spec", "?"))),
                     "kind": f"this run ({', '.join([result['mode'], result['protocol'], *differing])})",
                     "metrics": result["metrics"],
+                    "intervals": result.get("intervals") or {},
                     "n": result["n"],
                     "parse_failures": result["parse_failure_rate"],
                     "request_errors": result["request_error_rate"],
@@ -81,6 +82,7 @@ def report_rows(results: list[dict[str, Any]], with_published: bool = True) -> l
                     "model": row["model"],
                     "kind": f"published: {row['source']}",
                     "metrics": row["metrics"],
+                    "intervals": {},
                     "n": None,
                     "parse_failures": None,
                     "request_errors": None,
@@ -133,7 +135,7 @@ def _cells(row: dict[str, Any], columns: list[str]) -> list[str]:
     return [
         str(row["model"]),
         str(row["kind"]),
-        *(_number(row["metrics"].get(c)) for c in columns),
+        *(_with_interval(row["metrics"].get(c), (row.get("intervals") or {}).get(c)) for c in columns),
         _number(row["n"]),
         _rate(row["parse_failures"]),
         _rate(row["request_errors"]),
@@ -151,6 +153,15 @@ def to_markdown(tables: list[dict[str, Any]]) -> str:
             lines += ["", f"Published: {table['missing']}"]
         parts.append("\n".join(lines))
     return "\n\n".join(parts) + "\n"
+
+
+def _with_interval(value: Any, found: dict[str, Any] | None) -> str:
+    """``62.3 [58.1, 66.4]``: the figure and its 95% interval (:mod:`sifeval.intervals`), where
+    it has one."""
+    if not found or found.get("ci95") is None:
+        return _number(value)
+    low, high = found["ci95"]
+    return f"{_number(value)} [{_number(low)}, {_number(high)}]"
 
 
 def _rate(value: float | None) -> str:

@@ -22,6 +22,7 @@ from typing import Any
 from sifdata.files import atomic_write, exclusive_lock
 from sifdata.journal import Journal
 from sifeval.adapters import Benchmark
+from sifeval.intervals import intervals_json
 from sifeval.types import BenchmarkResult, Sample, ScoredSample
 from sifmodel.backends import GenerationError, GenerationSettings
 from sifmodel.prompts import PromptMode
@@ -161,6 +162,11 @@ def summarize(
     metrics = dict(bench.aggregate(headline_set)) if scored else {"score": float("nan")}
     answered_metrics = bench.aggregate(answered) if answered else {"score": float("nan")}
     metrics["score_answered_only"] = answered_metrics["score"]
+    # Intervals by the headline's own rules: a request error is a wrong answer in `score`, left
+    # out of `score_answered_only`; a judge failure has no grade in either.
+    figures = dict(bench.figure_terms(headline_set)) if scored else {}
+    if answered and "score" in figures:
+        figures["score_answered_only"] = bench.figure_terms(answered).get("score", [])
     notes: list[str] = []
     if errors:
         notes.append(
@@ -219,6 +225,7 @@ def summarize(
         protocol_options=bench.options(),
         conflicting_replies=conflicts,
         choice_judge_calls=len(referred),
+        intervals=intervals_json(figures, metrics),
     )
 
 

@@ -51,10 +51,12 @@ from sifeval.adapters import (
     ANSWER_WITH_LETTER,
     MultipleChoiceBenchmark,
     accuracy,
+    accuracy_term,
     answer_text,
     by,
     options_block,
 )
+from sifeval.intervals import Term
 from sifeval.types import ImageRef, Sample, ScoredSample, Source
 
 TEST_FILE = "SAT_test.parquet"
@@ -246,6 +248,20 @@ class SAT(MultipleChoiceBenchmark):
         # stricter companion figure: a question counts only if right in every order
         metrics["all_orders_right"] = 100.0 * sum(every) / len(every) if every else float("nan")
         return metrics
+
+    def figure_terms(self, scored: Sequence[ScoredSample]) -> dict[str, list[Term]]:
+        """The unit is the question: its circular copies are one cluster, not independent draws."""
+
+        def question(sample: Sample) -> str:
+            return str(sample.metadata["question_index"])
+
+        types = by(scored, lambda s: s.sample.category)
+        terms = {"score": accuracy_term(scored, question)}
+        terms.update({f"question_type/{name}": accuracy_term(group, question) for name, group in types.items()})
+        questions = by(scored, lambda s: question(s.sample))
+        every = [100.0 * all(s.score == 1.0 for s in group) for group in questions.values()]
+        terms["all_orders_right"] = [Term(1.0, every, list(questions))] if every else []
+        return terms
 
 
 CARD = """---

@@ -43,7 +43,8 @@ from typing import Any
 from sifdata.answers import first_number
 from sifdata.depth import DepthEncoding, decode_depth_image, depth_to_image
 from sifdata.files import DataFileError, read_json
-from sifeval.adapters import Benchmark, accuracy, answer_text, by, mean_over
+from sifeval.adapters import Benchmark, accuracy, accuracy_term, answer_text, by, mean_of_groups, mean_over
+from sifeval.intervals import Term
 from sifeval.types import ImageRef, Sample, ScoredSample, Source
 from sifmodel.backends import GenerationError, GenerationRequest, GenerationSettings
 from sifmodel.prompts import PromptMode
@@ -147,6 +148,26 @@ class SpatialBench(Benchmark):
                 metrics[category] = accuracy(items)
         return {"score": mean_over(metrics, CATEGORIES), **{f"category/{k}": v for k, v in metrics.items()}}
 
+    def figure_terms(self, scored: Sequence[ScoredSample]) -> dict[str, list[Term]]:
+        """Counting: the samples' 100 - APE; the paired categories: one value per pair (the pair
+        is the unit); the others: accuracy."""
+        groups = by(scored, lambda s: s.sample.category)
+        categories: dict[str, list[Term]] = {}
+        for category in CATEGORIES:
+            items = groups.get(category, [])
+            if category == "counting":
+                apes = [s for s in items if "ape" in s.details]
+                values = [100.0 - s.details["ape"] for s in apes]
+                categories[category] = [Term(1.0, values, [s.sample.id for s in apes])] if apes else []
+            elif category in PAIRED:
+                categories[category] = _pair_terms(items, category)
+            else:
+                categories[category] = accuracy_term(items)
+        return {
+            "score": mean_of_groups(categories, CATEGORIES),
+            **{f"category/{name}": terms for name, terms in categories.items()},
+        }
+
 
 def _score_count(sample: Sample, response_text: str, answer: str | None) -> ScoredSample:
     truth = float(sample.target)
@@ -171,6 +192,21 @@ def _pairs(items: list[ScoredSample], category: str) -> float:
         return 100.0 * sum(a.score == 1.0 and b.score == 1.0 for a, b in complete) / len(complete)
     points = sum((a.score or 0.0) + (b.score or 0.0) + float(a.score == 1.0 and b.score == 1.0) for a, b in complete)
     return 100.0 * points / (3 * len(complete))
+
+
+def _pair_terms(items: list[ScoredSample], category: str) -> list[Term]:
+    """:func:`_pairs` as one value per pair (0-100), each pair its own cluster; [] where it is NaN."""
+    pairs = by(items, lambda s: str(s.sample.metadata["pair"]))
+    if not pairs or any(len(members) != 2 or any(s.score is None for s in members) for members in pairs.values()):
+        return []
+    values = []
+    for members in pairs.values():
+        a, b = members
+        both = float(a.score == 1.0 and b.score == 1.0)
+        values.append(
+            100.0 * both if category == "existence" else 100.0 * ((a.score or 0.0) + (b.score or 0.0) + both) / 3
+        )
+    return [Term(1.0, values, list(pairs))]
 
 
 def build_mirror(out: str | Path, per_category: int = 4, seed: int = 0) -> Path:

@@ -174,6 +174,9 @@ class BenchmarkResult:
     protocol_options: dict[str, Any] = field(default_factory=dict)
     conflicting_replies: int = 0
     choice_judge_calls: int = 0
+    # Each metric's standard error and 95% interval, by the sampled unit (sifeval.intervals);
+    # None where a figure has none.
+    intervals: dict[str, Any] = field(default_factory=dict)
 
     def to_json(self) -> dict[str, Any]:
         """Strict JSON: NaN and infinities become ``null`` (``json.dumps(..., allow_nan=False)`` holds)."""

@@ -68,7 +68,8 @@ from PIL import Image
 from sifdata.chain import read_areas
 from sifdata.files import DataFileError, read_json, read_jsonl
 from sifdata.geometry import Box, iou, normalized_to_padded_square, padded_square_to_normalized, union_box
-from sifeval.adapters import Benchmark, FocusBox, accuracy, answer_text, by, mean_over
+from sifeval.adapters import Benchmark, FocusBox, accuracy, accuracy_term, answer_text, by, mean_of_groups, mean_over
+from sifeval.intervals import Term
 from sifeval.solvers import Solver, TwoPass
 from sifeval.types import ImageRef, Sample, ScoredSample, Source
 from sifmodel.backends import GenerationError
@@ -466,6 +467,21 @@ class VisCoT(Benchmark):
         defective = sum(1 for s in scored if s.sample.metadata.get("defects"))
         metrics["defective_ground_truth"] = float(defective)
         return metrics
+
+    def figure_terms(self, scored: Sequence[ScoredSample]) -> dict[str, list[Term]]:
+        subsets = by(scored, lambda s: s.sample.category)
+        answer = {name: accuracy_term(group) for name, group in subsets.items()}
+        detection = {
+            name: [Term(1.0, [100.0 * s.details.get("detection", 0.0) for s in group], [s.sample.id for s in group])]
+            for name, group in subsets.items()
+        }
+        terms = {
+            "score": mean_of_groups(answer, SCORED_SUBSETS),
+            "detection": mean_of_groups(detection, SCORED_SUBSETS),
+        }
+        terms.update({f"answer/{k}": answer.get(k, []) for k in SCORED_SUBSETS})
+        terms.update({f"detection/{k}": detection.get(k, []) for k in SCORED_SUBSETS})
+        return terms
 
 
 def build_mirror(out: str | Path, per_subset: int = 6, seed: int = 0) -> Path:

@@ -36,7 +36,8 @@ from typing import Any
 
 from sifdata.files import DataFileError, read_jsonl
 from sifdata.geometry import Box, clip_box, pixel_to_normalized, xywh_to_xyxy
-from sifeval.adapters import LETTERS, MultipleChoiceBenchmark, accuracy, by, options_block
+from sifeval.adapters import LETTERS, MultipleChoiceBenchmark, accuracy, accuracy_term, by, options_block
+from sifeval.intervals import Term
 from sifeval.solvers import Likelihood, Solver
 from sifeval.types import ImageRef, Sample, ScoredSample, Source
 from sifmodel.backends import GenerationRequest, GenerationSettings
@@ -152,6 +153,12 @@ class VStar(MultipleChoiceBenchmark):
         metrics = {"score": accuracy(scored)}
         metrics.update({f"category/{name}": accuracy(groups.get(name, [])) for name in self.categories})
         return metrics
+
+    def figure_terms(self, scored: Sequence[ScoredSample]) -> dict[str, list[Term]]:
+        groups = by(scored, lambda s: s.sample.category)
+        terms = {"score": accuracy_term(scored)}
+        terms.update({f"category/{name}": accuracy_term(groups.get(name, [])) for name in self.categories})
+        return terms
 
 
 def build_mirror(out: str | Path, per_category: int = 6, seed: int = 0) -> Path:
