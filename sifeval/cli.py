@@ -429,6 +429,55 @@ def merge(
 
 
 @app.command()
+def compare(
+    run_a: Annotated[Path, typer.Argument(help="the first run folder (A)")],
+    run_b: Annotated[Path, typer.Argument(help="the second run folder (B) of the same benchmark, protocol and data")],
+    as_json: Annotated[bool, typer.Option("--json", help="print the comparison as JSON")] = False,
+    output_format: Annotated[str, typer.Option("--format", help="table (the terminal) or html")] = "table",
+    out: Annotated[Path | None, typer.Option(help="write the JSON or HTML here instead of printing it")] = None,
+) -> None:
+    """Two runs paired on their questions: each figure's difference (B - A) with its 95% interval
+    and a paired test (McNemar's exact test for a plain accuracy, a paired bootstrap otherwise),
+    and the questions that flipped."""
+    from sifeval.compare import NotPairable, compare_runs, to_html
+
+    if output_format not in ("table", "html"):
+        _fail("--format takes table or html")
+    try:
+        comparison = compare_runs(run_a, run_b)
+    except (NotPairable, FileNotFoundError, KeyError) as error:
+        _fail(str(error.args[0] if isinstance(error, KeyError) and error.args else error))
+        return
+    text = None
+    if as_json:
+        text = json.dumps(comparison.to_json(), indent=2, allow_nan=False) + "\n"
+    elif output_format == "html":
+        text = to_html(comparison)
+    if text is not None:
+        if out is None:
+            print(text, end="")
+        else:
+            out.write_text(text, encoding="utf-8")
+            console.print(f"wrote {out}")
+        return
+    table = Table(title=f"{comparison.benchmark}: B - A on {comparison.paired} paired samples")
+    for column in ("figure", "A", "B", "B - A", "95% interval", "p", "test"):
+        table.add_column(column, justify="left" if column in ("figure", "test") else "right")
+    for d in comparison.differences:
+        table.add_row(
+            d.metric, f"{d.a:.1f}", f"{d.b:.1f}", f"{d.difference:+.1f}", f"[{d.low:+.1f}, {d.high:+.1f}]",
+            f"{d.p_value:.3g}", d.test,
+        )  # fmt: skip
+    console.print(table)
+    console.print(
+        f"flipped: {len(comparison.right_to_wrong)} right to wrong, {len(comparison.wrong_to_right)} wrong to right "
+        f"(side by side: sifeval view {run_a} {run_b} --out SITE)"
+    )
+    if comparison.only_a or comparison.only_b:
+        console.print(f"not paired: {comparison.only_a} samples only in A, {comparison.only_b} only in B")
+
+
+@app.command()
 def mirror(
     name: Annotated[str, typer.Argument(help="a benchmark name, or all")],
     out: Annotated[Path, typer.Option(help="folder to write")],

@@ -124,6 +124,17 @@ def interval(terms: Sequence[Term], *, resamples: int = RESAMPLES, seed: int = S
     return Interval(estimate, stderr, _clip(float(low)), _clip(float(high)), "bootstrap", clusters, resamples)
 
 
+Z80 = 0.8416212335729143  # the standard normal's 80th percentile (80% power)
+
+
+def min_detectable_difference(stderr: float) -> float:
+    """The smallest difference (same scale) a paired comparison of two models like this run could
+    detect at 80% power and 5% two-sided significance: (z_0.975 + z_0.8) * sqrt(2) * stderr,
+    taking the other model as variable as this one and the two uncorrelated (correlated models,
+    the usual case, can show smaller differences: ``sifeval compare`` measures it)."""
+    return (Z95 + Z80) * math.sqrt(2.0) * stderr
+
+
 def intervals_json(figures: Mapping[str, Sequence[Term]], metrics: Mapping[str, Any]) -> dict[str, Any]:
     """``{metric: {"stderr", "ci95", "method", ...} or None}`` for every metric in ``metrics``:
     None where the benchmark gives no terms for it or its terms allow no interval."""

@@ -16,7 +16,8 @@ How values read: a value of 0 is a bar of height 0 drawn as a thick line in its 
 the baseline; a metric a row lacks (absent, null or NaN) is a grey "×" at its slot on the baseline,
 never a bar, and the caption names it. Every bar has the gid ``bar-<row>-<column>`` and every
 missing marker ``missing-<row>-<column>`` (indices into the table's rows and columns), each with a
-``<title>`` tooltip giving the row's model and kind in full.
+``<title>`` tooltip giving the row's model and kind in full; a run's value with a 95% interval
+(:mod:`sifeval.intervals`) carries it as a whisker, ``interval-<row>-<column>``.
 
 Rendering uses ``matplotlib.figure.Figure`` directly, never ``pyplot``, so no backend is selected
 and no global figure registry is touched; the rcParams the SVG writer reads at save time are set
@@ -90,6 +91,8 @@ class Series:
     name: str  # model and kind in full, for tooltips and the caption
     published: bool
     values: tuple[float | None, ...]
+    # Each value's 95% interval (sifeval.intervals), drawn as an error bar; None where it has none.
+    intervals: tuple[tuple[float, float] | None, ...] = ()
 
     def missing(self, columns: Sequence[str], indices: Sequence[int]) -> list[str]:
         return [columns[index] for index in indices if self.values[index] is None]
@@ -106,8 +109,13 @@ def chart_series(table: dict[str, Any]) -> list[Series]:
         if repeated[label] > 1:  # same model and kind: nothing but the position tells them apart
             label = f"{label} (table row {index + 1})"
         values = tuple(_finite(row["metrics"].get(column)) for column in table["columns"])
+        found = row.get("intervals") or {}
+        intervals = tuple(
+            tuple(found[column]["ci95"]) if (found.get(column) or {}).get("ci95") else None
+            for column in table["columns"]
+        )
         name = f"{row['model']} — {row['kind']}"
-        series.append(Series(label, name, _published(row), values))
+        series.append(Series(label, name, _published(row), values, intervals))  # type: ignore[arg-type]
     return series
 
 
@@ -232,6 +240,14 @@ def _draw(columns: list[str], indices: list[int], series: list[Series], ylim: tu
             if value == 0.0:
                 bar.set(edgecolor=colour, linewidth=ZERO_LINEWIDTH)
             bar.set_gid(f"bar-{row}-{column}")
+            interval = s.intervals[column] if s.intervals else None
+            if interval is not None:  # the 95% interval, as a whisker over the bar
+                low, high = interval
+                whisker = axes.errorbar(
+                    [x + offset], [value], yerr=[[max(value - low, 0.0)], [max(high - value, 0.0)]],
+                    fmt="none", ecolor="black", elinewidth=0.8, capsize=2, clip_on=False, zorder=4,
+                )  # fmt: skip
+                whisker.lines[2][0].set_gid(f"interval-{row}-{column}")
         handles.append(Patch(label=s.label, **look))
     if any(s.values[column] is None for s in series for column in indices):
         handles.append(

@@ -63,7 +63,7 @@ def report_rows(results: list[dict[str, Any]], with_published: bool = True) -> l
                     "n": result["n"],
                     "parse_failures": result["parse_failure_rate"],
                     "request_errors": result["request_error_rate"],
-                    "flag": _run_flag(result),
+                    "flag": "; ".join(part for part in (_run_flag(result), _power_note(result)) if part),
                 }
             )
         entry = reference.get(benchmark, {})
@@ -72,7 +72,7 @@ def report_rows(results: list[dict[str, Any]], with_published: bool = True) -> l
         for row in entry.get("rows", []):
             matching = [p for p in ran if row.get("protocol") in (p, tags.get(p))]
             if len(matching) == len(ran):
-                flag = ""
+                flag = _verdict(row, ours)
             elif matching:
                 flag = f"protocol is that of the {', '.join(matching)} run(s) only"
             else:
@@ -91,6 +91,29 @@ def report_rows(results: list[dict[str, Any]], with_published: bool = True) -> l
             )
         tables.append({"benchmark": benchmark, "columns": columns, "rows": rows, "missing": entry.get("missing")})
     return tables
+
+
+def _power_note(result: dict[str, Any]) -> str:
+    smallest = (result.get("power") or {}).get("min_detectable_difference")
+    return f"a comparison could detect {smallest:.1f} points (80% power)" if smallest is not None else ""
+
+
+def _verdict(row: dict[str, Any], ours: Sequence[dict[str, Any]]) -> str:
+    """Whether a published figure lies inside our run's 95% interval, per figure both have (only
+    for a published row of our protocol: a protocol difference is flagged instead, since no
+    interval can settle it)."""
+    verdicts = []
+    for result in ours:
+        for metric, value in row.get("metrics", {}).items():
+            found = (result.get("intervals") or {}).get(metric)
+            if value is None or not found or found.get("ci95") is None:
+                continue
+            low, high = found["ci95"]
+            where = "inside" if low <= float(value) <= high else "outside"
+            verdicts.append(f"{metric} {_number(value)} {where} [{_number(low)}, {_number(high)}]")
+        if verdicts:
+            return "reproduction: " + "; ".join(verdicts) + f" ({redact(str(result['model'].get('spec', '?')))})"
+    return ""
 
 
 def _settings(result: dict[str, Any]) -> dict[str, Any]:

@@ -22,7 +22,7 @@ from typing import Any
 from sifdata.files import atomic_write, exclusive_lock
 from sifdata.journal import Journal
 from sifeval.adapters import Benchmark
-from sifeval.intervals import intervals_json
+from sifeval.intervals import intervals_json, min_detectable_difference
 from sifeval.types import BenchmarkResult, Sample, ScoredSample
 from sifmodel.backends import GenerationError, GenerationSettings
 from sifmodel.prompts import PromptMode
@@ -203,6 +203,7 @@ def summarize(
             f"({mapped} mapped to an option, {verdicts.count('none')} to none, {verdicts.count('failed')} failed); "
             "the official protocol has no judge, so these figures are not the official protocol's"
         )
+    intervals = intervals_json(figures, metrics)
     complete = not errors and not judge_failures and (total is None or n >= total)
     return BenchmarkResult(
         benchmark=bench.name,
@@ -225,8 +226,20 @@ def summarize(
         protocol_options=bench.options(),
         conflicting_replies=conflicts,
         choice_judge_calls=len(referred),
-        intervals=intervals_json(figures, metrics),
+        intervals=intervals,
+        power=_power(intervals.get("score")),
     )
+
+
+def _power(score: dict[str, Any] | None) -> dict[str, Any]:
+    if not score or score.get("stderr") is None:
+        return {}
+    return {
+        "min_detectable_difference": min_detectable_difference(score["stderr"]),
+        "power": 0.8,
+        "alpha": 0.05,
+        "assumes": "a paired comparison with a model as variable as this one, errors uncorrelated",
+    }
 
 
 def read_run(run_dir: str | Path) -> tuple[dict[str, Any], list[ScoredSample]]:

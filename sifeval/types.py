@@ -177,6 +177,9 @@ class BenchmarkResult:
     # Each metric's standard error and 95% interval, by the sampled unit (sifeval.intervals);
     # None where a figure has none.
     intervals: dict[str, Any] = field(default_factory=dict)
+    # The smallest difference of the headline a comparison with another model could detect
+    # (80% power, paired; sifeval.intervals.min_detectable_difference), with what it assumes.
+    power: dict[str, Any] = field(default_factory=dict)
 
     def to_json(self) -> dict[str, Any]:
         """Strict JSON: NaN and infinities become ``null`` (``json.dumps(..., allow_nan=False)`` holds)."""

@@ -50,6 +50,16 @@ class LoadedRun:
         return self.identity.get("data_dir") or self.results.get("dataset", {}).get("local_path")
 
 
+def headline(results: dict[str, Any]) -> str:
+    """``, score 62.3 [58.1, 66.4]``: a run's headline with its 95% interval, for the header."""
+    score = (results.get("metrics") or {}).get("score")
+    if score is None:
+        return ""
+    found = (results.get("intervals") or {}).get("score") or {}
+    interval = found.get("ci95")
+    return f", score {score:.1f}" + (f" [{interval[0]:.1f}, {interval[1]:.1f}]" if interval else "")
+
+
 def load_run(folder: str | Path) -> LoadedRun:
     folder = Path(folder)
     if not folder.is_dir():
@@ -325,11 +335,13 @@ def view_runs(
 
     if len(runs) == 1:
         title = f"{bench.title}: {labels[0]}"
-        subtitle = f"{first.folder.resolve()}: {len(order)} samples"
+        subtitle = f"{first.folder.resolve()}: {len(order)} samples{headline(first.results)}"
         preset: dict[str, str] = {}
     else:
         title = f"{bench.title}: {runs[0].folder.name} (A) vs {runs[1].folder.name} (B)"
-        subtitle = f"{labels[0]} | {labels[1]} | {len(order)} samples"
+        subtitle = (
+            f"{labels[0]}{headline(runs[0].results)} | {labels[1]}{headline(runs[1].results)} | {len(order)} samples"
+        )
         preset = {"agreement": "disagree"}
         if all(_agree([run.scored.get(sample_id) for run in runs]) for sample_id in order):
             notes.append("the two runs agree on every sample: the site opens on all of them")

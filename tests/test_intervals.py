@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import math
 import random
+import re
 from pathlib import Path
 
 import numpy as np
@@ -128,5 +129,28 @@ def test_results_json_and_the_report_carry_the_intervals(tmp_path: Path) -> None
     assert score["method"] == "clustered" and score["clusters"] == len(samples)
     low, high = score["ci95"]
     assert low < written["metrics"]["score"] < high or written["metrics"]["score"] in (0.0, 100.0)
-    table = to_markdown(report_rows(load_results([tmp_path / "run"]), with_published=False))
-    assert f"{written['metrics']['score']:.1f} [{low:.1f}, {high:.1f}]" in table
+    tables = report_rows(load_results([tmp_path / "run"]), with_published=False)
+    assert f"{written['metrics']['score']:.1f} [{low:.1f}, {high:.1f}]" in to_markdown(tables)
+    from sifeval.report import to_html
+
+    page = to_html(tables)  # each bar of the chart carries its interval as an error bar
+    assert re.search(r'id="chart0-p\d+-interval-0-\d+"', page) and re.search(r'id="chart0-p\d+-bar-0-', page)
+
+
+def test_power_and_reproduction_verdicts(tmp_path: Path) -> None:
+    from sifeval.report import _verdict
+    from sifeval.types import ScoredSample
+
+    bench = get_benchmark("vstar")
+    samples = bench.load(build_mirror("vstar", tmp_path / "v"))
+    scored = [ScoredSample(s, "r", "A", True, float(i % 2)) for i, s in enumerate(samples)]
+    result = summarize(bench, scored, "plain", None, {"spec": "m"}, None)
+    stderr = result.intervals["score"]["stderr"]
+    # (1.959964 + 0.841621) * sqrt(2) = 3.962 standard errors
+    assert result.power["min_detectable_difference"] == pytest.approx(3.9620 * stderr, rel=1e-4)
+    ours = [{"intervals": {"score": {"ci95": [55.0, 65.0]}}, "model": {"spec": "m?api_key=secret"}}]
+    assert (
+        _verdict({"metrics": {"score": 60.0}}, ours) == "reproduction: score 60.0 inside [55.0, 65.0] (m?api_key=***)"
+    )
+    assert _verdict({"metrics": {"score": 70.0, "other": 1.0}}, ours).startswith("reproduction: score 70.0 outside")
+    assert _verdict({"metrics": {"score": 60.0}}, [{"intervals": {"score": None}, "model": {}}]) == ""

@@ -113,6 +113,7 @@ RUN: list[tuple[str, dict[str, str]]] = [
     ("sifeval rescore --from-lmms-eval lmms-out/ --out runs/lmms-official --data cv_bench=/data/CV-Bench "
      "--data vstar_bench=/data/vstar-bench", {"runs/lmms-official": "runs/lmms-official-2"}),
     ("sifeval report runs/* [--format html --out report.html]", {"[--format html --out report.html]": "--format html --out report.html"}),
+    ("sifeval compare runs/model-a runs/model-b [--json]", {"runs/model-a runs/model-b [--json]": "runs/cvbench runs/cvbench-b --json"}),
     ("sifeval view runs/viscot --out sites/viscot [--depth-model M] [--serve]",
      {"runs/viscot": "runs/vstar", " [--depth-model M] [--serve]": ""}),
     ("sifeval view runs/model-a runs/model-b --out sites/a-vs-b", {"runs/model-a runs/model-b": "runs/cvbench runs/cvbench-b"}),
@@ -179,7 +180,10 @@ def test_the_readme_commands_run(
             for old, new in replacements.items():
                 line = line.replace(old, new)
             line = line.replace(SCRIPTED, server.base_url).replace("/data/", f"{tmp_path}/data/")
-            if command.startswith("sifeval view runs/model-a") and not (tmp_path / "runs" / "cvbench-b").exists():
+            if (
+                command.startswith(("sifeval view runs/model-a", "sifeval compare"))
+                and not (tmp_path / "runs" / "cvbench-b").exists()
+            ):
                 shutil.copytree(tmp_path / "runs" / "cvbench", tmp_path / "runs" / "cvbench-b")
             words = shlex.split(line)
             if "runs/*" in words:  # the shell's glob
