@@ -4,6 +4,7 @@ with scipy, a paired bootstrap for composite formulas, refusals that say why, st
 from __future__ import annotations
 
 import json
+import math
 import zlib
 from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
@@ -128,6 +129,14 @@ def test_the_cli_prints_a_table_strict_json_and_html(tmp_path: Path) -> None:
     assert data["benchmark"] == "sat" and "score" in data["figures"] and data["figures"]["score"]["ci95"]
     # SAT's circular copies are one question: the score's test is the bootstrap over questions.
     assert data["figures"]["score"]["test"] == "paired-bootstrap"
+    assert set(data) == {"a", "b", "benchmark", "paired_samples", "only_in_a", "only_in_b", "figures",
+                         "right_to_wrong", "wrong_to_right"}  # fmt: skip
+    assert (data["a"], data["b"]) == (str(a), str(b))
+    assert set(data["figures"]["score"]) == {"a", "b", "difference", "stderr", "ci95", "p_value", "test",
+                                             "clusters", "resamples", "seed"}  # fmt: skip
+    assert (data["figures"]["score"]["resamples"], data["figures"]["score"]["seed"]) == (1000, 0)
+    assert data["figures"]["score"]["clusters"] == len({line["sample"]["metadata"]["question_index"]
+                                                         for line in map(json.loads, (a / "samples.jsonl").read_text().splitlines())})  # fmt: skip
     html = runner.invoke(app, ["compare", str(a), str(b), "--format", "html", "--out", str(tmp_path / "c.html")])
     assert html.exit_code == 0 and "<table>" in (tmp_path / "c.html").read_text()
 
@@ -144,3 +153,92 @@ def test_the_viewer_header_shows_each_runs_interval(tmp_path: Path) -> None:
     assert runner.invoke(app, ["view", str(a), str(b), "--out", str(tmp_path / "site")]).exit_code == 0
     manifest = (tmp_path / "site" / "data" / "manifest.js").read_text()
     assert f"[{low:.1f}, {high:.1f}]" in manifest
+
+
+# ----------------------------------------------------------------------------- the paired tests, unit by unit
+
+
+def _terms(groups: dict[str, list[float]], weights: dict[str, float]) -> list:  # type: ignore[type-arg]
+    from sifeval.intervals import Term
+
+    return [Term(weights[g], values, [f"{g}{i}" for i in range(len(values))]) for g, values in groups.items()]
+
+
+def test_the_paired_bootstrap_by_an_independent_loop_and_by_its_spread() -> None:
+    import numpy as np
+
+    from sifeval.compare import _paired
+
+    rng = np.random.default_rng(4)
+    sizes, weights = {"A": 300, "B": 200, "C": 400}, {"A": 0.25, "B": 0.25, "C": 0.5}
+    first = {g: 100.0 * (rng.random(n) < 0.55) for g, n in sizes.items()}
+    flips = {g: rng.random(n) < 0.2 for g, n in sizes.items()}  # B differs from A on 20% of questions
+    second = {g: np.where(flips[g], 100.0 - first[g], first[g]) for g in sizes}
+    found = _paired("score", _terms({g: list(v) for g, v in first.items()}, weights),
+                    _terms({g: list(v) for g, v in second.items()}, weights))  # fmt: skip
+    assert found is not None and found.test == "paired-bootstrap" and found.clusters == 900
+    by_hand = sum(weights[g] * (second[g].mean() - first[g].mean()) for g in sizes)
+    assert found.difference == pytest.approx(by_hand)
+    # The same draws, computed another way: a loop over resamples (same seed, same order of groups).
+    draws = np.zeros(1000)
+    loop = np.random.default_rng(0)
+    for g, n in sizes.items():
+        picks = loop.integers(0, n, size=(1000, n))
+        for b in range(1000):
+            draws[b] += weights[g] * (second[g][picks[b]].mean() - first[g][picks[b]].mean())
+    assert found.stderr == pytest.approx(draws.std(ddof=1))
+    assert (found.low, found.high) == pytest.approx(tuple(np.percentile(draws, [2.5, 97.5])))
+    tail = min(np.mean(draws <= 0), np.mean(draws >= 0))
+    assert found.p_value == pytest.approx(min(1.0, 2 * tail))
+    # ... and its spread is the paired stratified standard error.
+    plug_in = math.sqrt(sum(weights[g] ** 2 * np.var(second[g] - first[g]) / sizes[g] for g in sizes))
+    assert found.stderr == pytest.approx(plug_in, rel=0.1) and found.low < by_hand < found.high
+
+
+def test_mcnemars_branch_and_its_edges() -> None:
+    import numpy as np
+
+    from sifeval.compare import _paired
+    from sifeval.intervals import Term
+
+    a = [100.0, 0.0, 100.0, 0.0, 100.0, 100.0]
+    b = [0.0, 100.0, 100.0, 100.0, 100.0, 0.0]
+    ids = list("uvwxyz")
+    found = _paired("score", [Term(1.0, a, ids)], [Term(1.0, b, ids)])
+    d = np.array(b) - np.array(a)
+    assert found is not None and found.test == "mcnemar-exact" and found.clusters == 6
+    assert found.difference == pytest.approx(0.0) and found.p_value == pytest.approx(mcnemar_exact(2, 2))
+    assert found.stderr == pytest.approx(d.std(ddof=1) / math.sqrt(6))  # of the per-question differences
+    graded = _paired(
+        "score", [Term(1.0, [50.0, 0.0, 100.0], ["p", "q", "r"])], [Term(1.0, [0.0, 0.0, 100.0], ["p", "q", "r"])]
+    )
+    assert graded is not None and graded.test == "paired-bootstrap"  # partial credit: not a McNemar table
+    two = _paired("score", [Term(1.0, [100.0, 0.0], ["p", "q"])], [Term(1.0, [0.0, 0.0], ["p", "q"])])
+    assert two is not None and two.clusters == 2  # two questions are enough to pair
+    assert _paired("score", [Term(1.0, [100.0], ["p"])], [Term(1.0, [0.0], ["p"])]) is None
+    lopsided = [Term(0.5, [1.0, 2.0], ["p", "q"]), Term(0.5, [1.0, 2.0], ["r", "s"])]
+    assert _paired("score", lopsided, lopsided[:1]) is None  # the terms do not line up
+    with pytest.raises(ValueError):
+        _paired("score", [Term(1.0, [1.0, 2.0], ["p"])], [Term(1.0, [1.0, 2.0], ["p"])])  # values without clusters
+
+
+def test_partly_shared_runs_pair_what_they_share_and_count_errors_as_wrong(tmp_path: Path) -> None:
+    data = build_mirror("vstar", tmp_path / "data")
+    bench = get_benchmark("vstar")
+    run(bench, LetterBackend(1), "letters-1", tmp_path / "a", data_dir=data, mode="plain", progress=False)
+    run(bench, LetterBackend(2), "letters-2", tmp_path / "b", data_dir=data, mode="plain", limit=2, progress=False)
+    journal = tmp_path / "a" / "samples.jsonl"
+    lines = [json.loads(line) for line in journal.read_text().splitlines()]
+    lines[0].update(response=None, score=None, request_error={"kind": "request", "message": "refused"})
+    journal.write_text("".join(json.dumps(line) + "\n" for line in lines))
+    comparison = compare_runs(tmp_path / "a", tmp_path / "b")
+    assert (comparison.paired, comparison.only_a, comparison.only_b) == (2, len(lines) - 2, 0)
+    b_scores = _scores(tmp_path / "b")
+    shared = list(b_scores)
+    assert lines[0]["id"] in shared  # the sample whose request failed is one of the paired ones
+    a_scores = {line["id"]: line["score"] or 0.0 for line in lines}  # the request error: a wrong answer
+    found = {d.metric: d for d in comparison.differences}["score"]
+    assert found.a == pytest.approx(100.0 * sum(a_scores[i] for i in shared) / 2)
+    assert found.b == pytest.approx(100.0 * sum(b_scores.values()) / 2)
+    with pytest.raises(NotPairable, match=r"benchmark: 'vstar' vs 'cvbench'"):
+        compare_runs(tmp_path / "a", _runs(tmp_path, "cvbench")[0])

@@ -29,6 +29,17 @@ def test_a_clustered_mean_by_hand() -> None:
     assert found.low == pytest.approx(75 - 1.959963984540054 * 18.75) and found.high == 100.0  # clipped to the scale
 
 
+def test_more_intervals_by_hand() -> None:
+    # Two clusters are enough: mean 50, residuals +-50, variance 2/1 * 5000 / 2**2 = 2500, SE 50.
+    assert clustered_mean([100, 0], ["a", "b"]) == (50.0, 50.0, 2)
+    # mean 25; residuals -25 (x3) and 75; variance 4/3 * 7500 / 4**2 = 625, SE 25; low clipped to 0.
+    found = interval([Term(1.0, [0, 0, 0, 100], ["a", "b", "c", "d"])])
+    assert found is not None and found.stderr == pytest.approx(25.0)
+    assert (found.low, found.high) == (0.0, pytest.approx(25 + 1.959963984540054 * 25))
+    with pytest.raises(ValueError):
+        interval([Term(1.0, [1.0, 2.0], ["only one cluster for two values"])])
+
+
 def test_fully_correlated_copies_give_the_interval_of_the_questions() -> None:
     rng = random.Random(3)
     questions = [100.0 * rng.randint(0, 1) for _ in range(40)]
@@ -64,6 +75,15 @@ def test_a_composite_formula_through_the_seeded_bootstrap() -> None:
     terms = [Term(weights[g], values, [f"{g}{i}" for i in range(len(values))]) for g, values in groups.items()]
     first, again = interval(terms), interval(terms)
     assert first is not None and first == again and first.method == "bootstrap" and first.resamples == 1000
+    assert first.clusters == 900
+    draws = np.zeros(1000)  # the same draws by a loop (same seed, same order of groups)
+    loop = np.random.default_rng(0)
+    for g, values in groups.items():
+        picks = loop.integers(0, len(values), size=(1000, len(values)))
+        for b in range(1000):
+            draws[b] += weights[g] * np.mean(np.asarray(values)[picks[b]])
+    assert first.stderr == pytest.approx(draws.std(ddof=1))
+    assert (first.low, first.high) == pytest.approx(tuple(np.percentile(draws, [2.5, 97.5])))
     by_hand = (np.mean(groups["A"]) + np.mean(groups["B"])) / 4 + np.mean(groups["C"]) / 2
     assert first.estimate == pytest.approx(by_hand)
     plug_in = math.sqrt(sum(weights[g] ** 2 * np.var(v) / len(v) for g, v in groups.items()))
