@@ -68,6 +68,32 @@ class ChatResult:
     completion_tokens: int | None
     latency_s: float
     attempts: int
+    tool_calls: tuple[ChatToolCall, ...] = ()
+
+
+@dataclass(frozen=True)
+class ChatToolCall:
+    """A tool call the server returned (``arguments`` the JSON text as sent, unparsed)."""
+
+    id: str
+    name: str
+    arguments: str
+
+
+def _tool_calls(response: Any) -> tuple[ChatToolCall, ...]:
+    """The API tool calls of a chat completion's first choice (none when it has none)."""
+    message = getattr(response.choices[0], "message", None)
+    calls = []
+    for call in getattr(message, "tool_calls", None) or []:
+        function = getattr(call, "function", None)
+        calls.append(
+            ChatToolCall(
+                str(getattr(call, "id", "") or ""),
+                str(getattr(function, "name", "") or ""),
+                str(getattr(function, "arguments", "") or ""),
+            )
+        )
+    return tuple(calls)
 
 
 class ChatError(RuntimeError):
@@ -222,6 +248,7 @@ class ChatClient:
                     completion_tokens=getattr(usage, "completion_tokens", None),
                     latency_s=time.perf_counter() - started,
                     attempts=attempt,
+                    tool_calls=_tool_calls(response),
                 )
             if attempt < self.retry.attempts:
                 with self._lock:

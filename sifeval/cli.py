@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 from pathlib import Path
@@ -18,6 +19,7 @@ from sifmodel.prompts import prompt_mode
 
 if TYPE_CHECKING:
     from sifeval.adapters import Benchmark
+    from sifeval.agents import ZoomSettings
     from sifeval.choice_judge import ChoiceJudge
 
 app = typer.Typer(
@@ -108,6 +110,16 @@ def _print_result(result: object) -> None:
     table.add_row("request errors", f"{100 * data['request_error_rate']:.1f}%" if data["n"] else "-")
     if data.get("judge_failures"):
         table.add_row("judge failures", str(data["judge_failures"]))
+    agent = data.get("agent") or {}
+    if agent.get("samples"):
+        table.add_row("zoom: turns / calls per sample", f"{agent['turns_mean']:.2f} / {agent['tool_calls_mean']:.2f}")
+        table.add_row("zoom: samples that zoomed", f"{100 * agent['zoomed_share']:.1f}%")
+        table.add_row("zoom: refused calls, out of turns", f"{agent['tool_errors']}, {agent['out_of_turns']}")
+        if agent.get("zoom_area_share_median") is not None:
+            table.add_row("zoom: median box, % of image", f"{100 * agent['zoom_area_share_median']:.1f}%")
+        if agent.get("last_zoom_holds_truth_share") is not None:
+            held = f"{100 * agent['last_zoom_holds_truth_share']:.1f}% of {agent['last_zoom_with_truth']}"
+            table.add_row("zoom: last zoom holds the truth", held)
     if data.get("conflicting_replies"):
         table.add_row("letter/text conflicts", str(data["conflicting_replies"]))
     if (data.get("protocol_options") or {}).get("choice_judge"):
@@ -149,6 +161,24 @@ def run(
     choice_judge: Annotated[str, typer.Option(help=CHOICE_JUDGE_HELP)] = "off",
     cache: Annotated[bool, typer.Option(help="reuse responses for identical (model, request)")] = True,
     progress: bool = True,
+    agent: Annotated[
+        str | None,
+        typer.Option(
+            help="zoom: let the model call a zoom-in tool while it reasons (the crops go back to it) before it "
+            "answers; scored by the benchmark's own protocol"
+        ),
+    ] = None,
+    max_turns: Annotated[int, typer.Option(help="--agent: replies asked per sample at most (then: no answer)")] = 6,
+    tool_format: Annotated[
+        str, typer.Option(help="--agent: qwen (tool declared in the system prompt, calls read from the reply) or api")
+    ] = "qwen",
+    zoom_frame: Annotated[
+        str, typer.Option(help="--agent: how a call's bbox_2d reads: pixel, normalized-1000 or normalized (0-1)")
+    ] = "pixel",
+    agent_prompts: Annotated[
+        Path | None,
+        typer.Option(help="--agent: a JSON file of {system, instruction, followup} replacing DeepEyes' prompts"),
+    ] = None,
 ) -> None:
     """Evaluate a model on one benchmark; writes OUT/samples.jsonl as it goes and OUT/results.json."""
     from sifdata.depth import DepthModelUnavailable
@@ -174,7 +204,9 @@ def run(
     if resume and restart:
         _fail("--resume continues the run in --out, --restart deletes it: give one of them")
     adapter = _bench(bench, protocol, judge, box_frame, choice_judge)
-    from sifeval.runner import holds_samples, load_samples, restart_run
+    from sifeval.runner import holds_samples, load_samples, restart_run, run_mode
+
+    zoom = _zoom_settings(agent, max_turns, tool_format, zoom_frame, agent_prompts)
 
     try:  # everything that can be checked without the model, before any model is loaded
         if restart:
@@ -189,7 +221,7 @@ def run(
     except (FileNotFoundError, ValueError, FolderBusy) as error:
         _fail(str(error))
     depth = None
-    if adapter.mode_for(asked_mode) == "sif" and not adapter.provides_depth:
+    if run_mode(adapter, asked_mode, zoom) == "sif" and not adapter.provides_depth:
         depth = DepthProvider(depth_model)
         try:  # before any work: a depth model that cannot load fails every request otherwise
             depth.ensure_available()
@@ -214,6 +246,7 @@ def run(
             cache=ResponseCache() if cache else None,
             progress=progress,
             samples=samples,
+            agent=zoom,
         )
     except RunAborted as error:
         _fail(f"run stopped: {error}. Scored samples are kept in {out}; fix the cause, then rerun with --resume")
@@ -225,6 +258,42 @@ def run(
         _fail(f"{result.request_errors} samples have no response (reasons in samples.jsonl): rerun with --resume")
     if result.judge_failures:
         _fail(f"{result.judge_failures} answers were not graded by the judge: `sifeval rescore {out}` grades them")
+
+
+def _zoom_settings(
+    agent: str | None, max_turns: int, tool_format: str, zoom_frame: str, prompts: Path | None
+) -> ZoomSettings | None:
+    """The zoom agent's settings from the command line, or one line saying what is wrong."""
+    from sifeval.agents import BOX_FRAMES, DEEPEYES, TOOL_FORMATS
+
+    if agent is None:
+        return None
+    if agent != "zoom":
+        _fail(f"--agent takes zoom, not {agent!r}")
+    if tool_format not in TOOL_FORMATS:
+        _fail(f"--tool-format takes {' or '.join(TOOL_FORMATS)}, not {tool_format!r}")
+    if zoom_frame not in BOX_FRAMES:
+        _fail(f"--zoom-frame takes {', '.join(BOX_FRAMES)}, not {zoom_frame!r}")
+    texts: dict[str, str] = {}
+    if prompts is not None:
+        try:
+            loaded = json.loads(prompts.read_text(encoding="utf-8"))
+        except (OSError, json.JSONDecodeError) as error:
+            _fail(f"--agent-prompts {prompts}: {error}")
+        unknown = sorted(set(loaded) - {"system", "instruction", "followup"}) if isinstance(loaded, dict) else ["?"]
+        if unknown or not all(isinstance(value, str) for value in loaded.values()):
+            _fail(f"--agent-prompts {prompts} must be a JSON object of texts named system, instruction, followup")
+        texts = loaded
+    try:
+        return dataclasses.replace(
+            DEEPEYES,
+            max_turns=max_turns,
+            tool_format=tool_format,
+            box_frame=zoom_frame,
+            **texts,  # type: ignore[arg-type]
+        )
+    except ValueError as error:
+        _fail(str(error))
 
 
 @app.command(name="list")

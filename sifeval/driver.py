@@ -14,6 +14,7 @@ runner's thread, one at a time.
 
 from __future__ import annotations
 
+import dataclasses
 import re
 from collections.abc import Callable, Iterable
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -21,6 +22,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from sifeval.adapters import Benchmark
+from sifeval.agent_stats import with_truth_coverage
 from sifeval.solvers import OptionsRequest, Solved, Solver, Steps
 from sifeval.types import Sample, ScoredSample
 from sifmodel.backends import (
@@ -47,13 +49,16 @@ class RunAborted(RuntimeError):
 class _Entry:
     sample: Sample
     steps: Steps
+    request: GenerationRequest | None = None  # the request it waits on
 
 
 @dataclass
 class Driver:
     """One pass over ``samples``: ``cached(sample)`` may answer a sample without the model
     (a :class:`Solved` or None); ``on_solved(sample, solved)`` sees every fresh answer (the
-    response cache); ``on_scored(scored, usage)`` receives each scored sample."""
+    response cache); ``on_scored(scored, usage)`` receives each scored sample. For a
+    ``turn_cacheable`` solver (a multi-turn agent), ``cached_turn(request)`` may answer one
+    request without the model and ``on_answered(request, response)`` sees every fresh one."""
 
     bench: Benchmark
     backend: Backend
@@ -63,6 +68,8 @@ class Driver:
     on_scored: ScoredHandler
     cached: Callable[[Sample], Solved | None] = lambda sample: None
     on_solved: Callable[[Sample, Solved], None] = lambda sample, solved: None
+    cached_turn: Callable[[GenerationRequest], GenerationResponse | None] = lambda request: None
+    on_answered: Callable[[GenerationRequest, GenerationResponse], None] = lambda request, response: None
     _feed: RequestFeed = field(default_factory=RequestFeed)
     _waiting: dict[str, _Entry] = field(default_factory=dict)
     _scoring: list[Future[ScoredSample]] = field(default_factory=list)
@@ -91,6 +98,8 @@ class Driver:
                 self._feed.close()
             for response in self.backend.stream(self._feed):
                 entry = self._waiting.pop(response.id)
+                if self.solver.turn_cacheable and entry.request is not None and response.ok:
+                    self.on_answered(entry.request, response)
                 self._advance(entry, response)
                 self._hand_over(block=False)
                 if not exhausted:
@@ -137,6 +146,12 @@ class Driver:
                 return
             self._advance(entry, losses)
             return
+        if self.solver.turn_cacheable:
+            hit = self.cached_turn(need)
+            if hit is not None:
+                self._advance(entry, hit)
+                return
+        entry.request = need
         self._waiting[need.id] = entry
         self._feed.put(need)
 
@@ -155,19 +170,25 @@ class Driver:
 
     def _finish(self, sample: Sample, solved: Solved, *, cached: bool = False, fresh: bool = False) -> None:
         usage = {**solved.usage, **({"cached": True} if cached else {})}
+        if solved.transcript is not None:
+            solved = dataclasses.replace(solved, transcript=with_truth_coverage(self.bench, sample, solved.transcript))
         if fresh and solved.error is None:
             self.on_solved(sample, solved)
         if solved.error is not None or solved.text is None:
             error = solved.error or GenerationError("request", "no response")
-            self.on_scored(ScoredSample(sample, None, request_error=error), usage)
+            self.on_scored(ScoredSample(sample, None, request_error=error, transcript=solved.transcript), usage)
             self._watch(error)
             return
         self._streak.clear()
         self._usage[sample.id] = usage
         if self._pool is None:
-            self.on_scored(self.bench.score(sample, solved.text, self.mode), usage)
+            self.on_scored(self._score(sample, solved), usage)
             return
-        self._scoring.append(self._pool.submit(self.bench.score, sample, solved.text, self.mode))
+        self._scoring.append(self._pool.submit(self._score, sample, solved))
+
+    def _score(self, sample: Sample, solved: Solved) -> ScoredSample:
+        scored = self.bench.score(sample, solved.text or "", self.mode)
+        return scored if solved.transcript is None else dataclasses.replace(scored, transcript=solved.transcript)
 
     def _watch(self, error: GenerationError) -> None:
         """Stop at once on an error every request would get (``backend``: a refused key, an unknown

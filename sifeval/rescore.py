@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import json
 from pathlib import Path
 from typing import Any
@@ -38,7 +39,8 @@ def _rescore_run(bench: Benchmark, run_dir: Path, out: str | Path | None) -> Ben
     mode = previous.get("mode", "sif")
     answered = [s for s in scored if s.response is not None and s.request_error is None]
     rescored = bench.score_many([s.sample for s in answered], [s.response or "" for s in answered], mode)
-    by_id = {s.sample.id: s for s in rescored}
+    transcripts = {s.sample.id: s.transcript for s in answered}
+    by_id = {s.sample.id: dataclasses.replace(s, transcript=transcripts[s.sample.id]) for s in rescored}
     final = [by_id.get(s.sample.id, s) for s in scored]
     target = Path(out) if out else run_dir
     target.mkdir(parents=True, exist_ok=True)
@@ -54,7 +56,7 @@ def _rescore_run(bench: Benchmark, run_dir: Path, out: str | Path | None) -> Ben
         previous.get("dataset", {}).get("local_path"),
         previous.get("model", {}),
         None,
-        {"notes": ["re-scored from saved responses"]},
+        {"notes": ["re-scored from saved responses"], "agent": (previous.get("agent") or {}).get("settings")},
     )
     result.generation = previous.get("generation", {})
     if target != run_dir and (run_dir / RUN).is_file():
@@ -109,7 +111,7 @@ def _merge_runs(bench: Benchmark, runs: list[str | Path], out: Path) -> Benchmar
         first.get("dataset", {}).get("local_path"),
         first.get("model", {}),
         None,
-        {"notes": [f"merged from {len(runs)} shard runs"]},
+        {"notes": [f"merged from {len(runs)} shard runs"], "agent": identities[0].get("agent")},
         total=identities[0].get("samples_total"),
     )
     result.generation = first.get("generation", {})

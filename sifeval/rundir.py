@@ -22,7 +22,9 @@ from typing import Any
 from sifdata.files import atomic_write, exclusive_lock
 from sifdata.journal import Journal
 from sifeval.adapters import Benchmark
+from sifeval.agent_stats import agent_statistics
 from sifeval.intervals import intervals_json, min_detectable_difference
+from sifeval.transcripts import CROPS, TURNS, Transcript
 from sifeval.types import BenchmarkResult, Sample, ScoredSample
 from sifmodel.backends import GenerationError, GenerationSettings
 from sifmodel.prompts import PromptMode
@@ -31,7 +33,7 @@ SAMPLES = "samples.jsonl"
 RESULTS = "results.json"
 RUN = "run.json"
 # What run.json says a run is: resuming or merging needs every one of them the same.
-IDENTITY_KEYS = ("benchmark", "protocol", "options", "mode", "generation", "dataset", "model")
+IDENTITY_KEYS = ("benchmark", "protocol", "options", "mode", "generation", "dataset", "model", "agent")
 
 
 def holds_samples(out: str | Path) -> bool:
@@ -40,12 +42,13 @@ def holds_samples(out: str | Path) -> bool:
     return path.is_file() and path.stat().st_size > 0
 
 
-RUN_FILES = (RUN, SAMPLES, RESULTS, f"{SAMPLES}.before-rescore", f"{RESULTS}.before-rescore")
+RUN_FILES = (RUN, SAMPLES, RESULTS, f"{SAMPLES}.before-rescore", f"{RESULTS}.before-rescore", TURNS)
 
 
 def restart_run(out: str | Path) -> list[Path]:
-    """Remove a run's own files from ``out`` (``run.json``, ``samples.jsonl``, ``results.json`` and
-    their pre-rescore copies), holding its lock: the run starts over. Other files are left."""
+    """Remove a run's own files from ``out`` (``run.json``, ``samples.jsonl``, ``results.json``,
+    their pre-rescore copies, an agent's ``turns.jsonl`` and ``crops/``), holding its lock: the
+    run starts over. Other files are left."""
     out = Path(out)
     removed = []
     with exclusive_lock(out, "sifeval run --restart"):
@@ -53,6 +56,13 @@ def restart_run(out: str | Path) -> list[Path]:
             if (out / name).is_file():
                 (out / name).unlink()
                 removed.append(out / name)
+        crops = out / CROPS
+        if crops.is_dir():
+            for path in crops.glob("*.png"):
+                path.unlink()
+            if not any(crops.iterdir()):
+                crops.rmdir()
+            removed.append(crops)
     return removed
 
 
@@ -67,6 +77,7 @@ def scored_to_json(item: ScoredSample, usage: dict[str, Any] | None = None) -> d
         "score": item.score,
         "details": item.details,
         "judge_error": item.judge_error,
+        **({"transcript": item.transcript.to_json()} if item.transcript is not None else {}),
         **(usage or {}),
     }
 
@@ -81,6 +92,7 @@ def scored_from_json(line: dict[str, Any]) -> ScoredSample:
         request_error=GenerationError.from_json(line.get("request_error")),
         details=dict(line.get("details") or {}),
         judge_error=line.get("judge_error"),
+        transcript=Transcript.from_json(line.get("transcript")),
     )
 
 
@@ -228,7 +240,15 @@ def summarize(
         choice_judge_calls=len(referred),
         intervals=intervals,
         power=_power(intervals.get("score")),
+        agent=_agent(bench, scored, (extra or {}).get("agent")),
     )
+
+
+def _agent(bench: Benchmark, scored: Sequence[ScoredSample], settings: dict[str, Any] | None) -> dict[str, Any]:
+    found = agent_statistics(scored)
+    if not found and settings is None:
+        return {}
+    return {"settings": settings, **found}
 
 
 def _power(score: dict[str, Any] | None) -> dict[str, Any]:

@@ -9,8 +9,11 @@ most the line being written.
 
 from __future__ import annotations
 
+import contextlib
+import dataclasses
 import hashlib
 import json
+import sys
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any
@@ -21,6 +24,7 @@ from sifdata.journal import Journal
 from sifdata.progress import progress_bar
 from sifdata.secrets import redact
 from sifeval.adapters import Benchmark, load_samples
+from sifeval.agents import ZoomSettings, agent_solver
 from sifeval.driver import Driver, RunAborted
 from sifeval.rundir import (  # noqa: F401 - the run folder's names, importable from here as before
     IDENTITY_KEYS,
@@ -39,10 +43,12 @@ from sifeval.rundir import (  # noqa: F401 - the run folder's names, importable 
     summarize,
     write_results,
 )
-from sifeval.solvers import Solved
+from sifeval.solvers import Solved, Solver
+from sifeval.transcripts import TranscriptStore, image_key
 from sifeval.types import BenchmarkResult, Sample, ScoredSample
-from sifmodel.backends import Backend, GenerationSettings
+from sifmodel.backends import Backend, GenerationRequest, GenerationResponse, GenerationSettings
 from sifmodel.prompts import PromptMode
+from sifmodel.turns import ToolCall
 
 
 def request_key(model: str, sample: Sample, mode: PromptMode, settings: GenerationSettings) -> str:
@@ -57,6 +63,41 @@ def request_key(model: str, sample: Sample, mode: PromptMode, settings: Generati
     depth = sample.depth_image.digest() if sample.depth_image is not None and mode == "sif" else None
     payload = json.dumps([model, mode, text, digests, depth, asdict(settings)], sort_keys=True)
     return hashlib.sha256(payload.encode()).hexdigest()
+
+
+def turn_key(model: str, request: GenerationRequest) -> str:
+    """The cache key of one turn of a multi-turn agent: everything it sends (the model's
+    identity, mode, system prompt, tools, settings, the first turn's text and images, and every
+    later turn's role, text, images and tool calls), images by their pixels."""
+    later = [
+        [
+            turn.role,
+            turn.text,
+            [image_key(image) for image in turn.images],
+            [call.to_json() for call in turn.tool_calls],
+            turn.tool_call_id,
+        ]
+        for turn in request.history
+    ]
+    depth = image_key(request.depth_image) if request.depth_image is not None else None
+    payload = [
+        model,
+        request.mode,
+        request.system,
+        list(request.tools),
+        asdict(request.settings),
+        request.question,
+        [image_key(image) for image in request.images],
+        depth,
+        later,
+    ]
+    return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()
+
+
+def run_mode(bench: Benchmark, mode: PromptMode, agent: ZoomSettings | None = None) -> PromptMode:
+    """The prompt mode a run really uses when ``mode`` is asked for: an agent's own (it writes
+    its prompts), else the protocol's (:meth:`Benchmark.mode_for`). The CLI asks the same."""
+    return "plain" if agent is not None else bench.mode_for(mode)
 
 
 class ResponseCache:
@@ -78,6 +119,21 @@ class ResponseCache:
     def put(self, key: str, value: dict[str, Any]) -> None:
         self._store.put(key, json.dumps(value))
 
+    def get_turn(self, key: str) -> GenerationResponse | None:
+        hit = self.get(key)
+        if hit is None:
+            return None
+        calls = tuple(ToolCall.from_json(call) for call in hit.get("tool_calls") or [])
+        usage = hit.get("usage") or {}
+        return GenerationResponse(
+            "", hit["text"], None, usage.get("prompt_tokens"), usage.get("completion_tokens"), 0.0, calls
+        )
+
+    def put_turn(self, key: str, response: GenerationResponse) -> None:
+        usage = {"prompt_tokens": response.prompt_tokens, "completion_tokens": response.completion_tokens}
+        calls = [call.to_json() for call in response.tool_calls]
+        self.put(key, {"text": response.text, "tool_calls": calls, "usage": usage})
+
 
 def run_identity(
     bench: Benchmark,
@@ -85,9 +141,11 @@ def run_identity(
     settings: GenerationSettings | None,
     data_dir: str | Path | None,
     model: dict[str, Any],
+    agent: ZoomSettings | None = None,
 ) -> dict[str, Any]:
     """What makes two runs the same run: only such runs may be resumed into or merged together."""
     return {
+        "agent": agent.to_json() if agent is not None else None,
         "benchmark": bench.name,
         "protocol": bench.protocol,
         "options": bench.options(),
@@ -148,6 +206,7 @@ def run(
     progress: bool = True,
     extra_info: dict[str, Any] | None = None,
     samples: list[Sample] | None = None,
+    agent: ZoomSettings | None = None,
 ) -> BenchmarkResult:
     """Evaluate ``backend`` on ``bench``; writes ``out/run.json`` (what this run is),
     ``out/samples.jsonl`` (each sample the moment it is scored) and ``out/results.json``.
@@ -156,7 +215,9 @@ def run(
     from its first check to its results, so a second ``run``, ``--resume``, ``rescore`` or
     ``merge`` on it is refused (:class:`~sifdata.files.FolderBusy`) instead of asking every
     sample twice and losing lines when one of them compacts the journal. ``samples``: the
-    benchmark's samples when already loaded (:func:`load_samples`), else loaded here."""
+    benchmark's samples when already loaded (:func:`load_samples`), else loaded here. ``agent``:
+    run a zoom agent (:mod:`sifeval.agents`) over the benchmark's own first request; its turns
+    and crops are kept in ``out`` (:mod:`sifeval.transcripts`)."""
     with exclusive_lock(out, "sifeval run"):
         return _run(
             bench,
@@ -173,6 +234,7 @@ def run(
             progress=progress,
             extra_info=extra_info,
             samples=samples,
+            agent=agent,
         )
 
 
@@ -192,10 +254,12 @@ def _run(
     progress: bool,
     extra_info: dict[str, Any] | None,
     samples: list[Sample] | None,
+    agent: ZoomSettings | None,
 ) -> BenchmarkResult:
     settings = settings or GenerationSettings()
-    solver = bench.solver()
-    asked_mode, mode = mode, bench.mode_for(mode)  # the one rule, which the CLI asks too
+    store = TranscriptStore(out) if agent is not None else None
+    solver: Solver = agent_solver(bench, agent, store, backend) if agent is not None else bench.solver()
+    asked_mode, mode = mode, run_mode(bench, mode, agent)  # the one rule, which the CLI asks too
     if holds_samples(out) and not resume:
         raise FileExistsError(
             f"{out / SAMPLES} holds a run: pass --resume to continue it, --restart to start it over (its samples "
@@ -203,7 +267,7 @@ def _run(
         )
     identity = backend.identity()
     info = {"spec": redact(model), "backend": backend.name, **identity}  # a key in the spec is never written
-    this_run = run_identity(bench, mode, settings, data_dir, info)
+    this_run = run_identity(bench, mode, settings, data_dir, info, agent)
     check_same_run(out, this_run)
     samples = load_samples(bench, data_dir) if samples is None else samples
     total = len(samples)
@@ -238,8 +302,21 @@ def _run(
                 request_key(fingerprint, sample, mode, settings), {"text": solved.text, "usage": solved.usage}
             )
 
+    def cached_turn(request: GenerationRequest) -> GenerationResponse | None:
+        if cache is None:
+            return None
+        hit = cache.get_turn(turn_key(fingerprint, request))
+        return dataclasses.replace(hit, id=request.id) if hit is not None else None
+
+    def remember_turn(request: GenerationRequest, response: GenerationResponse) -> None:
+        if cache is not None:
+            cache.put_turn(turn_key(fingerprint, request), response)
+
     stopped = ""
-    with Journal(out / SAMPLES) as journal:
+    with contextlib.ExitStack() as stack:
+        journal = stack.enter_context(Journal(out / SAMPLES))
+        if store is not None:
+            stack.enter_context(store)
         done = {line["id"] for line in latest_by_id(journal.entries).values() if line.get("request_error") is None}
         pending = [sample for sample in samples if sample.id not in done]
         errors = 0
@@ -252,8 +329,11 @@ def _run(
                 errors += item.request_error is not None
                 advance(1, errors=errors)
 
+            driver = Driver(
+                bench, backend, solver, mode, settings, journal_scored, cached, remember, cached_turn, remember_turn
+            )
             try:
-                Driver(bench, backend, solver, mode, settings, journal_scored, cached, remember).run(pending)
+                driver.run(pending)
             except RunAborted as error:
                 stopped = str(error)
         latest = latest_by_id(journal.entries)
@@ -262,14 +342,21 @@ def _run(
     wanted = {sample.id for sample in samples}
     scored = [scored_from_json(line) for key, line in latest.items() if key in wanted]
     notes = list((extra_info or {}).get("notes", []))
+    resumed = store.resume_summary() if store is not None else None
+    if resumed:
+        notes.append(f"--resume: {resumed}")
+        if progress:
+            print(f"--resume: {resumed}", file=sys.stderr)
     if asked_mode != mode:
-        notes.append(f"the {bench.protocol} protocol writes its own prompts: it ran in mode {mode}, not {asked_mode}")
+        writer = "the zoom agent" if agent is not None else f"the {bench.protocol} protocol"
+        notes.append(f"{writer} writes its own prompts: it ran in mode {mode}, not {asked_mode}")
     partial = f"--limit {limit}" if limit is not None else ""
     if shard is not None:
         partial += f"{' and ' if partial else ''}--shard {shard[0]}/{shard[1]}"
     if stopped:
         notes.insert(0, f"the run stopped early: {stopped}. Scored samples are kept; fix the cause, then --resume")
-    result = summarize(bench, scored, mode, data_dir, info, settings, {"notes": notes}, total=total, partial=partial)
+    extra = {"notes": notes, "agent": agent.to_json() if agent is not None else None}
+    result = summarize(bench, scored, mode, data_dir, info, settings, extra, total=total, partial=partial)
     write_results(out, result)
     if stopped:
         raise RunAborted(stopped)

@@ -63,15 +63,26 @@ def scripted_chain(bench: Benchmark, sample: Sample, depth: DepthEstimator | Non
     return format_chain(chain)
 
 
+Reply = str | dict[str, Any]  # a reply's text, or {"content": ..., "tool_calls": [...]} (API tool calls)
+
+
 class ScriptedSIFServer:
     """``/v1/chat/completions`` on loopback answering each request with the chain of the sample
     whose question it carries (the longest known question found in the request's text); ``/v1/models``
-    lists :data:`SCRIPTED_MODEL`. Use as a context manager; ``base_url`` is its address."""
+    lists :data:`SCRIPTED_MODEL`. Use as a context manager; ``base_url`` is its address.
 
-    def __init__(self, replies: dict[str, str]) -> None:
+    A script may be a list of replies, one per turn of a multi-turn agent: the reply to a request
+    is the one at the number of assistant turns it already holds (the last one once they run out).
+    A reply is its text, ``{"content": ..., "tool_calls": [{"id", "name", "arguments"}]}``, or
+    ``{"http_status": 400}`` (that status, an error body: a request that fails).
+    ``requests`` keeps every request body received, in order."""
+
+    def __init__(self, replies: dict[str, str] | dict[str, Reply | list[Reply]]) -> None:
         self.replies = replies
+        self.requests: list[dict[str, Any]] = []
         keys = sorted(replies, key=len, reverse=True)
         server = self
+        lock = threading.Lock()
 
         class Handler(BaseHTTPRequestHandler):
             protocol_version = "HTTP/1.1"
@@ -92,18 +103,45 @@ class ScriptedSIFServer:
 
             def do_POST(self) -> None:
                 request = json.loads(self.rfile.read(int(self.headers.get("Content-Length", 0))))
-                text = json.dumps(request.get("messages", []), ensure_ascii=False)
+                with lock:
+                    server.requests.append(request)
+                messages = request.get("messages", [])
+                first_user: dict[str, Any] = next((m for m in messages if m.get("role") == "user"), {})
+                text = json.dumps(first_user, ensure_ascii=False)
                 found = next((key for key in keys if json.dumps(key, ensure_ascii=False)[1:-1] in text), None)
-                reply = server.replies[found] if found else "<answer>I have no script for this question.</answer>"
+                script = server.replies[found] if found else "<answer>I have no script for this question.</answer>"
+                if isinstance(script, list):
+                    turn = sum(1 for m in messages if m.get("role") == "assistant")
+                    script = script[min(turn, len(script) - 1)]
+                message: dict[str, Any] = {"role": "assistant", "content": script}
+                if isinstance(script, dict) and "http_status" in script:
+                    body = json.dumps({"error": {"message": "scripted failure"}}).encode()
+                    self.send_response(int(script["http_status"]))
+                    self.send_header("Content-Type", "application/json")
+                    self.send_header("Content-Length", str(len(body)))
+                    self.end_headers()
+                    self.wfile.write(body)
+                    return
+                if isinstance(script, dict):
+                    message = {"role": "assistant", "content": script.get("content")}
+                    calls = script.get("tool_calls") or []
+                    if calls:
+                        message["tool_calls"] = [
+                            {
+                                "id": call["id"],
+                                "type": "function",
+                                "function": {"name": call["name"], "arguments": call["arguments"]},
+                            }
+                            for call in calls
+                        ]
+                finish = "tool_calls" if message.get("tool_calls") else "stop"
                 self._send(
                     {
                         "id": "scripted",
                         "object": "chat.completion",
                         "created": int(time.time()),
                         "model": SCRIPTED_MODEL,
-                        "choices": [
-                            {"index": 0, "message": {"role": "assistant", "content": reply}, "finish_reason": "stop"}
-                        ],
+                        "choices": [{"index": 0, "message": message, "finish_reason": finish}],
                         "usage": {"prompt_tokens": 0, "completion_tokens": 0, "total_tokens": 0},
                     }
                 )

@@ -24,6 +24,7 @@ from collections.abc import Callable, Generator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from sifeval.transcripts import Transcript
 from sifeval.types import Sample
 from sifmodel.backends import GenerationError, GenerationRequest, GenerationResponse, GenerationSettings
 from sifmodel.prompts import PromptMode
@@ -39,11 +40,13 @@ class OptionsRequest:
 
 @dataclass(frozen=True)
 class Solved:
-    """A sample's outcome: the response text to score, or why there is none."""
+    """A sample's outcome: the response text to score, or why there is none; an agent's
+    transcript (every turn, even when a request failed midway)."""
 
     text: str | None
     error: GenerationError | None = None
     usage: dict[str, Any] = field(default_factory=dict)
+    transcript: Transcript | None = None
 
 
 Need = GenerationRequest | OptionsRequest
@@ -76,6 +79,7 @@ class Solver(ABC):
     name: str
     prompt_mode: PromptMode | None = None
     cacheable: bool = False
+    turn_cacheable: bool = False
     needs_text_scoring: bool = False
 
     @abstractmethod

@@ -12,6 +12,7 @@ from PIL import Image
 
 from sifdata.files import OutsideRoot, confined_path
 from sifdata.images import open_image, read_image_bytes
+from sifeval.transcripts import Transcript
 from sifmodel.backends.base import GenerationError
 from sifmodel.prompts import PromptMode
 
@@ -138,6 +139,7 @@ class ScoredSample:
     request_error: GenerationError | None = None
     details: dict[str, Any] = field(default_factory=dict)
     judge_error: str | None = None
+    transcript: Transcript | None = None  # an agent's turns (sifeval.transcripts); None for one reply
 
     @property
     def answered(self) -> bool:
@@ -180,6 +182,8 @@ class BenchmarkResult:
     # The smallest difference of the headline a comparison with another model could detect
     # (80% power, paired; sifeval.intervals.min_detectable_difference), with what it assumes.
     power: dict[str, Any] = field(default_factory=dict)
+    # A zoom agent's settings and what it did (sifeval.agent_stats); {} for a run of single replies.
+    agent: dict[str, Any] = field(default_factory=dict)
 
     def to_json(self) -> dict[str, Any]:
         """Strict JSON: NaN and infinities become ``null`` (``json.dumps(..., allow_nan=False)`` holds)."""

@@ -27,6 +27,7 @@ from sifdata.secrets import redact
 from sifdata.viewer.site import FocusBox, Panel, Picture, SiteReport, ViewItem, write_site
 from sifeval.adapters import Benchmark, benchmark_class, load_samples
 from sifeval.rundir import RUN, read_run
+from sifeval.transcripts import Transcript
 from sifeval.types import ImageRef, Sample, ScoredSample
 
 FACETS = ("agreement", "status", "status A", "status B", "category", "conflict")
@@ -144,9 +145,40 @@ def _fields(item: ScoredSample) -> tuple[tuple[str, str], ...]:
             ("conflict", f"the letter names {item.extracted}, the words option {conflict}: scored by the letter")
         )
     fields.append(("response", _response_text(item)))
+    if item.transcript is not None:
+        fields.append(("zoom transcript", _transcript_text(item.transcript)))
     if item.details:
         fields.append(("details", json.dumps(item.details, ensure_ascii=False, default=str)))
     return tuple(fields)
+
+
+def _transcript_text(transcript: Transcript) -> str:
+    """Each turn of an agent's transcript: its reply, then each tool call's box and crop (the
+    crop's file in the run folder's ``crops/``) or the error the model was sent."""
+    lines = []
+    for number, turn in enumerate(transcript.turns, 1):
+        lines.append(f"turn {number}: {turn.reply}")
+        for step in turn.steps:
+            if step.box is not None:
+                lines.append(f"  zoom on image {step.image}: box {list(step.box)} -> crops/{step.crop}.png")
+            else:
+                lines.append(f"  tool call refused: {step.error}")
+    if transcript.stopped == "max-turns":
+        lines.append("(out of turns while still calling tools: no answer)")
+    return "\n".join(lines)
+
+
+def _zoom_steps(transcript: Transcript) -> tuple[tuple[FocusBox, ...], ...]:
+    """Each executed zoom on the sample's own image, in order, as a focus step (per-axis
+    normalized, as a SIF chain's areas are drawn)."""
+    steps = []
+    for step in (s for turn in transcript.turns for s in turn.steps):
+        if step.box is None or step.image != 0 or step.size is None:
+            continue
+        width, height = step.size
+        x1, y1, x2, y2 = step.box
+        steps.append((FocusBox((x1 / width, y1 / height, x2 / width, y2 / height), None),))
+    return tuple(steps)
 
 
 def _size(ref: ImageRef) -> tuple[int, int]:
@@ -180,6 +212,8 @@ class DepthModel:
 
 
 def _steps(run: LoadedRun, sample: Sample, item: ScoredSample, size: tuple[int, int]) -> tuple:
+    if item.transcript is not None:  # a zoom agent: its tool boxes are the focus steps
+        return _zoom_steps(item.transcript)
     if not item.response:
         return ()
     try:

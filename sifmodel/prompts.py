@@ -21,6 +21,7 @@ from PIL import Image
 from sifdata.depth import model_depth_image
 from sifdata.images import image_data_url
 from sifdata.prompt import sif_user_parts
+from sifmodel.turns import Turn
 
 PromptMode = Literal["sif", "sif-rgb", "plain"]
 PROMPT_MODES: tuple[PromptMode, ...] = ("sif", "sif-rgb", "plain")
@@ -46,18 +47,21 @@ class Prompt:
     parts: tuple[tuple[str, Any], ...]
     mode: PromptMode
     system: str | None = None
+    later: tuple[Turn, ...] = ()  # the turns after the first (a multi-turn agent's; sifmodel.turns)
 
     @property
     def images(self) -> list[Image.Image]:
-        return [value for kind, value in self.parts if kind == "image"]
+        """Every image of the conversation, in the order the model sees them."""
+        first = [value for kind, value in self.parts if kind == "image"]
+        return first + [image for turn in self.later for image in turn.images]
 
     @property
     def text(self) -> str:
         """The text with ``<image>`` where each image goes (for logs and caches)."""
         return "".join(value if kind == "text" else "<image>" for kind, value in self.parts)
 
-    def _with_system(self, user: dict[str, Any]) -> list[dict[str, Any]]:
-        return ([{"role": "system", "content": self.system}] if self.system else []) + [user]
+    def _with_system(self, user: dict[str, Any], later: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        return ([{"role": "system", "content": self.system}] if self.system else []) + [user] + later
 
     def hf_messages(self) -> list[dict[str, Any]]:
         """Chat messages for ``processor.apply_chat_template`` (images inline as PIL)."""
@@ -65,7 +69,7 @@ class Prompt:
             {"type": "image", "image": value} if kind == "image" else {"type": "text", "text": value}
             for kind, value in self.parts
         ]
-        return self._with_system({"role": "user", "content": content})
+        return self._with_system({"role": "user", "content": content}, [turn.hf_message() for turn in self.later])
 
     def openai_messages(self, image_max_side: int | None = None) -> list[dict[str, Any]]:
         """Messages for an OpenAI-compatible server or vLLM: images as PNG data URLs, lossless and
@@ -78,7 +82,8 @@ class Prompt:
                 content.append({"type": "image_url", "image_url": {"url": url}})
             else:
                 content.append({"type": "text", "text": value})
-        return self._with_system({"role": "user", "content": content})
+        later = [turn.openai_message(image_max_side) for turn in self.later]
+        return self._with_system({"role": "user", "content": content}, later)
 
 
 def build_messages(

@@ -118,6 +118,9 @@ RUN: list[tuple[str, dict[str, str]]] = [
      {"runs/viscot": "runs/vstar", " [--depth-model M] [--serve]": ""}),
     ("sifeval view runs/model-a runs/model-b --out sites/a-vs-b", {"runs/model-a runs/model-b": "runs/cvbench runs/cvbench-b"}),
     ("sifdata view sif-50k --out sites/build [--limit N]", {" [--limit N]": " --limit 3"}),
+    ("sifeval run --bench vstar --agent zoom --model openai:deepeyes@http://127.0.0.1:8000/v1 --out runs/vstar-zoom",
+     {"--out runs/vstar-zoom": "--out runs/vstar-zoom" + OFFLINE_EVAL.format(bench="vstar")}),
+    ("sifeval view runs/vstar-zoom --out sites/vstar-zoom", {}),
 ]  # fmt: skip
 
 

@@ -17,6 +17,7 @@ from PIL import Image
 
 from sifdata.depth import DEFAULT_DEPTH_MODEL, DepthEstimator, depth_to_image
 from sifmodel.prompts import Prompt, PromptMode, build_messages
+from sifmodel.turns import ToolCall, Turn
 
 
 @dataclass(frozen=True)
@@ -40,6 +41,8 @@ class GenerationRequest:
     mode: PromptMode = "sif"
     settings: GenerationSettings = GenerationSettings()
     system: str | None = None
+    history: tuple[Turn, ...] = ()  # the turns after the first user turn (a multi-turn agent)
+    tools: tuple[dict[str, Any], ...] = ()  # OpenAI tool declarations, for servers that call tools
 
 
 @dataclass(frozen=True)
@@ -80,6 +83,7 @@ class GenerationResponse:
     prompt_tokens: int | None = None
     completion_tokens: int | None = None
     latency_s: float | None = None
+    tool_calls: tuple[ToolCall, ...] = ()  # a server's API tool calls (the reply's text may hold others)
 
     @property
     def ok(self) -> bool:
@@ -219,7 +223,14 @@ def prompts_for(requests: Sequence[GenerationRequest], depth: DepthProvider | No
     if missing and depth is not None:
         for index, picture in zip(missing, depth.depth_images([requests[i].images[0] for i in missing]), strict=True):
             estimated[index] = picture
-    return [
-        build_messages(r.question, r.images, estimated.get(i, r.depth_image), r.mode, system=r.system)
-        for i, r in enumerate(requests)
-    ]
+    prompts = []
+    for index, request in enumerate(requests):
+        first = build_messages(
+            request.question,
+            request.images,
+            estimated.get(index, request.depth_image),
+            request.mode,
+            system=request.system,
+        )
+        prompts.append(Prompt(first.parts, first.mode, first.system, request.history))
+    return prompts

@@ -22,12 +22,27 @@ from sifmodel.backends.base import (
     prompts_for,
 )
 from sifmodel.backends.streaming import in_request_order, stream_concurrently
+from sifmodel.turns import ToolCall
+
+
+def api_tool_call(call_id: str, name: str, arguments: str) -> ToolCall:
+    """A server's tool call, its JSON arguments parsed (an object, else the reason it is not)."""
+    try:
+        parsed = json.loads(arguments) if arguments.strip() else {}
+    except json.JSONDecodeError as error:
+        return ToolCall(name, None, arguments, call_id, f"the arguments are not JSON ({error.msg})")
+    if not isinstance(parsed, dict):
+        return ToolCall(
+            name, None, arguments, call_id, f"the arguments are a JSON {type(parsed).__name__}, not an object"
+        )
+    return ToolCall(name, parsed, arguments, call_id)
 
 
 class OpenAIBackend:
     """``openai:MODEL@BASE_URL``; the key comes from ``SIF_MODEL_API_KEY`` (or ``OPENAI_API_KEY``)."""
 
     name = "openai"
+    calls_tools = True  # a request's tools are declared to the server, its tool calls returned
 
     spec_target = "MODEL@BASE_URL"
 
@@ -88,13 +103,16 @@ class OpenAIBackend:
             params["top_p"] = settings.top_p
         if settings.seed is not None:
             params["seed"] = settings.seed
+        if request.tools:
+            params["tools"] = list(request.tools)
         try:
             result = self.client.complete(prepared, **params)
         except ChatError as error:
             kind = "backend" if error.fatal else "request"
             return GenerationResponse(request.id, None, GenerationError(kind, error.reason))
+        calls = tuple(api_tool_call(call.id, call.name, call.arguments) for call in result.tool_calls)
         return GenerationResponse(
-            request.id, result.text, None, result.prompt_tokens, result.completion_tokens, result.latency_s
+            request.id, result.text, None, result.prompt_tokens, result.completion_tokens, result.latency_s, calls
         )
 
     def _prepare(self, requests: list[GenerationRequest]) -> list[GenerationRequest]:

@@ -1,0 +1,102 @@
+"""The later turns of a conversation: what a multi-turn agent sends after the first user turn.
+
+A :class:`~sifmodel.prompts.Prompt` is the first user turn; an agent that acts on the image (a
+zoom tool) goes on with the model's reply (an ``assistant`` turn, with the tool calls a server
+returned as API tool calls), the tools' results (a ``tool`` turn per API call, text only, as
+the OpenAI protocol has it) and a ``user`` turn that may hold images (the crops). Turns render to
+transformers chat messages and to OpenAI-compatible messages the same way the first turn does.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Literal
+
+from PIL import Image
+
+from sifdata.images import image_data_url
+
+Role = Literal["assistant", "user", "tool"]
+
+
+@dataclass(frozen=True)
+class ToolCall:
+    """One call of a tool, as the model wrote it: ``arguments`` as parsed (None when they could
+    not be read: ``error`` says why), ``raw`` the text as written, ``id`` the server's id of an
+    API tool call (None for a call written in the reply's text)."""
+
+    name: str
+    arguments: dict[str, Any] | None
+    raw: str
+    id: str | None = None
+    error: str | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        return {"name": self.name, "arguments": self.arguments, "raw": self.raw, "id": self.id, "error": self.error}
+
+    @classmethod
+    def from_json(cls, value: dict[str, Any]) -> ToolCall:
+        return cls(
+            str(value.get("name", "")),
+            value.get("arguments"),
+            str(value.get("raw", "")),
+            value.get("id"),
+            value.get("error"),
+        )
+
+
+@dataclass(frozen=True)
+class Turn:
+    """A turn after the first: ``parts`` ordered ``("text", str)`` or ``("image", PIL.Image)``;
+    ``tool_calls`` the API tool calls of an assistant turn; ``tool_call_id`` the call a ``tool``
+    turn answers."""
+
+    role: Role
+    parts: tuple[tuple[str, Any], ...]
+    tool_calls: tuple[ToolCall, ...] = ()
+    tool_call_id: str | None = None
+
+    @property
+    def images(self) -> list[Image.Image]:
+        return [value for kind, value in self.parts if kind == "image"]
+
+    @property
+    def text(self) -> str:
+        """The text with ``<image>`` where each image goes (for logs, caches and transcripts)."""
+        return "".join(value if kind == "text" else "<image>" for kind, value in self.parts)
+
+    def hf_message(self) -> dict[str, Any]:
+        """A transformers chat message (images inline as PIL)."""
+        if self.role != "user":  # an assistant reply or a tool result is text
+            message: dict[str, Any] = {"role": self.role, "content": self.text}
+            if self.tool_calls:
+                message["tool_calls"] = [_api_call(call) for call in self.tool_calls]
+            return message
+        content = [
+            {"type": "image", "image": value} if kind == "image" else {"type": "text", "text": value}
+            for kind, value in self.parts
+        ]
+        return {"role": "user", "content": content}
+
+    def openai_message(self, image_max_side: int | None = None) -> dict[str, Any]:
+        """An OpenAI-compatible message: images as lossless PNG data URLs, as in the first turn."""
+        if self.role == "assistant":
+            message: dict[str, Any] = {"role": "assistant", "content": self.text}
+            if self.tool_calls:
+                message["tool_calls"] = [_api_call(call) for call in self.tool_calls]
+            return message
+        if self.role == "tool":
+            return {"role": "tool", "tool_call_id": self.tool_call_id or "", "content": self.text}
+        content = []
+        for kind, value in self.parts:
+            if kind == "image":
+                url = image_data_url(value, max_side=image_max_side or max(value.size), image_format="PNG")
+                content.append({"type": "image_url", "image_url": {"url": url}})
+            else:
+                content.append({"type": "text", "text": value})
+        return {"role": "user", "content": content}
+
+
+def _api_call(call: ToolCall) -> dict[str, Any]:
+    """A tool call as the OpenAI protocol sends it back in the assistant turn."""
+    return {"id": call.id or "", "type": "function", "function": {"name": call.name, "arguments": call.raw}}
