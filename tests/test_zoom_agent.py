@@ -288,7 +288,9 @@ def test_the_zoom_loop_end_to_end_on_the_scripted_server(vstar: tuple[Path, list
 
     view_runs([out], tmp_path / "site", progress=False)
     items = {
-        item["id"]: item for page in sorted((tmp_path / "site" / "data").glob("page-*.js")) for item in read_data_file(page)
+        item["id"]: item
+        for page in sorted((tmp_path / "site" / "data").glob("page-*.js"))
+        for item in read_data_file(page)
     }
     steps = items["1"]["panels"][0]["steps"]
     assert [step[0]["box"] for step in steps] == [
