@@ -10,6 +10,7 @@ import math
 import random
 import threading
 import time
+from collections.abc import Callable
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
@@ -22,8 +23,19 @@ class _Server(ThreadingHTTPServer):
 class LatencyServer:
     """``median`` seconds at the middle, ``sigma`` the spread of the log of the latency."""
 
-    def __init__(self, median: float = 0.3, sigma: float = 0.8, reply: str = "<answer>(A)</answer>") -> None:
+    def __init__(
+        self,
+        median: float = 0.3,
+        sigma: float = 0.8,
+        reply: str = "<answer>(A)</answer>",
+        reply_for: Callable[[dict[str, Any]], str] | None = None,
+        latency_key: Callable[[dict[str, Any]], Any] | None = None,
+    ) -> None:
+        """``reply_for(request)``: the reply to each request (default: ``reply``); ``latency_key``:
+        what a request's latency is seeded by (default: its messages)."""
         self.median, self.sigma, self.reply = median, sigma, reply
+        self.reply_for = reply_for or (lambda request: self.reply)
+        self.latency_key = latency_key or (lambda request: request.get("messages"))
         server = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -44,7 +56,7 @@ class LatencyServer:
             def do_POST(self) -> None:
                 request = json.loads(self.rfile.read(int(self.headers.get("Content-Length", 0))))
                 time.sleep(server.latency(request))
-                message = {"role": "assistant", "content": server.reply}
+                message = {"role": "assistant", "content": server.reply_for(request)}
                 self._send(
                     {
                         "id": "chatcmpl-latency",
@@ -60,7 +72,7 @@ class LatencyServer:
         self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
 
     def latency(self, request: dict[str, Any]) -> float:
-        seed = hashlib.sha256(json.dumps(request.get("messages"), sort_keys=True).encode()).digest()
+        seed = hashlib.sha256(json.dumps(self.latency_key(request), sort_keys=True).encode()).digest()
         return random.Random(seed).lognormvariate(math.log(self.median), self.sigma)
 
     @property

@@ -63,7 +63,9 @@ def report_rows(results: list[dict[str, Any]], with_published: bool = True) -> l
                     "n": result["n"],
                     "parse_failures": result["parse_failure_rate"],
                     "request_errors": result["request_error_rate"],
-                    "flag": "; ".join(part for part in (_run_flag(result), _power_note(result)) if part),
+                    "flag": "; ".join(
+                        part for part in (_run_flag(result), _power_note(result), agent_note(result)) if part
+                    ),
                 }
             )
         entry = reference.get(benchmark, {})
@@ -116,8 +118,28 @@ def _verdict(row: dict[str, Any], ours: Sequence[dict[str, Any]]) -> str:
     return ""
 
 
+def agent_note(result: dict[str, Any]) -> str:
+    """What a zoom agent did in this run, in one line ("" for a run of single replies)."""
+    agent = result.get("agent") or {}
+    if not agent.get("samples"):
+        return ""
+    parts = [
+        f"zoom agent: {agent['turns_mean']:.2f} turns and {agent['tool_calls_mean']:.2f} tool calls per sample",
+        f"{100 * agent['zoomed_share']:.0f}% of samples zoomed",
+        f"{agent['tool_errors']} calls refused, {agent['out_of_turns']} samples out of turns",
+    ]
+    if agent.get("zoom_area_share_median") is not None:
+        parts.append(f"median zoom {100 * agent['zoom_area_share_median']:.1f}% of the image")
+    if agent.get("last_zoom_holds_truth_share") is not None:
+        held, count = agent["last_zoom_holds_truth_share"], agent["last_zoom_with_truth"]
+        parts.append(f"the last zoom holds the ground truth in {100 * held:.0f}% of {count}")
+    return ", ".join(parts)
+
+
 def _settings(result: dict[str, Any]) -> dict[str, Any]:
-    return {**(result.get("generation") or {}), **(result.get("protocol_options") or {})}
+    agent = (result.get("agent") or {}).get("settings") or {}
+    kind = {"agent": agent.get("agent")} if agent else {}
+    return {**(result.get("generation") or {}), **(result.get("protocol_options") or {}), **kind}
 
 
 def _differing_settings(result: dict[str, Any], runs: Sequence[dict[str, Any]]) -> list[str]:

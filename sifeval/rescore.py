@@ -6,6 +6,8 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import json
+import shutil
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -20,6 +22,7 @@ from sifeval.rundir import (
     summarize,
     write_results,
 )
+from sifeval.transcripts import CROPS
 from sifeval.types import BenchmarkResult, ScoredSample
 
 
@@ -32,6 +35,17 @@ def rescore_run(bench: Benchmark, run_dir: str | Path, out: str | Path | None = 
         for folder in dict.fromkeys([Path(run_dir), *([Path(out)] if out else [])]):
             locks.enter_context(exclusive_lock(folder, "sifeval rescore"))
         return _rescore_run(bench, Path(run_dir), out)
+
+
+def _merge_crops(runs: Sequence[str | Path], out: Path) -> None:
+    """A zoom agent's crops, each once, from every shard into the merged run (its transcripts
+    name them)."""
+    for run in runs:
+        for crop in sorted((Path(run) / CROPS).glob("*.png")):
+            target = out / CROPS / crop.name
+            if not target.is_file():
+                target.parent.mkdir(parents=True, exist_ok=True)
+                shutil.copyfile(crop, target)
 
 
 def _rescore_run(bench: Benchmark, run_dir: Path, out: str | Path | None) -> BenchmarkResult:
@@ -102,6 +116,7 @@ def _merge_runs(bench: Benchmark, runs: list[str | Path], out: Path) -> Benchmar
                 continue
             merged[item.sample.id] = item
     final = list(merged.values())
+    _merge_crops(runs, out)
     (out / SAMPLES).write_text("".join(json.dumps(scored_to_json(s)) + "\n" for s in final), encoding="utf-8")
     (out / RUN).write_text(json.dumps(identities[0], indent=2) + "\n", encoding="utf-8")
     result = summarize(

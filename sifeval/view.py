@@ -15,7 +15,7 @@ import dataclasses
 import hashlib
 import json
 import threading
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -27,7 +27,7 @@ from sifdata.secrets import redact
 from sifdata.viewer.site import FocusBox, Panel, Picture, SiteReport, ViewItem, write_site
 from sifeval.adapters import Benchmark, benchmark_class, load_samples
 from sifeval.rundir import RUN, read_run
-from sifeval.transcripts import Transcript
+from sifeval.transcripts import Transcript, crop_path
 from sifeval.types import ImageRef, Sample, ScoredSample
 
 FACETS = ("agreement", "status", "status A", "status B", "category", "conflict")
@@ -168,6 +168,16 @@ def _transcript_text(transcript: Transcript) -> str:
     return "\n".join(lines)
 
 
+def _crops(run: LoadedRun, transcript: Transcript) -> tuple[Picture, ...]:
+    """Each crop the agent was sent, in order, from the run folder's ``crops/``."""
+    keys = [s.crop for turn in transcript.turns for s in turn.steps if s.crop is not None]
+
+    def opener(key: str) -> Callable[[], Image.Image]:
+        return lambda: Image.open(crop_path(run.folder, key))
+
+    return tuple(Picture("crop-" + key, opener(key)) for key in keys)
+
+
 def _zoom_steps(transcript: Transcript) -> tuple[tuple[FocusBox, ...], ...]:
     """Each executed zoom on the sample's own image, in order, as a focus step (per-axis
     normalized, as a SIF chain's areas are drawn)."""
@@ -286,7 +296,8 @@ def _item(
             panels.append(Panel(label, "not in this run"))
             continue
         steps = _steps(run, sample, item, pictures.size) if pictures.size else ()
-        panels.append(Panel(label, status_of(item), _fields(item), steps, item.score))
+        crops = _crops(run, item.transcript) if item.transcript is not None else ()
+        panels.append(Panel(label, status_of(item), _fields(item), steps, item.score, crops))
     facets = {"category": first.sample.category}
     if len(runs) == 1:
         facets["status"] = panels[0].status

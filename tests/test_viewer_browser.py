@@ -171,3 +171,43 @@ def test_labels_never_hide_each_other_nor_the_box_they_name(browser: Browser, tm
     assert not any(overlap(a, b) for i, a in enumerate(rects) for b in rects[i + 1 :])  # no label on a label
     assert not overlap(rects[3], boxes[3])  # the small last box is not covered by its own label
     assert browser.console == []
+
+
+def test_a_zoom_agent_run_shows_each_zoom_and_its_crop(browser: Browser, tmp_path: Path) -> None:
+    """``sifeval run --agent zoom`` then ``sifeval view``: the tool boxes drawn in order on the
+    image, as a chain's focus steps are, and the crops the model was sent beside the transcript."""
+    from sifeval.adapters import get_benchmark, load_samples
+    from sifeval.agents import DEEPEYES
+    from sifeval.runner import run
+    from sifeval.scripted import ScriptedSIFServer
+    from sifmodel.backends import load
+
+    data = build_mirror("vstar", tmp_path / "vstar")
+    sample = load_samples(get_benchmark("vstar"), data)[1]  # 288 x 288, the square at (81, 174)-(169, 262)
+    zoom = '<tool_call>\n{"name": "image_zoom_in_tool", "arguments": {"bbox_2d": %s}}\n</tool_call>'
+    script = {sample.question: [zoom % "[81, 174, 169, 262]" + zoom % "[0, 0, 10, 10]", zoom % "[90, 180, 160, 250]",
+                                "<answer>B</answer>"]}  # fmt: skip
+    with ScriptedSIFServer(script) as server:
+        run(get_benchmark("vstar"), load(f"openai:zoomer@{server.base_url}"), "openai:zoomer", tmp_path / "run",
+            data_dir=data, mode="plain", agent=DEEPEYES, progress=False, samples=[sample], cache=None)  # fmt: skip
+    index = view_runs([tmp_path / "run"], tmp_path / "site", progress=False).index
+    browser.console.clear()
+    browser.open(index.as_uri())
+    _ready(browser, "list")
+    browser.evaluate("document.querySelector('#cards .card').click()")
+    _ready(browser, "item:0")
+    browser.wait_for("Array.from(document.images).every(function (i) { return i.complete && i.naturalWidth > 0; })")
+    steps = browser.evaluate(
+        "Array.from(document.querySelectorAll('#item .focus-box')).map(function (r) { return r.getAttribute('data-step'); }).join()"
+    )
+    assert steps == "1,2,3"  # three zooms, in the order the model asked for them
+    assert browser.evaluate("document.querySelectorAll('#item .truth-box').length") == 1
+    assert browser.evaluate("document.querySelectorAll('#item .crops figure').length") == 3
+    assert browser.evaluate("document.querySelectorAll('#item .crops img').length") == 3
+    captions = browser.evaluate(
+        "Array.from(document.querySelectorAll('#item .crops figcaption')).map(function (c) { return c.textContent; }).join()"
+    )
+    assert captions == "zoom 1,zoom 2,zoom 3"
+    assert "zoom on image 0: box [81, 174, 169, 262]" in browser.evaluate("document.getElementById('item').textContent")
+    browser.screenshot(tmp_path / "zoom.png")
+    assert browser.console == []

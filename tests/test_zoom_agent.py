@@ -282,6 +282,13 @@ def test_the_zoom_loop_end_to_end_on_the_scripted_server(vstar: tuple[Path, list
     assert stats["last_zoom_with_truth"] == 3
     assert stats["last_zoom_truth_coverage_mean"] == pytest.approx(2 / 3, abs=1e-3)
     assert stats["last_zoom_holds_truth_share"] == pytest.approx(2 / 3)
+    from sifeval.report import load_results, report_rows, to_markdown
+
+    report = to_markdown(report_rows(load_results([out]), with_published=False))
+    assert (
+        "zoom agent: 1.58 turns and 0.75 tool calls per sample, 25% of samples zoomed, 3 calls refused, "
+        "1 samples out of turns, median zoom 3.1% of the image, the last zoom holds the ground truth in 67% of 3"
+    ) in report
     # The viewer draws each executed zoom as a focus step, in order, and prints the transcript.
     from sifdata.viewer.site import read_data_file
     from sifeval.view import view_runs
@@ -509,3 +516,88 @@ def test_replaying_real_deepeyes_transcripts(tmp_path: Path) -> None:
             shape = [(p["type"], p.get("text")) for p in ours["content"]]
             wrapped = [("text", "<tool_response>")] + [(p["type"], p.get("text")) for p in real["content"]]
             assert shape == [*wrapped, ("text", "</tool_response>")]
+
+
+def test_shards_merge_and_rescore_keep_transcripts_and_crops(vstar: tuple[Path, list], tmp_path: Path) -> None:
+    from sifeval.rescore import merge_runs, rescore_run
+
+    data, samples = vstar
+    settings = ZoomSettings(**{**DEEPEYES.__dict__, "max_turns": 3})
+    bench = get_benchmark("vstar")
+    with ScriptedSIFServer(_script(samples)) as server:
+        for index in (0, 1):
+            run(
+                bench, load(f"openai:zoomer@{server.base_url}"), "openai:zoomer", tmp_path / f"shard{index}",
+                data_dir=data, mode="plain", agent=settings, progress=False, shard=(index, 2), cache=None,
+            )  # fmt: skip
+    merged = merge_runs(bench, [tmp_path / "shard0", tmp_path / "shard1"], tmp_path / "merged")
+    # The same figures and agent statistics as the one run above, by hand.
+    assert merged.metrics["score"] == pytest.approx(100 * 7 / 12)
+    assert merged.agent["settings"]["max_turns"] == 3 and merged.agent["turns_mean"] == pytest.approx(19 / 12)
+    assert merged.agent["last_zoom_holds_truth_share"] == pytest.approx(2 / 3)
+    assert len(list((tmp_path / "merged" / "crops").glob("*.png"))) == 4
+    again = rescore_run(bench, tmp_path / "merged")
+    assert again.agent == merged.agent and again.metrics == merged.metrics
+
+
+def test_a_later_turn_with_a_crop_reaches_a_transformers_model(tiny_vlm: Path) -> None:
+    """The ``hf:`` backend renders the whole conversation through the model's chat template:
+    a crop in a later user turn becomes image tokens the model reads (the tiny Qwen2.5-VL)."""
+    from sifmodel.backends import GenerationSettings
+    from sifmodel.turns import Turn
+
+    backend = load(f"hf:{tiny_vlm}?device=cpu")
+    image = Image.new("RGB", (112, 112), (200, 40, 40))
+    crop = Image.new("RGB", (56, 56), (40, 200, 40))
+    settings = GenerationSettings(max_new_tokens=4)
+    later = (
+        Turn("assistant", (("text", call([0, 0, 56, 56])),)),
+        Turn(
+            "user",
+            (("text", "<tool_response>"), ("image", crop), ("text", DEEPEYES.followup), ("text", "</tool_response>")),
+        ),
+    )
+    text_only = (later[0], Turn("user", tuple(part for part in later[1].parts if part[0] == "text")))
+    requests = [
+        GenerationRequest(
+            name, "What color?", (image,), mode="plain", settings=settings, system=DEEPEYES.system, history=h
+        )
+        for name, h in (("text", text_only), ("crop", later))
+    ]
+    without, with_crop = backend.generate(requests)
+    assert without.ok and with_crop.ok
+    # 56 x 56 pixels: 4 x 4 patches of 14, merged 2 x 2 into 4 image tokens, between
+    # <|vision_start|> and <|vision_end|>: 6 tokens more than the same turns without the crop.
+    assert with_crop.prompt_tokens - without.prompt_tokens == 6
+
+
+def test_agent_prompts_from_a_file_reach_the_model_and_the_run(vstar: tuple[Path, list], tmp_path: Path) -> None:
+    data, samples = vstar
+    prompts = tmp_path / "prompts.json"
+    prompts.write_text(
+        json.dumps({"system": "Zoom with the tool.", "instruction": "\nZoom first.", "followup": "Go on."})
+    )
+    bad = tmp_path / "bad.json"
+    bad.write_text(json.dumps({"system": "x", "tools": "y"}))
+    runner = CliRunner()
+    with ScriptedSIFServer({samples[0].question: [call([130, 96, 175, 141]), "<answer>B</answer>"]}) as server:
+        base = ["run", "--bench", "vstar", "--model", f"openai:zoomer@{server.base_url}", "--data", str(data)]
+        refused = runner.invoke(
+            app, [*base, "--out", str(tmp_path / "x"), "--agent", "zoom", "--agent-prompts", str(bad)]
+        )
+        assert (
+            refused.exit_code != 0
+            and "must be a JSON object of texts named system, instruction, followup" in refused.output
+        )
+        result = runner.invoke(
+            app,
+            [*base, "--out", str(tmp_path / "run"), "--agent", "zoom", "--agent-prompts", str(prompts), "--limit", "1"],
+        )
+        assert result.exit_code == 0, result.output
+        first, second = _messages_of(server, samples[0].question)
+    assert first[0] == {"role": "system", "content": "Zoom with the tool."}
+    assert first[1]["content"][-1]["text"].endswith("directly.\nZoom first.")
+    assert [p.get("text") for p in second[3]["content"]] == ["<tool_response>", None, "Go on.", "</tool_response>"]
+    identity = json.loads((tmp_path / "run" / "run.json").read_text())
+    assert identity["agent"]["system"] == "Zoom with the tool." and identity["mode"] == "plain"
+    assert "zoom: samples that zoomed" in result.output

@@ -74,13 +74,15 @@ class FocusBox:
 class Panel:
     """One reading of an item: a run's response, or a record's chain. ``status`` is what the
     filters and the badge show (``right``, ``wrong``, ``parse failure``, ``reject``, ...);
-    ``fields`` are shown in order (label, text); ``steps`` are the focus steps in order."""
+    ``fields`` are shown in order (label, text); ``steps`` are the focus steps in order;
+    ``crops`` the images an agent was sent back (its zooms, in order), shown with the panel."""
 
     label: str
     status: str
     fields: tuple[tuple[str, str], ...] = ()
     steps: tuple[tuple[FocusBox, ...], ...] = ()
     score: float | None = None
+    crops: tuple[Picture, ...] = ()
 
 
 @dataclass
@@ -311,6 +313,7 @@ def _item_json(
     depth_size: tuple[int, int] | None,
     more: list[dict[str, Any]],
     notes: list[str],
+    crops: list[list[dict[str, Any]]] | None = None,
 ) -> dict[str, Any]:
     return {
         "id": item.id,
@@ -332,8 +335,9 @@ def _item_json(
                 "score": _finite(panel.score),
                 "fields": [list(pair) for pair in panel.fields],
                 "steps": [[{"box": list(b.box), "depth": _finite(b.depth)} for b in step] for step in panel.steps],
+                "crops": (crops or [])[number] if crops and number < len(crops) else [],
             }
-            for panel in item.panels
+            for number, panel in enumerate(item.panels)
         ],
     }
 
@@ -391,11 +395,12 @@ def write_site(
     seen: set[str] = set()
     keys: set[str] = set()
 
-    def pictures(item: ViewItem) -> tuple[Any, Any, list[Any]]:
+    def pictures(item: ViewItem) -> tuple[Any, Any, list[Any], list[list[Any]]]:
         image = _write_picture(site, item.image, depth=False) if item.image is not None else None
         depth = _write_picture(site, item.depth, depth=True) if item.depth is not None else None
         more = [_write_picture(site, picture, depth=False) for picture in item.more_images]
-        return image, depth, more
+        crops = [[_write_picture(site, picture, depth=False) for picture in panel.crops] for panel in item.panels]
+        return image, depth, more, crops
 
     def tally(result: tuple[bool, tuple[int, int] | None, str | None]) -> tuple[tuple[int, int] | None, str | None]:
         """Count one picture as written, reused or unreadable; its size and error."""
@@ -406,8 +411,17 @@ def write_site(
         return picture_size, error
 
     def take(chunk: list[ViewItem], pool: ThreadPoolExecutor) -> None:
-        for item, (image, depth, more) in zip(chunk, pool.map(pictures, chunk), strict=True):
+        for item, (image, depth, more, crops) in zip(chunk, pool.map(pictures, chunk), strict=True):
             notes = [item.note] if item.note else []
+            shown_crops: list[list[dict[str, Any]]] = []
+            for panel, results in zip(item.panels, crops, strict=True):
+                shown_crops.append([])
+                for number, (picture, result) in enumerate(zip(panel.crops, results, strict=True), 1):
+                    picture_size, error = tally(result)
+                    if error:
+                        notes.append(f"{panel.label}: crop {number} could not be read: {error}")
+                    else:
+                        shown_crops[-1].append({"image": f"images/{picture.key}.jpg", "size": list(picture_size or ())})
             shown_more = []
             for number, (picture, result) in enumerate(zip(item.more_images, more, strict=True), 2):
                 picture_size, error = tally(result)
@@ -421,7 +435,7 @@ def write_site(
             depth_size, error = tally(depth) if depth is not None else (None, None)
             if error:
                 notes.append(f"the depth image could not be read: {error}")
-            full.append(_item_json(item, size, depth_size, shown_more, notes))
+            full.append(_item_json(item, size, depth_size, shown_more, notes, shown_crops))
             thumb = f"thumbs/{item.image.key}.jpg" if item.image is not None and size else None
             rows.append(_summary(item, len(rows), thumb))
             keys.update(item.facets)

@@ -301,6 +301,13 @@
     panel.fields.forEach(function (pair) {
       rows.push(el("dt", { text: pair[0] }), el("dd", { text: pair[1] }));
     });
+    var crops = (panel.crops || []).map(function (crop, index) {
+      return el("figure", { "class": "crop" }, [
+        el("figcaption", { text: "zoom " + (index + 1) }), stage(crop.image, "zoom " + (index + 1), crop.size, 200, 200)]);
+    });
+    if (crops.length) {
+      rows.push(el("dt", { text: "what the model was sent back" }), el("dd", { "class": "crops" }, crops));
+    }
     return el("section", { "class": "panel" }, [el("h3", { text: panel.label }), el("dl", {}, rows)]);
   }
 
