@@ -24,7 +24,7 @@ from PIL import Image
 
 from sifdata.files import atomic_write
 from sifdata.journal import Journal
-from sifmodel.turns import ToolCall
+from sifmodel.turns import ToolCall, remember_png
 
 CROPS = "crops"
 TURNS = "turns.jsonl"
@@ -177,7 +177,7 @@ class TranscriptStore:
 
     def append(self, sample_id: str, index: int, turn: AgentTurn) -> None:
         if self._journal is not None:
-            self._journal.append({"id": sample_id, "turn": index, **turn.to_json()})
+            self._journal.append({"id": sample_id, "turn": index, **turn.to_json()}, sync_every=256)
 
     def discard(self, sample_id: str, reason: str) -> None:
         """Forget a sample's recorded turns (it is asked again whole), saying why."""
@@ -187,7 +187,8 @@ class TranscriptStore:
             self._journal.append({"id": sample_id, "discard": True, "reason": reason})
 
     def save_crop(self, image: Image.Image) -> str:
-        """Write ``image`` as ``crops/<key>.png`` unless that file exists; its key."""
+        """Write ``image`` as ``crops/<key>.png`` unless that file exists; its key. The PNG is
+        the one sent to the model (:func:`~sifmodel.turns.remember_png`): encoded once."""
         key = image_key(image)
         path = self.crops / f"{key}.png"
         if not path.is_file():
@@ -195,6 +196,7 @@ class TranscriptStore:
             image.save(buffer, format="PNG")
             self.crops.mkdir(parents=True, exist_ok=True)
             atomic_write(path, buffer.getvalue())
+            remember_png(image, buffer.getvalue())
         return key
 
     def resume_summary(self) -> str | None:

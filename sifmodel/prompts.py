@@ -19,9 +19,8 @@ from typing import Any, Literal
 from PIL import Image
 
 from sifdata.depth import model_depth_image
-from sifdata.images import image_data_url
 from sifdata.prompt import sif_user_parts
-from sifmodel.turns import Turn
+from sifmodel.turns import Turn, png_data_url
 
 PromptMode = Literal["sif", "sif-rgb", "plain"]
 PROMPT_MODES: tuple[PromptMode, ...] = ("sif", "sif-rgb", "plain")
@@ -78,8 +77,7 @@ class Prompt:
         content = []
         for kind, value in self.parts:
             if kind == "image":
-                url = image_data_url(value, max_side=image_max_side or max(value.size), image_format="PNG")
-                content.append({"type": "image_url", "image_url": {"url": url}})
+                content.append({"type": "image_url", "image_url": {"url": png_data_url(value, image_max_side)}})
             else:
                 content.append({"type": "text", "text": value})
         later = [turn.openai_message(image_max_side) for turn in self.later]
@@ -105,7 +103,7 @@ def build_messages(
     images = [image] if isinstance(image, Image.Image) else list(image)
     if not images:
         raise ValueError("a prompt needs at least one image")
-    rgb = [picture.convert("RGB") for picture in images]
+    rgb = [picture if picture.mode == "RGB" else picture.convert("RGB") for picture in images]
     if mode == "plain":
         parts: list[tuple[str, Any]] = [("image", picture) for picture in rgb] + [("text", question)]
         return Prompt(tuple(parts), mode, system)

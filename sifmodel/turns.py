@@ -9,6 +9,9 @@ transformers chat messages and to OpenAI-compatible messages the same way the fi
 
 from __future__ import annotations
 
+import base64
+import threading
+import weakref
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -90,11 +93,46 @@ class Turn:
         content = []
         for kind, value in self.parts:
             if kind == "image":
-                url = image_data_url(value, max_side=image_max_side or max(value.size), image_format="PNG")
-                content.append({"type": "image_url", "image_url": {"url": url}})
+                content.append({"type": "image_url", "image_url": {"url": png_data_url(value, image_max_side)}})
             else:
                 content.append({"type": "text", "text": value})
         return {"role": "user", "content": content}
+
+
+_ENCODED: dict[tuple[int, int], tuple[weakref.ref[Image.Image], str]] = {}
+_ENCODED_LOCK = threading.Lock()
+
+
+def png_data_url(image: Image.Image, max_side: int | None = None) -> str:
+    """``image`` as a lossless PNG data URL (full size unless ``max_side``), encoded once per
+    image object: an agent's later turns send the same images again (the sample's image, the
+    crops so far), and encoding them again would cost each turn more than the one before."""
+    side = max_side or max(image.size)
+    key = (id(image), side)
+    with _ENCODED_LOCK:
+        found = _ENCODED.get(key)
+        if found is not None and found[0]() is image:
+            return found[1]
+    url = image_data_url(image, max_side=side, image_format="PNG")
+    with _ENCODED_LOCK:
+        _ENCODED[key] = (weakref.ref(image, lambda _: _forget(key)), url)
+    return url
+
+
+def remember_png(image: Image.Image, png: bytes) -> None:
+    """Tell :func:`png_data_url` that ``png`` is ``image`` encoded at full size (an RGB image
+    someone has just written as PNG), so that sending it does not encode it again."""
+    if image.mode != "RGB":
+        return
+    key = (id(image), max(image.size))
+    url = "data:image/png;base64," + base64.b64encode(png).decode("ascii")
+    with _ENCODED_LOCK:
+        _ENCODED[key] = (weakref.ref(image, lambda _: _forget(key)), url)
+
+
+def _forget(key: tuple[int, int]) -> None:
+    with _ENCODED_LOCK:
+        _ENCODED.pop(key, None)
 
 
 def _api_call(call: ToolCall) -> dict[str, Any]:
