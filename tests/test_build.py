@@ -114,28 +114,45 @@ def _cli(*args: str) -> list[str]:
 
 
 def test_killed_build_resumes_without_losing_or_duplicating(tmp_path: Path) -> None:
-    args = ["build", "--source", "synthetic", "--n", "600", "--num-shards", "2", "--no-progress"]
+    """The writer (a scripted server) holds every request after its 40th until the child has
+    been killed: the build cannot finish first, however fast the machine (a state, not a time)."""
+    import threading
+
+    answered = {"count": 0}
+    killed_yet = threading.Event()
+    lock = threading.Lock()
+
+    def latency(request: dict) -> float:
+        with lock:
+            answered["count"] += 1
+            beyond = answered["count"] > 40
+        if beyond:
+            killed_yet.wait(120)
+        return 0.0
+
     killed, clean = tmp_path / "killed", tmp_path / "clean"
-    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
-    process = subprocess.Popen(
-        _cli(*args, "--out", str(killed)), env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
-    )
+    env = {**os.environ, "PYTHONUNBUFFERED": "1", "SIF_WRITER_API_KEY": "k"}
     journal = killed / "work" / "shard-00000-of-00002" / "records.jsonl"
-    deadline = time.monotonic() + 120
-    while time.monotonic() < deadline:
-        if journal.is_file() and journal.read_text().count("\n") >= 40:
-            break
-        if process.poll() is not None:
-            pytest.fail(f"build ended before it could be killed: {process.stderr.read().decode()[-2000:]}")
-        time.sleep(0.02)
-    process.send_signal(signal.SIGKILL)
-    process.wait()
-    assert not shard_files(killed) or len(shard_files(killed)) < 2
-    resumed = subprocess.run(_cli(*args, "--out", str(killed)), env=env, capture_output=True, text=True)
-    assert resumed.returncode == 0, resumed.stderr
-    subprocess.run(_cli(*args, "--out", str(clean)), env=env, check=True, capture_output=True)
+    with ScriptedChatServer(latency=latency) as server:
+        args = ["build", "--source", "synthetic", "--n", "120", "--num-shards", "2", "--no-progress"]
+        args += ["--writer", "openai", "--writer-model", "m", "--writer-base-url", server.base_url]
+        process = subprocess.Popen(
+            _cli(*args, "--out", str(killed)), env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
+        )
+        deadline = time.monotonic() + 120  # only a guard against a hang: the kill waits on the journal
+        while not (journal.is_file() and journal.read_text().count("\n") >= 10):
+            if process.poll() is not None or time.monotonic() > deadline:
+                pytest.fail(f"build ended before it could be killed: {process.stderr.read().decode()[-2000:]}")  # type: ignore[union-attr]
+            time.sleep(0.02)
+        process.send_signal(signal.SIGKILL)
+        process.wait()
+        killed_yet.set()
+        assert not shard_files(killed) or len(shard_files(killed)) < 2
+        resumed = subprocess.run(_cli(*args, "--out", str(killed)), env=env, capture_output=True, text=True)
+        assert resumed.returncode == 0, resumed.stderr
+        subprocess.run(_cli(*args, "--out", str(clean)), env=env, check=True, capture_output=True)
     killed_rows, clean_rows = _rows(killed), _rows(clean)
-    assert len(killed_rows) == 600 and len({r["id"] for r in killed_rows}) == 600
+    assert len(killed_rows) == 120 and len({r["id"] for r in killed_rows}) == 120
     assert [(r["id"], r["chain"]) for r in killed_rows] == [(r["id"], r["chain"]) for r in clean_rows]
     assert not list((killed / "data").glob(".*tmp"))
     assert validate_folder(killed).ok

@@ -601,3 +601,78 @@ def test_agent_prompts_from_a_file_reach_the_model_and_the_run(vstar: tuple[Path
     identity = json.loads((tmp_path / "run" / "run.json").read_text())
     assert identity["agent"]["system"] == "Zoom with the tool." and identity["mode"] == "plain"
     assert "zoom: samples that zoomed" in result.output
+
+
+def test_settings_paths_and_statistics_at_their_edges(tmp_path: Path) -> None:
+    from sifeval.agent_stats import agent_statistics, with_truth_coverage
+    from sifeval.transcripts import AgentTurn, ToolStep, Transcript, TranscriptStore
+    from sifeval.types import Sample, ScoredSample
+    from sifmodel.turns import ToolCall
+
+    assert ZoomSettings(**{**DEEPEYES.__dict__, "max_turns": 1}).max_turns == 1  # one reply is a loop
+    for bad, said in (
+        ({"max_turns": 0}, "max_turns"),
+        ({"tool_format": "xml"}, "tool format"),
+        ({"box_frame": "pt"}, "box frame"),
+    ):
+        with pytest.raises(ValueError, match=said):
+            ZoomSettings(**{**DEEPEYES.__dict__, **bad})
+    assert crop_path(tmp_path, "0a1b").name == "0a1b.png"
+    for bad_key in ("", "../x", "ABC", "0a/1b"):
+        with pytest.raises(ValueError, match="not a crop key"):
+            crop_path(tmp_path, bad_key)
+
+    # A discarded transcript stays discarded when the folder is opened again.
+    step = ToolStep(ToolCall(ZOOM, {"bbox_2d": [0, 0, 4, 4]}, "{}"), 0, (0, 0, 4, 4), "ab", None, (8, 8))
+    with TranscriptStore(tmp_path) as store:
+        store.append("s", 0, AgentTurn("old", (step,)))
+        store.discard("s", "the image changed")
+        store.append("s", 0, AgentTurn("new", (step,)))
+        store.append("s", 1, AgentTurn("<answer>A</answer>"))
+    with TranscriptStore(tmp_path) as again:
+        assert [turn.reply for turn in again.recorded("s")] == ["new", "<answer>A</answer>"]
+        assert again.restarted == {} and again.resume_summary() is None
+
+    class Truth:
+        def __init__(self, boxes: list) -> None:
+            self.boxes = boxes
+
+        def truth_boxes(self, sample: Sample, width: int, height: int) -> list:
+            return self.boxes
+
+    sample = Sample("s", "q", "A", "c")
+    zoom_on_crop = ToolStep(ToolCall(ZOOM, {}, "{}"), 1, (0, 0, 4, 4), "cd", None, (8, 8))
+    whole = Transcript((AgentTurn("z", (step,)),))
+    # The truth's area inside the last zoom on the sample's own image: a zoom on a crop is not one.
+    covered = with_truth_coverage(Truth([(0.0, 0.0, 0.25, 1.0)]), sample, whole)  # type: ignore[arg-type]
+    assert covered.truth_coverage == pytest.approx(0.5)  # 2 x 8 truth, 2 x 4 of it in [0, 0, 4, 4]
+    later = Transcript((AgentTurn("z", (step, zoom_on_crop)),))
+    assert with_truth_coverage(Truth([(0.0, 0.0, 0.25, 1.0)]), sample, later).truth_coverage == pytest.approx(0.5)  # type: ignore[arg-type]
+    assert with_truth_coverage(Truth([(0.5, 0.5, 0.5, 0.9)]), sample, whole).truth_coverage is None  # type: ignore[arg-type]
+    assert with_truth_coverage(Truth([]), sample, whole).truth_coverage is None  # type: ignore[arg-type]
+    only_crops = Transcript((AgentTurn("z", (zoom_on_crop,)),))
+    assert with_truth_coverage(Truth([(0.0, 0.0, 1.0, 1.0)]), sample, only_crops).truth_coverage is None  # type: ignore[arg-type]
+    # Box sizes count zooms on the sample's own image; none executed: no size, never 0.
+    stats = agent_statistics([ScoredSample(sample, "", transcript=later)])
+    assert stats["zoom_area_share_mean"] == pytest.approx(16 / 64) and stats["tool_calls"] == 2
+    refused = ToolStep(ToolCall(ZOOM, None, "{", error="bad"), error="bad")
+    none = agent_statistics([ScoredSample(sample, "", transcript=Transcript((AgentTurn("z", (refused,)),)))])
+    assert none["zoom_area_share_median"] is None and none["zoomed_share"] == 0 and none["tool_errors"] == 1
+    assert agent_statistics([ScoredSample(sample, "A")]) == {}
+
+
+def test_a_call_may_zoom_into_an_earlier_crop(vstar: tuple[Path, list], tmp_path: Path) -> None:
+    """``image_index`` names the image a box is in: 0 the sample's, k the k-th crop sent back
+    (in its pixels as sent, after the resize); an index that names nothing is refused."""
+    data, samples = vstar
+    q = samples[0].question
+    into = '<tool_call>\n{"name": "image_zoom_in_tool", "arguments": {"bbox_2d": [0, 0, 28, 28], "image_index": %d}}\n</tool_call>'
+    with ScriptedSIFServer({q: [call([130, 96, 175, 141]), (into % 1) + (into % 5), "<answer>B</answer>"]}) as server:
+        _zoom_run(server, data, tmp_path / "run", samples[:1], cache=None)
+        third = _messages_of(server, q)[2][5]["content"]
+    picture = np.asarray(samples[0].images[0].load().convert("RGB"))
+    first_crop = resized(picture[96:141, 130:175], 56, 56)
+    (image,) = [p for p in third if p["type"] == "image_url"]
+    assert np.array_equal(decoded(image["image_url"]["url"]), resized(first_crop[0:28, 0:28], 56, 56))
+    said = " ".join(p.get("text", "") for p in third)
+    assert "Error: image_index must name one of the 2 image(s) (0 to 1)" in said
