@@ -7,7 +7,17 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from sifdata.answers import answers_agree, extract_choice, first_number, read_choice, rule_agreement, yes_no
+from sifdata.answers import (
+    answers_agree,
+    extract_choice,
+    first_number,
+    read_choice,
+    read_option,
+    reference_option,
+    rule_agreement,
+    unboxed,
+    yes_no,
+)
 from sifmodel.judge import JudgeItem, MatchJudge, judge_answers, rule_score
 
 
@@ -106,3 +116,77 @@ def test_option_text_commits_only_when_one_option_matches() -> None:
 def test_a_hedge_between_options_commits_to_none(hedge: str) -> None:
     """Found by running the upstream parsers beside ours: "A" before "or"/"and" is an option."""
     assert extract_choice(hedge, "ABCD") is None
+
+
+# ----------------------------------------------------------------------------- the table, whole (issue 23)
+
+DOCSTRING_TABLE = [  # extract_choice's docstring, row by row, and the cases beside its rules
+    ("C", "C"),
+    ("c", "C"),
+    ("(c)", "C"),
+    ("c.", "C"),
+    ("c)", "C"),
+    ("**C**", "C"),
+    ("\\boxed{C}", "C"),
+    ("Answer: c", "C"),
+    ("option c", "C"),
+    ("The answer is (C).", "C"),
+    ("C) the left one", "C"),
+    ("c. blue", "C"),
+    ("c: blue", "C"),
+    ("[c] blue", "C"),
+    ("Based on the image, B", "B"),
+    ("I pick (b) here", "B"),
+    ("It is [d] then", "D"),
+    ("B or C", None),
+    ("A or B", None),
+    ("A and C", None),
+    ("between (a) and (c) I cannot tell", None),
+    ("A white cup.", None),
+    ("the answer is a cube", None),
+    ("Based on the picture", None),
+    ("the answer is a cube; the answer is B", "B"),  # an article skipped, the next statement read
+    ("I think the cup is on the left, (b)", "B"),
+    (" \t(C).\n", "C"),
+    ("'C'", "C"),
+    ('"d"!', "D"),
+]
+
+
+@pytest.mark.parametrize(("reply", "letter"), DOCSTRING_TABLE)
+def test_every_row_of_the_reader_table(reply: str, letter: str | None) -> None:
+    assert extract_choice(reply, "ABCD") == letter
+
+
+def test_letters_outside_the_options_and_empty_replies() -> None:
+    assert extract_choice("Based on the image, B looks right", "ABCD") == "B"  # only a, A, I are articles
+    assert extract_choice("the answer is a cube, so the answer is B, not (C)", "ABCD") == "B"
+    assert extract_choice("X", "ABCD") is None and extract_choice("CX", "ABCD") is None
+    assert extract_choice("X") is None and extract_choice("The answer is H") == "H"  # A-H by default
+    assert read_option("X", ()).letter is None
+    assert extract_choice("E", "ABCD") is None and extract_choice("(e) is it", "ABCD") is None
+    assert extract_choice("", "ABCD") is None and extract_choice("A", "") is None
+    assert extract_choice("The answer is E", "ABCDE") == "E"
+    assert extract_choice("The answer is (e)", "abcde") == "E"  # lower-case option letters are the same options
+    assert read_option("The answer is (F).", ()).letter == "F"  # no options given: A-H
+
+
+def test_references_and_rule_verdicts_by_hand() -> None:
+    for reference, letter in (("(B)", "B"), ("B", "B"), ("B. a cat", "B"), ("B: a cat", "B"), ("B) a cat", "B")):
+        assert reference_option(reference) == letter, reference
+    for reference in ("Bob", "Blue", "B cat", "", "(Bob)"[1:]):
+        assert reference_option(reference) is None, reference
+    assert rule_agreement("(B) for sure", "(B)") is True and rule_agreement("A", "(B)") is False
+    assert rule_agreement("Yes, it is.", "yes") is True and rule_agreement("No.", "Yes") is False
+    assert rule_agreement("There are 3.", "3") is True and rule_agreement("3.0000001", "3") is False
+    assert rule_agreement("about 4", "3") is False and rule_agreement("none written", "3") is False
+    assert rule_agreement("yes", "Yes, the cup") is None  # a free-form reference: no rule
+    assert answers_agree("a red cup", "") is False  # nothing to agree with
+    assert answers_agree("It is the red cup.", "red cup") is True and answers_agree("a redcup", "red cup") is False
+
+
+def test_boxed_wrappers_are_removed_to_the_last_one() -> None:
+    assert unboxed("\\boxed{\\text{\\textbf{B}}}") == "B"
+    assert unboxed("\\boxed{A} then \\boxed{\\mathrm{C}}") == "C"
+    assert unboxed("\\boxed{\\text{x} and \\text{y}}") == "x and y"
+    assert unboxed("no box") == "no box"

@@ -9,6 +9,18 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from sifdata import geometry
+from sifdata.geometry import (
+    clip_box,
+    hungarian_match,
+    iou,
+    iou_matrix,
+    matched_iou,
+    padded_square_to_pixel,
+    pixel_to_padded_square,
+    round_box,
+    union_box,
+    union_iou,
+)
 from sifdata.sources import viscot
 
 
@@ -134,3 +146,90 @@ def test_matched_iou_uses_the_best_assignment() -> None:
     assert sorted(geometry.hungarian_match(predicted, truth)) == [(0, 1, 1.0), (1, 0, 1.0)]
     assert geometry.matched_iou([], truth) == 0.0
     assert geometry.union_iou([], truth) == 0.0
+
+
+# ----------------------------------------------------------------------------- edges (issue 23)
+
+
+def _area(box: tuple[float, ...]) -> float:  # independent of sifdata.geometry: the definition
+    return max(0.0, box[2] - box[0]) * max(0.0, box[3] - box[1])
+
+
+def _iou(a: tuple[float, ...], b: tuple[float, ...]) -> float:
+    inter = _area((max(a[0], b[0]), max(a[1], b[1]), min(a[2], b[2]), min(a[3], b[3])))
+    union = _area(a) + _area(b) - inter
+    return inter / union if union > 0 else 0.0
+
+
+ODD_BOXES = [
+    (0.1, 0.2, 0.6, 0.3),  # wide
+    (0.2, 0.1, 0.3, 0.7),  # tall, crossing the wide one
+    (0.5, 0.5, 0.1, 0.1),  # inverted: covers nothing
+    (0.4, 0.4, 0.4, 0.9),  # zero width
+    (0.0, 0.0, 1.0, 1.0),
+    (0.7, 0.6, 0.95, 0.65),
+    (0.5, 0.1, 0.1, 0.6),  # inverted in x only
+    (0.1, 0.6, 0.6, 0.2),  # inverted in y only
+    (0.1, 0.1, 0.5, 0.2),  # beside (0.2, 0.6, 0.4, 0.8) in x, apart in y
+    (0.2, 0.6, 0.4, 0.8),
+]
+
+
+def test_iou_matrix_is_the_pairwise_iou_on_odd_boxes() -> None:
+    matrix = iou_matrix(ODD_BOXES, ODD_BOXES[::-1])
+    expected = [_iou(a, b) for a in ODD_BOXES for b in ODD_BOXES[::-1]]
+    assert matrix.shape == (10, 10) and matrix.ravel().tolist() == pytest.approx(expected)
+    assert iou((0.5, 0.5, 0.1, 0.1), (0.4, 0.4, 0.4, 0.9)) == 0.0  # nothing covered: 0, never 1 or 0/0
+    assert iou_matrix([(0.5, 0.5, 0.1, 0.1)], [(0.4, 0.4, 0.4, 0.9)]).tolist() == [[0.0]]
+    # Pixel boxes as integers: 25 / (100 + 100 - 25).
+    assert iou_matrix([(0, 0, 10, 10)], [(5, 5, 15, 15)]).tolist() == [[pytest.approx(25 / 175)]]
+
+
+def _raster(boxes: list[tuple[int, int, int, int]], size: int = 40) -> set[tuple[int, int]]:
+    return {(x, y) for x1, y1, x2, y2 in boxes for x in range(x1, x2) for y in range(y1, y2)}
+
+
+def test_union_iou_is_the_covered_cells_ratio() -> None:
+    """Boxes on a 40-unit grid, against counting the unit cells each union covers."""
+    cases = [
+        ([(0, 0, 20, 10), (10, 5, 30, 25)], [(5, 5, 25, 30)]),
+        ([(0, 0, 10, 10)], [(5, 5, 15, 15), (0, 0, 10, 10)]),
+        ([(2, 3, 9, 30), (2, 3, 9, 30)], [(0, 0, 40, 4)]),  # a box twice: counted once
+        ([(0, 0, 40, 40)], [(10, 10, 12, 30), (11, 11, 39, 13)]),
+    ]
+    for boxes_a, boxes_b in cases:
+        a, b = _raster(boxes_a), _raster(boxes_b)
+        expected = len(a & b) / len(a | b)
+        scaled = [[tuple(v / 40 for v in box) for box in boxes] for boxes in (boxes_a, boxes_b)]
+        assert union_iou(*scaled) == pytest.approx(expected), (boxes_a, boxes_b)
+    assert union_iou([(0.5, 0.5, 0.1, 0.1), (0.3, 0.3, 0.3, 0.6)], [(0.4, 0.4, 0.4, 0.9)]) == 0.0  # nothing covered
+
+
+def test_matching_is_the_best_one_to_one_assignment() -> None:
+    """Against every permutation (an independent search), on boxes where greedy picks wrong."""
+    import itertools
+
+    a = [(0.0, 0.0, 0.5, 0.5), (0.1, 0.1, 0.6, 0.6), (0.5, 0.5, 1.0, 1.0)]
+    b = [(0.05, 0.05, 0.55, 0.55), (0.0, 0.0, 0.45, 0.45), (0.6, 0.6, 1.0, 1.0)]
+    best = max(sum(_iou(a[i], b[j]) for i, j in enumerate(perm)) for perm in itertools.permutations(range(3)))
+    matched = hungarian_match(a, b)
+    assert sum(value for _, _, value in matched) == pytest.approx(best)
+    assert sorted(i for i, _, _ in matched) == [0, 1, 2] and sorted(j for _, j, _ in matched) == [0, 1, 2]
+    assert matched_iou(a, b) == pytest.approx(best / 3)
+    assert matched_iou([a[0]], b) == pytest.approx(max(_iou(a[0], box) for box in b))  # one box: its best pair
+    assert matched_iou(a, [b[2]]) == pytest.approx(max(_iou(box, b[2]) for box in a))
+    assert hungarian_match([], b) == [] and matched_iou(a, []) == 0.0
+
+
+def test_the_small_helpers_by_hand() -> None:
+    assert clip_box((-0.2, 0.3, 1.4, 0.9)) == (0.0, 0.3, 1.0, 0.9)
+    assert clip_box((0.1, 0.2, 0.5, 0.6)) == (0.1, 0.2, 0.5, 0.6)  # inside: unchanged
+    assert clip_box((0.2, -0.1, 0.5, 1.3)) == (0.2, 0.0, 0.5, 1.0)  # the unit square by default, both axes
+    assert clip_box((-5, 50, 700, -1), 640, 480) == (0.0, 50, 640, 0.0)
+    assert round_box((0.12345, 0.5, 0.98765, 1 / 3)) == (0.123, 0.5, 0.988, 0.333)
+    assert round_box((0.12345, 0.5, 0.98765, 1 / 3), 1) == (0.1, 0.5, 1.0, 0.3)
+    assert union_box([(0.2, 0.5, 0.4, 0.6), (0.1, 0.55, 0.3, 0.9), (0.3, 0.4, 0.35, 0.45)]) == (0.1, 0.4, 0.4, 0.9)
+    # An odd difference of sides: the padding is whole pixels, (5 - 2) // 2 = 1 above.
+    assert pixel_to_padded_square((0, 0, 5, 2), 5, 2) == (0.0, 0.2, 1.0, 0.6)
+    assert padded_square_to_pixel((0.0, 0.2, 1.0, 0.6), 5, 2) == pytest.approx((0, 0, 5, 2))
+    assert pixel_to_padded_square((0, 0, 2, 5), 2, 5) == (0.2, 0.0, 0.6, 1.0)
