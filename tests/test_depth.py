@@ -120,6 +120,8 @@ def test_estimator_on_tiny_model_gives_sif_maps_at_image_size(tiny_depth_model: 
     # Polarity: SIF depth is 1 - minmax of the model's own prediction.
     raw = estimator.pipeline(photo)["predicted_depth"].float().numpy().squeeze()
     assert np.allclose(maps[0], to_sif_polarity(raw), atol=1e-5)
+    by_hand = 1.0 - (raw - raw.min()) / (raw.max() - raw.min())  # the rule itself, not the code under test
+    assert raw.shape == maps[0].shape and np.allclose(maps[0], by_hand, atol=1e-5)
 
 
 def test_depth_png_refuses_nan() -> None:
