@@ -123,9 +123,7 @@ def test_tasks_ask_and_score_as_sifeval_run(
         assert aggregate(values[metric]) == pytest.approx(official[figure])
     assert 0 < official["score"] < 100  # the scripted model is neither always right nor always wrong
     if bench == "vstar":  # a plain accuracy: by hand from the script, not from the scorer
-        right = [
-            (number := sum(map(ord, s.id))) % 3 == 0 or (number % 3 == 1 and s.target == "B") for s in samples
-        ]
+        right = [(number := sum(map(ord, s.id))) % 3 == 0 or (number % 3 == 1 and s.target == "B") for s in samples]
         assert official["score"] == pytest.approx(100 * sum(right) / len(right))
 
 
