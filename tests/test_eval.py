@@ -145,6 +145,23 @@ def test_openai_backend_against_transformers_serve(
     )
     results = json.loads((tmp_path / "run" / "results.json").read_text())
     assert results["n"] == 4 and results["model"]["backend"] == "openai" and results["request_error_rate"] == 0.0
+    # On values: the same weights asked in-process through transformers (hf:, greedy, one at a
+    # time) write the same replies, so the served run scores what the model says.
+    _run(
+        "--bench", "cvbench", "--model", f"hf:{tiny_vlm}?device=cpu&batch_size=1", "--data", str(mirrors["cvbench"]),
+        "--out", str(tmp_path / "direct"), "--limit", "4", "--mode", "plain", "--max-new-tokens", "4", "--no-cache",
+    )  # fmt: skip
+
+    def replies(folder: Path) -> dict[str, str]:
+        lines = [json.loads(line) for line in (folder / "samples.jsonl").read_text().splitlines()]
+        return {line["id"]: line["response"] for line in lines}
+
+    served, direct = replies(tmp_path / "run"), replies(tmp_path / "direct")
+    # transformers serve strips a reply's surrounding whitespace (the random model writes only
+    # newlines: "\n\n\n\n" in-process, "" served); the text within is the same.
+    assert len(served) == 4 and served == {key: text.strip() for key, text in direct.items()}
+    direct_results = json.loads((tmp_path / "direct" / "results.json").read_text())
+    assert results["metrics"] == direct_results["metrics"]
 
 
 def test_request_errors_are_counted_apart_and_resume_retries_them(
