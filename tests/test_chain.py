@@ -217,13 +217,17 @@ def test_lenient_never_crashes_on_tag_soup(text: str) -> None:
 
 def test_a_grammar_error_says_where_by_line_and_column() -> None:
     """Position, line and column of the first violation, counted by hand (issue 23)."""
-    text = '<think>\n<area>[{"bbox_2d":[0.1,0.1,0.5,0.5],"depth":0.5}]</area>\n<text>ok</text>\n<area>[oops]</area>'
+    text = (
+        '<think>\n<area>[{"bbox_2d":[0.1,0.1,0.5,0.5],"depth":0.5}]</area>\n<text>ok</text>\n<area>[oops]</area>'
+        "\n<text>after</text>\n</think>\n<answer>A</answer>"  # lines after the error count for nothing
+    )
     with pytest.raises(ChainError) as raised:
         parse_chain(text, strict=True)
     position = text.index("[oops]") + 1  # the "o" where the JSON breaks
     line, column = 4, len("<area>[") + 1
     assert raised.value.position == position
     assert f"at character {position} (line {line}, column {column}): " in str(raised.value)
-    first_line = ChainError(3, "bad", "abcdef")
+    first_line = ChainError(3, "bad", "abcdef\nghi")
     assert str(first_line) == "at character 3 (line 1, column 4): bad"
+    assert str(ChainError(3, "bad", "\nabcdef\n")) == "at character 3 (line 2, column 3): bad"
     assert str(ChainError(3, "bad")) == "at character 3: bad"
