@@ -201,3 +201,23 @@ def test_ask_many_keeps_verdicts_on_disk_for_the_next_judge(tmp_path) -> None:
         renamed = JudgePrompt("echo-v2", prompt.messages, prompt.parse)
         assert again.ask_many(["x"], renamed)[0].cached is False  # another prompt: asked again
         assert len(server.requests) == 3
+
+
+def test_judge_replies_read_at_their_edges() -> None:
+    """Each form at its bounds, by hand (issue 23): 0 and 1 are scores, 1.5 is not one."""
+    assert parse_judge_reply('{"score": 0}') == 0.0 and parse_judge_reply('{"score": 1}') == 1.0
+    assert parse_judge_reply("Score: 0") == 0.0 and parse_judge_reply("score = 0.0") == 0.0
+    assert parse_judge_reply("`0`") == 0.0 and parse_judge_reply("```\n1\n```") == 1.0
+    for outside in ('{"score": 1.5}', "Score: 1.5", "1.5", '{"score": -0.1}'):
+        with pytest.raises(ValueError):
+            parse_judge_reply(outside)
+    with pytest.raises(ValueError, match=r"judge score 1.5 is outside \[0, 1\]"):
+        parse_judge_reply('{"score": 1.5}')
+    # Not JSON inside the braces: the other forms are read.
+    assert parse_judge_reply("{not json} score: 0.25") == 0.25
+    with pytest.raises(ValueError):
+        parse_judge_reply("X0.5X")  # only backticks are taken off a bare number
+    long = "no score here " * 20
+    with pytest.raises(ValueError) as raised:
+        parse_judge_reply(long)
+    assert str(raised.value) == f"judge reply has no score: {long[:120]!r}"
