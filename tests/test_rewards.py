@@ -256,3 +256,67 @@ def test_the_last_answer_written_is_the_answer() -> None:
     rewards = SIFRewards()
     two = written(f"[{EXACT}]", answer="<answer>(A)</answer><answer></answer>")
     assert rewards.accuracy([two], answer=["(A)"], question=["q"]) == [0.0]  # no answer, not the first one
+
+
+# ----------------------------------------------------------------------------- edges (issue 23)
+
+
+def test_completion_text_in_every_shape() -> None:
+    from sifmodel.rewards import completion_text
+
+    assert completion_text("plain") == "plain"
+    assert completion_text([{"role": "assistant", "content": "as a message"}]) == "as a message"
+    parts = [{"type": "text", "text": "a"}, {"type": "image"}, "stray", {"type": "text", "text": "b"}]
+    assert completion_text([{"role": "user", "content": "q"}, {"role": "assistant", "content": parts}]) == "ab"
+    assert completion_text([{"role": "assistant"}]) == ""  # no content: nothing said
+    assert completion_text(["just text"]) == "just text"
+    assert completion_text([]) == "" and completion_text(None) == ""
+
+
+def test_depth_pairs_at_their_edges() -> None:
+    """A stated depth of exactly 0 or 1 can be right; a box that covers nothing is a miss, in
+    either axis; a miss does not stop the counting of the pairs after it."""
+    values = np.zeros((20, 20), dtype=np.float32)
+    values[:, 10:] = 1.0  # the left half at depth 0, the right half at 1
+    depth = DepthMap(values)
+
+    def score(*items: str) -> float:
+        return depth_consistency_score(f"<think><area>[{','.join(items)}]</area><text>x</text></think>", depth)
+
+    assert score('{"bbox_2d":[0.0,0.0,0.4,1.0],"depth":0.0}') == 1.0
+    assert score('{"bbox_2d":[0.6,0.0,1.0,1.0],"depth":1.0}') == 1.0
+    assert score('{"bbox_2d":[0.6,0.0,1.0,1.0],"depth":1.05}') == 0.0  # within 10% of 1, but not a depth
+    assert score('{"bbox_2d":[0.7,0.2,0.7,0.6],"depth":1.0}') == 0.0  # no width
+    assert score('{"bbox_2d":[0.7,0.6,0.9,0.6],"depth":1.0}') == 0.0  # no height
+    assert score('{"bbox_2d":[0.9,0.2,0.7,0.6],"depth":1.0}') == 0.0  # inverted in x only
+    good = '{"bbox_2d":[0.6,0.0,1.0,1.0],"depth":1.0}'
+    assert score('{"bbox_2d":[0.6,0.0,1.0,1.0],"depth":NaN}', good) == 0.5  # the miss first, then counting goes on
+
+
+def test_the_accuracy_statistics_count_each_path_once(tmp_path: Path) -> None:
+    """What the training log reads, by hand: no answer, a rule, the judge model twice, the
+    judge's cache, and a judge failure masked (issue 23)."""
+    from chat_server import ScriptedChatServer
+
+    from sifdata.llm import RetryPolicy
+    from sifmodel.judge import LLMJudge
+
+    with ScriptedChatServer() as server:  # judges 1.0 for an exact match, 0.25 otherwise
+        judge = LLMJudge("j", server.base_url, "k", retry=RetryPolicy(1, base_delay=0.01), cache_dir=tmp_path / "cache")
+        rewards = SIFRewards(judge, failure_policy="mask")
+        completions = [
+            "no tags at all",
+            chain([FULL], answer="Yes."),
+            chain([FULL], answer="a red cup"),
+            chain([FULL], answer="blue"),
+        ]
+        answers = ["yes", "yes", "a red cup", "a red cup"]
+        assert rewards.accuracy(completions, answer=answers, question=["q"] * 4) == [0.0, 1.0, 1.0, 0.25]
+        assert (rewards.stats.no_answer, rewards.stats.judged_by_rule, rewards.stats.judged_by_llm) == (1, 1, 2)
+        assert (rewards.stats.judge_cache_hits, rewards.stats.judge_failures, rewards.stats.masked) == (0, 0, 0)
+        assert rewards.accuracy([completions[2]], answer=["a red cup"], question=["q"]) == [1.0]
+        assert rewards.stats.judge_cache_hits == 1 and rewards.stats.judged_by_llm == 2
+        server.default = "500"
+        assert rewards.accuracy([chain([FULL], answer="green")], answer=["a red cup"], question=["q"]) == [None]
+        assert (rewards.stats.judge_failures, rewards.stats.masked) == (1, 1)
+        assert rewards.stats.no_answer == 1 and rewards.stats.judged_by_rule == 1
