@@ -48,7 +48,7 @@ import json
 import math
 import re
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import asdict, dataclass, replace
 from typing import Any, Literal
 
 from PIL import Image
@@ -259,15 +259,9 @@ def _shown(box: tuple[float, float, float, float]) -> str:
     return "[" + ", ".join(f"{value:g}" for value in box) + "]"
 
 
-@dataclass
-class _Observations:
-    """The images a call may name: the sample's (index 0), then each crop returned so far."""
-
-    images: list[Image.Image] = field(default_factory=list)
-
-
-def execute(call: ToolCall, observations: _Observations, settings: ZoomSettings) -> tuple[ToolStep, Image.Image | None]:
-    """Run one zoom call: the step for the transcript and the crop (None with the error the
+def execute(call: ToolCall, images: list[Image.Image], settings: ZoomSettings) -> tuple[ToolStep, Image.Image | None]:
+    """Run one zoom call on ``images`` (those a call may name: the sample's, index 0, then each
+    crop sent back so far): the step for the transcript and the crop (None with the error the
     model is sent instead)."""
     if call.error is not None:
         return ToolStep(call, error=call.error), None
@@ -275,10 +269,10 @@ def execute(call: ToolCall, observations: _Observations, settings: ZoomSettings)
         return ToolStep(call, error=f"unknown tool {call.name!r}: the only tool is {ZOOM_TOOL}"), None
     arguments = call.arguments or {}
     index = arguments.get("image_index", 0)
-    if isinstance(index, bool) or not isinstance(index, int) or not 0 <= index < len(observations.images):
-        count = len(observations.images)
+    if isinstance(index, bool) or not isinstance(index, int) or not 0 <= index < len(images):
+        count = len(images)
         return ToolStep(call, error=f"image_index must name one of the {count} image(s) (0 to {count - 1})"), None
-    image = observations.images[index]
+    image = images[index]
     size = (image.width, image.height)
     try:
         box = crop_box(pixel_box(arguments.get("bbox_2d"), *size, settings.box_frame), *size)
@@ -339,7 +333,7 @@ class ZoomAgent(Solver):
 
     def steps(self, sample: Sample, mode: PromptMode, settings: GenerationSettings) -> Steps:
         request = self._first(sample, settings)
-        observations = _Observations([request.images[0]] if request.images else [])
+        observations = [request.images[0]] if request.images else []
         recorded = self.store.recorded(sample.id) if self.store is not None else []
         turns: list[AgentTurn] = []
         history: list[Turn] = []
@@ -372,25 +366,18 @@ class ZoomAgent(Solver):
             for key in ("prompt_tokens", "completion_tokens"):
                 usage[key] += turn_usage.get(key) or 0
             if not calls or _ANSWER.search(reply):
-                return Solved(
-                    reply,
-                    usage={**usage, "turns": len(turns), "tool_calls": _count(turns)},
-                    transcript=Transcript(tuple(turns), "answer"),
-                )
+                return _solved(reply, usage, Transcript(tuple(turns), "answer"))
             crops = [crop for _, crop in executed]
-            observations.images.extend(crop for crop in crops if crop is not None)
+            observations.extend(crop for crop in crops if crop is not None)
             history.append(Turn("assistant", (("text", reply),), tool_calls=tuple(api_calls)))
             history.extend(self._followup(turn, crops, tuple(api_calls)))
         # Out of turns while still calling tools: no answer (a parse failure), the transcript kept.
-        return Solved(
-            "",
-            usage={**usage, "turns": len(turns), "tool_calls": _count(turns)},
-            transcript=Transcript(tuple(turns), "max-turns"),
-        )
+        return _solved("", usage, Transcript(tuple(turns), "max-turns"))
 
 
-def _count(turns: list[AgentTurn]) -> int:
-    return sum(len(turn.steps) for turn in turns)
+def _solved(text: str, usage: dict[str, Any], transcript: Transcript) -> Solved:
+    counts = {"turns": len(transcript.turns), "tool_calls": transcript.tool_calls}
+    return Solved(text, usage={**usage, **counts}, transcript=transcript)
 
 
 def _api_calls(turn: AgentTurn) -> tuple[ToolCall, ...]:

@@ -20,7 +20,7 @@ from PIL import Image
 
 from sifdata.depth import model_depth_image
 from sifdata.prompt import sif_user_parts
-from sifmodel.turns import Turn, png_data_url
+from sifmodel.turns import Turn, hf_content, openai_content
 
 PromptMode = Literal["sif", "sif-rgb", "plain"]
 PROMPT_MODES: tuple[PromptMode, ...] = ("sif", "sif-rgb", "plain")
@@ -64,24 +64,15 @@ class Prompt:
 
     def hf_messages(self) -> list[dict[str, Any]]:
         """Chat messages for ``processor.apply_chat_template`` (images inline as PIL)."""
-        content = [
-            {"type": "image", "image": value} if kind == "image" else {"type": "text", "text": value}
-            for kind, value in self.parts
-        ]
-        return self._with_system({"role": "user", "content": content}, [turn.hf_message() for turn in self.later])
+        later = [turn.hf_message() for turn in self.later]
+        return self._with_system({"role": "user", "content": hf_content(self.parts)}, later)
 
     def openai_messages(self, image_max_side: int | None = None) -> list[dict[str, Any]]:
         """Messages for an OpenAI-compatible server or vLLM: images as PNG data URLs, lossless and
         full size unless ``image_max_side`` says otherwise, so a served model sees the pixels the
         ``hf:`` backend's processor sees."""
-        content = []
-        for kind, value in self.parts:
-            if kind == "image":
-                content.append({"type": "image_url", "image_url": {"url": png_data_url(value, image_max_side)}})
-            else:
-                content.append({"type": "text", "text": value})
         later = [turn.openai_message(image_max_side) for turn in self.later]
-        return self._with_system({"role": "user", "content": content}, later)
+        return self._with_system({"role": "user", "content": openai_content(self.parts, image_max_side)}, later)
 
 
 def build_messages(

@@ -75,11 +75,7 @@ class Turn:
             if self.tool_calls:
                 message["tool_calls"] = [_api_call(call) for call in self.tool_calls]
             return message
-        content = [
-            {"type": "image", "image": value} if kind == "image" else {"type": "text", "text": value}
-            for kind, value in self.parts
-        ]
-        return {"role": "user", "content": content}
+        return {"role": "user", "content": hf_content(self.parts)}
 
     def openai_message(self, image_max_side: int | None = None) -> dict[str, Any]:
         """An OpenAI-compatible message: images as lossless PNG data URLs, as in the first turn."""
@@ -90,13 +86,25 @@ class Turn:
             return message
         if self.role == "tool":
             return {"role": "tool", "tool_call_id": self.tool_call_id or "", "content": self.text}
-        content = []
-        for kind, value in self.parts:
-            if kind == "image":
-                content.append({"type": "image_url", "image_url": {"url": png_data_url(value, image_max_side)}})
-            else:
-                content.append({"type": "text", "text": value})
-        return {"role": "user", "content": content}
+        return {"role": "user", "content": openai_content(self.parts, image_max_side)}
+
+
+def hf_content(parts: tuple[tuple[str, Any], ...]) -> list[dict[str, Any]]:
+    """A user turn's parts as transformers chat content (images inline as PIL)."""
+    return [
+        {"type": "image", "image": value} if kind == "image" else {"type": "text", "text": value}
+        for kind, value in parts
+    ]
+
+
+def openai_content(parts: tuple[tuple[str, Any], ...], image_max_side: int | None = None) -> list[dict[str, Any]]:
+    """A user turn's parts as OpenAI-compatible content (images as PNG data URLs, :func:`png_data_url`)."""
+    return [
+        {"type": "image_url", "image_url": {"url": png_data_url(value, image_max_side)}}
+        if kind == "image"
+        else {"type": "text", "text": value}
+        for kind, value in parts
+    ]
 
 
 _ENCODED: dict[tuple[int, int], tuple[weakref.ref[Image.Image], str]] = {}

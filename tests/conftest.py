@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import os
+import signal
+import subprocess
 import tempfile
+import time
 from pathlib import Path
 
 import pytest
@@ -111,3 +114,16 @@ def served_tiny_vlm(tiny_vlm: Path, tmp_path_factory: pytest.TempPathFactory):
             process.wait(timeout=20)
         except subprocess.TimeoutExpired:
             process.kill()
+
+
+def kill_once_journaled(process: subprocess.Popen, journal: Path, lines: int) -> None:
+    """SIGKILL ``process`` once ``journal`` holds ``lines`` lines: a state, never a time (the
+    deadline only guards against a hang). Fails the test when the child ends first."""
+    deadline = time.monotonic() + 180
+    while not (journal.is_file() and journal.read_text().count("\n") >= lines):
+        if process.poll() is not None or time.monotonic() > deadline:
+            stderr = process.stderr.read().decode()[-2000:] if process.stderr else ""
+            pytest.fail(f"the child ended before it could be killed: {stderr}")
+        time.sleep(0.02)
+    process.send_signal(signal.SIGKILL)
+    process.wait()

@@ -2,15 +2,14 @@ from __future__ import annotations
 
 import json
 import os
-import signal
 import subprocess
 import sys
-import time
 from collections import Counter
 from pathlib import Path
 
 import pytest
 from chat_server import ScriptedChatServer
+from conftest import kill_once_journaled
 from huggingface_hub import DatasetCard
 from PIL import Image
 
@@ -139,13 +138,7 @@ def test_killed_build_resumes_without_losing_or_duplicating(tmp_path: Path) -> N
         process = subprocess.Popen(
             _cli(*args, "--out", str(killed)), env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
         )
-        deadline = time.monotonic() + 120  # only a guard against a hang: the kill waits on the journal
-        while not (journal.is_file() and journal.read_text().count("\n") >= 10):
-            if process.poll() is not None or time.monotonic() > deadline:
-                pytest.fail(f"build ended before it could be killed: {process.stderr.read().decode()[-2000:]}")  # type: ignore[union-attr]
-            time.sleep(0.02)
-        process.send_signal(signal.SIGKILL)
-        process.wait()
+        kill_once_journaled(process, journal, 10)
         killed_yet.set()
         assert not shard_files(killed) or len(shard_files(killed)) < 2
         resumed = subprocess.run(_cli(*args, "--out", str(killed)), env=env, capture_output=True, text=True)

@@ -3,15 +3,14 @@ from __future__ import annotations
 import json
 import math
 import os
-import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import datasets
 import pytest
 from chat_server import ScriptedChatServer
+from conftest import kill_once_journaled
 from PIL import Image
 from typer.testing import CliRunner
 
@@ -261,13 +260,7 @@ def test_killed_run_resumes_without_recomputing_or_duplicating(mirrors: dict[str
         process = subprocess.Popen(
             [*args, "--out", str(killed)], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
         )
-        deadline = time.monotonic() + 180  # only a guard against a hang: the kill waits on the journal
-        while not (journal.is_file() and journal.read_text().count("\n") >= 3):
-            if process.poll() is not None or time.monotonic() > deadline:
-                pytest.fail(f"the run ended before it could be killed: {process.stderr.read().decode()[-2000:]}")  # type: ignore[union-attr]
-            time.sleep(0.05)
-        process.send_signal(signal.SIGKILL)
-        process.wait()
+        kill_once_journaled(process, journal, 3)
         killed_yet.set()
         before = journal.read_text().count("\n")
         assert 3 <= before < len(samples)

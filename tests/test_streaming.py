@@ -8,16 +8,15 @@ import hashlib
 import json
 import math
 import random
-import signal
 import subprocess
 import sys
 import threading
-import time
 from pathlib import Path
 
 import numpy as np
 import pytest
 from chat_server import ScriptedChatServer
+from conftest import kill_once_journaled
 from PIL import Image
 from typer.testing import CliRunner
 
@@ -96,13 +95,7 @@ def test_a_killed_streaming_run_resumes_with_every_sample_exactly_once(tmp_path:
         killed = tmp_path / "killed"
         process = subprocess.Popen([*args, "--out", str(killed)], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
         journal = killed / "samples.jsonl"
-        deadline = time.monotonic() + 120
-        while not (journal.is_file() and journal.read_text().count("\n") >= 5):
-            if process.poll() is not None or time.monotonic() > deadline:
-                pytest.fail(f"the run ended before it could be killed: {process.stderr.read().decode()[-2000:]}")  # type: ignore[union-attr]
-            time.sleep(0.02)
-        process.send_signal(signal.SIGKILL)
-        process.wait()
+        kill_once_journaled(process, journal, 5)
         killed_yet.set()
         before = journal.read_text().count("\n")
         assert 5 <= before < 24
