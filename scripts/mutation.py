@@ -51,6 +51,11 @@ def prepare(folder: Path, module: str, tests: list[str]) -> None:
         ]
     )
     (folder / "pyproject.toml").write_text(config + "\n" + section, encoding="utf-8")
+    # A checkout of its own, so that what reads the commit (the results' versions) reads one.
+    git = ["git", "-c", "user.name=mutation", "-c", "user.email=mutation@localhost", "-c", "commit.gpgsign=false"]
+    subprocess.run(["git", "init", "-q"], cwd=folder, check=True)
+    subprocess.run(["git", "add", "-A"], cwd=folder, check=True)
+    subprocess.run([*git, "commit", "-q", "-m", "the tree under mutation"], cwd=folder, check=True)
 
 
 def counts(folder: Path) -> dict[str, list[str]]:

@@ -151,8 +151,6 @@ def _is_number(value: Any) -> bool:
 
 def _first_non_space(text: str, start: int, stop: int) -> int | None:
     """Position of the first non-whitespace character in text[start:stop], or None."""
-    if start >= stop or text[start:stop].isspace():
-        return None
     match = _NON_SPACE.search(text, start, stop)
     return match.start() if match else None
 
@@ -377,7 +375,7 @@ def read_areas(text: str, *, clip: bool = True) -> list[WrittenArea]:
         depths: list[float] = []
         unreadable = 0
         for raw_box, raw_depth in _candidate_boxes(match.group(2)):
-            numbers = [_to_float(v) for v in raw_box] if isinstance(raw_box, list | tuple) else []
+            numbers = [_to_float(v) for v in raw_box]
             if len(numbers) != 4 or any(v is None for v in numbers):
                 unreadable += 1
                 continue

@@ -240,11 +240,11 @@ def summarize(
         choice_judge_calls=len(referred),
         intervals=intervals,
         power=_power(intervals.get("score")),
-        agent=_agent(bench, scored, (extra or {}).get("agent")),
+        agent=_agent(scored, (extra or {}).get("agent")),
     )
 
 
-def _agent(bench: Benchmark, scored: Sequence[ScoredSample], settings: dict[str, Any] | None) -> dict[str, Any]:
+def _agent(scored: Sequence[ScoredSample], settings: dict[str, Any] | None) -> dict[str, Any]:
     found = agent_statistics(scored)
     if not found and settings is None:
         return {}

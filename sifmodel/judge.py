@@ -208,6 +208,10 @@ class LLMJudge:
         )
 
     def _key(self, item: JudgeItem, prompt: JudgePrompt[float] | None = None) -> str:
+        """A cache entry's name, kept stable so that a judge cache outlives releases: the SHA-256
+        of the JSON list [model, prompt name ("sif" for ours), question, reference, prediction,
+        image], the image being the first 16 hex digits of the SHA-256 of its pixels when the
+        judge sends images, else null. Entries are ``<cache_dir>/<key[:2]>/<key>.json``."""
         name = prompt.name if prompt is not None else "sif"
         image = _image_digest(item.image) if self.with_image and item.image is not None else None
         payload = json.dumps([self.model, name, item.question, item.reference, item.prediction, image])
@@ -282,6 +286,8 @@ class LLMJudge:
         if not items:
             return []
 
+        # A cache entry is named by the SHA-256 of the JSON list [model, prompt name, messages],
+        # keys sorted, so that it names exactly what was sent.
         def one(item: Any) -> Asked[Value]:
             messages = prompt.messages(item)
             payload = json.dumps([self.model, prompt.name, messages], sort_keys=True, default=str)

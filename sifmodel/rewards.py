@@ -155,7 +155,8 @@ class RewardStats:
 
 
 class DepthMapCache:
-    """Decoded depth maps (with their integral images) by path, least recently used first out."""
+    """Decoded depth maps (with their integral images) by path, least recently used first out;
+    at most ``size`` maps (256 by default: a training batch's images and many batches more)."""
 
     def __init__(self, size: int = 256) -> None:
         self.size = size

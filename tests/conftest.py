@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import signal
 import subprocess
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -30,6 +31,17 @@ VISCOT_SUBSETS = ("gqa", "vsr", "cub")
 def _isolated_sif_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """Each test gets its own SIF_HOME (local builds and conversions)."""
     monkeypatch.setenv("SIF_HOME", str(tmp_path / "sif-home"))
+
+
+@pytest.fixture(autouse=True)
+def _fresh_reward_caches() -> None:
+    """The rewards read each completion once per process (lru caches in ``sifmodel.rewards``);
+    each test starts without readings a previous test left, so a test sees the parser it runs
+    (mutation testing forks every mutant from a process whose caches are already warm)."""
+    rewards = sys.modules.get("sifmodel.rewards")
+    if rewards is not None:
+        rewards.parsed.cache_clear()
+        rewards.areas.cache_clear()
 
 
 @pytest.fixture(scope="session")

@@ -43,9 +43,10 @@ def _rank(rank: int, port: int, out: str, scenario: str) -> None:
             result["own"] = rewards.stats.as_dict()
             result["gathered"] = rewards.gathered_stats()
         else:  # "raise": rank 1's free-form answer cannot be judged (no judge model); rank 0's can
+            # "raise_both": neither rank's can
             rewards = SIFRewards(failure_policy="raise")
-            completions = [RIGHT, RIGHT] if rank == 0 else [FREE_FORM, RIGHT]
-            if rank == 1:
+            completions = [RIGHT, RIGHT] if rank == 0 and scenario == "raise" else [FREE_FORM, RIGHT]
+            if rank == 1 or scenario == "raise_both":
                 columns["answer"] = ["a red cup", "(A)"]  # free-form: for a judge model, not a rule
             try:
                 rewards.accuracy(completions, **columns)
@@ -77,3 +78,9 @@ def test_a_judge_failure_under_raise_stops_every_rank_with_the_reason(tmp_path: 
     first, second = _run(tmp_path, "raise")
     assert first["raised"] == second["raised"]  # rank 0 had no failure of its own, and stops too
     assert "completion 0 (sample shared)" in first["raised"] and "no judge model" in first["raised"]
+
+
+def test_a_failure_on_every_rank_names_the_first_and_counts_the_others(tmp_path: Path) -> None:
+    first, second = _run(tmp_path, "raise_both")
+    reason = "could not judge completion 0 (sample shared): free-form answer and no judge model configured"
+    assert first["raised"] == second["raised"] == reason + " (and 1 more)"
