@@ -13,7 +13,6 @@ maps the replies the rules cannot read with a judge model.
 
 from __future__ import annotations
 
-import io
 import json
 from collections.abc import Sequence
 from pathlib import Path
@@ -59,14 +58,6 @@ configs:
 """
 
 
-def _image_bytes(cell: Any) -> bytes:
-    if isinstance(cell, dict):
-        return cell["bytes"]
-    buffer = io.BytesIO()
-    cell.save(buffer, format="PNG")
-    return buffer.getvalue()
-
-
 def sample_from_row(row: dict[str, Any]) -> Sample:
     choices = tuple(row["choices"])
     target = row["answer"].strip().strip("()").upper()
@@ -76,7 +67,8 @@ def sample_from_row(row: dict[str, Any]) -> Sample:
         question=f"{row['prompt']}\n{ANSWER_WITH_LETTER}",
         target=target,
         category=row["task"],
-        images=(ImageRef(data=_image_bytes(row["image"])),) if row.get("image") is not None else (),
+        # The loader casts the column to undecoded images ({"bytes", "path"}); lmms-eval's documents have none.
+        images=(ImageRef(data=row["image"]["bytes"]),) if row.get("image") is not None else (),
         choices=choices,
         sif_question=question,
         metadata={"type": row["type"], "source": row["source"], "task": row["task"], "question_core": row["question"]},
@@ -124,7 +116,7 @@ class CVBench(MultipleChoiceBenchmark):
 
         if data_dir:
             table = load_local(data_dir, config, split=self.source.split)
-        else:
+        else:  # pragma: no mutate block
             table = datasets.load_dataset(
                 self.source.hub_id, config, split=self.source.split, revision=self.source.revision
             )
@@ -134,7 +126,7 @@ class CVBench(MultipleChoiceBenchmark):
         return list(table)
 
     @classmethod
-    def build_mirror(cls, out: str | Path, seed: int = 0) -> Path:
+    def build_mirror(cls, out: str | Path, seed: int = 0) -> Path:  # pragma: no mutate block
         return build_mirror(out, seed=seed)
 
     def samples_from_lmms_eval(self, doc: dict[str, Any], doc_id: int) -> list[Sample]:
@@ -176,7 +168,7 @@ class CVBench(MultipleChoiceBenchmark):
 # ----------------------------------------------------------------------------- mirror
 
 
-def build_mirror(out: str | Path, per_task: int = 4, seed: int = 0) -> Path:
+def build_mirror(out: str | Path, per_task: int = 4, seed: int = 0) -> Path:  # pragma: no mutate block
     """A tiny CV-Bench in the upstream layout (``test_2d.parquet``, ``test_3d.parquet``, card with
     the three configs), from synthetic scenes whose answers are known exactly."""
     import datasets

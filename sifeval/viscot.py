@@ -373,7 +373,7 @@ class VisCoT(Benchmark):
         return max(1, int(getattr(self.judge, "concurrency", 1)))
 
     @classmethod
-    def build_mirror(cls, out: str | Path, seed: int = 0) -> Path:
+    def build_mirror(cls, out: str | Path, seed: int = 0) -> Path:  # pragma: no mutate block
         return build_mirror(out, seed=seed)
 
     def score(self, sample: Sample, response_text: str, mode: PromptMode = "sif") -> ScoredSample:
@@ -484,7 +484,7 @@ class VisCoT(Benchmark):
         return terms
 
 
-def build_mirror(out: str | Path, per_subset: int = 6, seed: int = 0) -> Path:
+def build_mirror(out: str | Path, per_subset: int = 6, seed: int = 0) -> Path:  # pragma: no mutate block
     """A tiny Visual-CoT benchmark in the upstream layout (question JSON, ``benchmark_det`` JSONL
     and ``cot/<subset>/`` images), from synthetic scenes with single-object questions."""
     from sifdata.geometry import pixel_to_padded_square

@@ -74,7 +74,7 @@ def sample_from_question(row: dict[str, Any], images: tuple[ImageRef, ...]) -> S
     )
 
 
-def _download(source: Source) -> Path:
+def _download(source: Source) -> Path:  # pragma: no mutate block
     from huggingface_hub import snapshot_download
 
     return Path(snapshot_download(source.hub_id, repo_type="dataset", revision=source.revision))
@@ -119,7 +119,7 @@ class VStar(MultipleChoiceBenchmark):
         return Likelihood(self.likelihood_request) if self.protocol == "likelihood" else super().solver()
 
     @classmethod
-    def build_mirror(cls, out: str | Path, seed: int = 0) -> Path:
+    def build_mirror(cls, out: str | Path, seed: int = 0) -> Path:  # pragma: no mutate block
         return build_mirror(out, seed=seed)
 
     def samples_from_lmms_eval(self, doc: dict[str, Any], doc_id: int) -> list[Sample]:
@@ -161,7 +161,7 @@ class VStar(MultipleChoiceBenchmark):
         return terms
 
 
-def build_mirror(out: str | Path, per_category: int = 6, seed: int = 0) -> Path:
+def build_mirror(out: str | Path, per_category: int = 6, seed: int = 0) -> Path:  # pragma: no mutate block
     """A tiny V* in the upstream layout, from synthetic scenes with known answers."""
     import numpy as np
 

@@ -333,7 +333,7 @@ class SIFRewards:
             JudgeItem(q, a, p or "", picture)
             for q, a, p, picture in zip(questions, answer, predictions, pictures, strict=True)
         ]
-        judged = judge_answers([item for item, p in zip(items, predictions, strict=True) if p], self.judge)
+        judged = judge_answers([item for item in items if item.prediction], self.judge)
         scores: list[float | None] = []
         failure: str | None = None
         results = iter(judged)

@@ -18,6 +18,7 @@ from chat_server import ScriptedChatServer
 from PIL import Image
 
 from sifdata.llm import RetryPolicy
+from sifmodel.config import JudgeSettings
 from sifmodel.judge import JUDGE_PROMPT, JudgeItem, JudgePrompt, JudgeResult, LLMJudge, MatchJudge, judge_answers
 
 ITEM = JudgeItem("What is on the table?", "a red mug", "a mug", None)
@@ -213,3 +214,24 @@ class ShortJudge:
 def test_a_judge_returning_too_few_results_is_an_error_not_a_shorter_list() -> None:
     with pytest.raises(ValueError):
         judge_answers([JudgeItem("q", "a red mug", "a mug")], ShortJudge())
+
+
+def test_a_judge_built_from_the_config_section_takes_every_setting() -> None:
+    settings = JudgeSettings(
+        kind="llm",
+        model="m",
+        base_url="http://127.0.0.1:9/v1",
+        concurrency=3,
+        timeout=7.5,
+        with_image=False,
+        max_tokens=64,
+        temperature=0.5,
+    )
+    judge = LLMJudge.from_settings(settings)
+    assert (judge.model, judge.client.base_url, judge.concurrency, judge.client.timeout) == (
+        "m",
+        "http://127.0.0.1:9/v1",
+        3,
+        7.5,
+    )
+    assert (judge.with_image, judge.max_tokens, judge.temperature) == (False, 64, 0.5)
