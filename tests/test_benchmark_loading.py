@@ -345,3 +345,73 @@ def test_spatialbench_depth_twin_names() -> None:
 
     assert depth_twin(Path("/r"), "existence/0001.v2.jpg") == Path("/r/existence_d/0001.png")
     assert depth_twin(Path("/r"), "0001.jpg") == Path("/r/_d/0001.png")
+
+
+# ----------------------------------------------------------------------------- Visual-CoT
+
+
+@pytest.fixture(scope="module")
+def viscot(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return build_mirror("viscot", tmp_path_factory.mktemp("viscot"))
+
+
+def test_viscot_samples_pair_each_question_with_its_detection_record(viscot: Path) -> None:
+    """The questions of benchmark/<subset>.json, each with the line of benchmark_det/<subset>.jsonl
+    at its position; the ground truth moved onto the padded square as calculation.py L9-23 does
+    (deepcs233/Visual-CoT 83212ae): the shorter axis shifted by half the difference, floored."""
+    samples = iter(get_benchmark("viscot").load(viscot))
+    for subset in ("gqa", "vsr"):
+        questions = json.loads((viscot / "benchmark" / f"{subset}.json").read_text())
+        detections = [
+            json.loads(line) for line in (viscot / "benchmark_det" / f"{subset}.jsonl").read_text().splitlines()
+        ]
+        for position, (row, det) in enumerate(zip(questions, detections, strict=True)):
+            sample = next(samples)
+            first = row["conversations"][0]["value"]
+            line = first.split(" Please provide the bounding box coordinate")[0]
+            x1, y1, x2, y2 = det["bbox"]
+            width, height = det["width"], det["height"]
+            shift = abs(width - height) // 2
+            padded = [x1, y1 + shift, x2, y2 + shift] if width > height else [x1 + shift, y1, x2 + shift, y2]
+            assert sample.id == f"{subset}/{row['question_id']}" and sample.category == subset
+            assert sample.question == line.replace("<image>", "").strip()
+            assert sample.target == row["conversations"][-1]["value"]
+            assert sample.metadata == {
+                "question_line": line,
+                "question_id": row["question_id"],
+                "position": position,
+                "width": width,
+                "height": height,
+                "truth_padded_px": padded,
+                "defects": [],
+            }
+            assert [image.path for image in sample.images] == [str(viscot / row["image"][0])]
+    assert next(samples, None) is None
+
+
+def test_viscot_files_that_do_not_pair_up(viscot: Path, tmp_path: Path) -> None:
+    from sifeval.viscot import read_subset
+
+    (tmp_path / "benchmark").mkdir()
+    (tmp_path / "benchmark_det").mkdir()
+    questions = json.loads((viscot / "benchmark" / "gqa.json").read_text())[:2]
+    detections = (viscot / "benchmark_det" / "gqa.jsonl").read_text().splitlines()[:2]
+    (tmp_path / "benchmark" / "gqa.json").write_text(json.dumps(questions))
+    (tmp_path / "benchmark_det" / "gqa.jsonl").write_text(detections[0] + "\n")
+    with pytest.raises(ValueError) as raised:
+        read_subset(tmp_path, "gqa")
+    assert str(raised.value) == (
+        "Visual-CoT gqa: 2 questions but 1 detection records (the two files must pair up line by line)"
+    )
+    (tmp_path / "benchmark_det" / "gqa.jsonl").write_text(detections[1] + "\n" + detections[0] + "\n")
+    with pytest.raises(ValueError) as raised:
+        read_subset(tmp_path, "gqa")
+    assert str(raised.value) == "Visual-CoT gqa #0 (question_id 0): the detection record there has question_id 1"
+    broken = [{**questions[0], "conversations": []}, questions[1]]
+    (tmp_path / "benchmark" / "gqa.json").write_text(json.dumps(broken))
+    (tmp_path / "benchmark_det" / "gqa.jsonl").write_text("\n".join(detections) + "\n")
+    with pytest.raises(DataFileError) as raised:
+        read_subset(tmp_path, "gqa")
+    assert str(raised.value) == (
+        "Visual-CoT gqa #0 (question_id 0): missing or malformed field (IndexError: list index out of range)"
+    )

@@ -1,0 +1,446 @@
+"""Each benchmark's scoring of one reply, its figures and the terms of their intervals, worked out
+by hand on small sets (issue 23). The official formulas themselves are pinned against the
+upstream code in test_conformance.py; here every number a run reports is checked, including
+the per-pair and per-question terms the confidence intervals are computed from."""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from sifeval import get_benchmark
+from sifeval.intervals import Term
+from sifeval.solvers import TwoPass
+from sifeval.types import ImageRef, Sample, ScoredSample
+from sifmodel.backends import GenerationError
+from sifmodel.judge import JudgeItem, JudgeResult
+
+# ----------------------------------------------------------------------------- SpatialBench
+
+
+def _sb(category: str, position: int, target: str = "Yes") -> Sample:
+    return Sample(
+        f"{category}/{position}",
+        "q",
+        target,
+        category,
+        metadata={"position": position, "pair": position // 2, "depth_twin": "-"},
+    )
+
+
+@pytest.mark.parametrize(
+    ("reply", "truth", "extracted", "score", "ape"),
+    [
+        ("3", "2", "3.0", 0.5, 50.0),  # |3 - 2| / 2
+        ("<answer>2.5</answer>", "2", "2.5", 0.75, 25.0),
+        ("7", "2", "7.0", 0.0, 250.0),  # not capped: the error counts whole in the mean
+        ("0", "0", "0.0", 1.0, 0.0),  # a true count of 0 (upstream divides by it)
+        ("1", "0", "1.0", 0.0, 100.0),
+    ],
+)
+def test_spatialbench_counting_by_its_percentage_error(
+    reply: str, truth: str, extracted: str, score: float, ape: float
+) -> None:
+    """eval_spatialbench.py L201-207: 100 minus the mean absolute percentage error."""
+    scored = get_benchmark("spatialbench").score(_sb("counting", 0, truth), reply, "plain")
+    assert (scored.response, scored.extracted, scored.parse_ok) == (reply, extracted, True)
+    assert scored.score == pytest.approx(score) and scored.details == {"ape": pytest.approx(ape)}
+
+
+def test_spatialbench_a_count_that_is_not_a_number() -> None:
+    scored = get_benchmark("spatialbench").score(_sb("counting", 0, "2"), "several", "plain")
+    assert (scored.response, scored.extracted, scored.parse_ok, scored.score) == ("several", None, False, 0.0)
+    assert scored.details == {"ape": 100.0}  # as if it had answered 0: 100% off
+
+
+def test_spatialbench_yes_no_reads_the_answer_part() -> None:
+    bench = get_benchmark("spatialbench")
+    right = bench.score(_sb("existence", 0, "Yes"), "<think>No idea</think><answer>Yes</answer>", "sif")
+    assert (right.extracted, right.parse_ok, right.score) == ("Yes", True, 1.0)
+    assert right.response == "<think>No idea</think><answer>Yes</answer>"
+
+
+def _scored(category: str, scores: list[float | None], apes: list[float] | None = None) -> list[ScoredSample]:
+    items = []
+    for position, score in enumerate(scores):
+        details = {"ape": apes[position]} if apes else {}
+        items.append(ScoredSample(_sb(category, position), "r", "r", True, score, details=details))
+    return items
+
+
+def test_spatialbench_figures_and_their_terms_by_hand() -> None:
+    bench = get_benchmark("spatialbench")
+    scored = (
+        _scored("positional", [1.0, 0.0, 1.0, 1.0])  # 3 of 4: 75
+        + _scored("existence", [1.0, 1.0, 1.0, 1.0])  # both pairs right: 100
+        + _scored("counting", [0.5, 1.0], apes=[50.0, 0.0])  # 100 - 25 = 75
+        + _scored("reach", [1.0, 1.0, 1.0, 0.0])  # (1+1+1) + (1+0+0) of 6
+        + _scored("size", [0.0, 1.0, 0.0, 0.0])  # (0+1+0) + 0 of 6
+    )
+    metrics = bench.aggregate(scored)
+    assert metrics == {
+        "score": pytest.approx((75 + 100 + 75 + 400 / 6 + 100 / 6) / 5),
+        "category/positional": 75.0,
+        "category/existence": 100.0,
+        "category/counting": 75.0,
+        "category/reach": pytest.approx(400 / 6),
+        "category/size": pytest.approx(100 / 6),
+    }
+    terms = bench.figure_terms(scored)
+    assert terms["category/positional"] == [
+        Term(1.0, [100.0, 0.0, 100.0, 100.0], ["positional/0", "positional/1", "positional/2", "positional/3"])
+    ]
+    assert terms["category/existence"] == [Term(1.0, [100.0, 100.0], ["0", "1"])]  # one value per pair
+    assert terms["category/counting"] == [Term(1.0, [50.0, 100.0], ["counting/0", "counting/1"])]
+    assert terms["category/reach"] == [Term(1.0, [100.0, pytest.approx(100 / 3)], ["0", "1"])]
+    assert terms["category/size"] == [Term(1.0, [pytest.approx(100 / 3), 0.0], ["0", "1"])]
+    # The score: each category's terms at a fifth of their weight.
+    assert [term.weight for term in terms["score"]] == [0.2] * 5
+    assert [list(term.values) for term in terms["score"]] == [
+        list(terms[f"category/{c}"][0].values) for c in ("positional", "existence", "counting", "reach", "size")
+    ]
+
+
+def test_spatialbench_an_incomplete_pair_or_an_ungraded_member_has_no_figure() -> None:
+    bench = get_benchmark("spatialbench")
+    alone = _scored("reach", [1.0, 1.0, 1.0])  # the third record's partner is missing
+    assert math.isnan(bench.aggregate(alone)["category/reach"]) and bench.figure_terms(alone)["category/reach"] == []
+    ungraded = _scored("existence", [1.0, None])
+    assert math.isnan(bench.aggregate(ungraded)["category/existence"])
+    assert bench.figure_terms(ungraded)["category/existence"] == []
+    missing = bench.aggregate(_scored("positional", [1.0]))
+    assert math.isnan(missing["score"]) and math.isnan(missing["category/counting"])
+    assert bench.figure_terms(_scored("positional", [1.0]))["category/counting"] == []
+
+
+# ----------------------------------------------------------------------------- V*
+
+
+def test_vstar_figures_and_terms_by_hand() -> None:
+    """vstar_bench_eval.py L275-277: accuracy per category and over all questions."""
+    bench = get_benchmark("vstar")
+    scored = [
+        ScoredSample(Sample(str(i), "q", "A", category), "r", "A", True, score)
+        for i, (category, score) in enumerate(
+            [
+                ("direct_attributes", 1.0),
+                ("direct_attributes", 0.0),
+                ("direct_attributes", 1.0),
+                ("relative_position", 0.0),
+            ]
+        )
+    ]
+    assert bench.aggregate(scored) == {
+        "score": 50.0,
+        "category/direct_attributes": pytest.approx(200 / 3),
+        "category/relative_position": 0.0,
+    }
+    terms = bench.figure_terms(scored)
+    assert terms == {
+        "score": [Term(1.0, [100.0, 0.0, 100.0, 0.0], ["0", "1", "2", "3"])],
+        "category/direct_attributes": [Term(1.0, [100.0, 0.0, 100.0], ["0", "1", "2"])],
+        "category/relative_position": [Term(1.0, [0.0], ["3"])],
+    }
+    only_one = bench.aggregate(scored[:1])
+    assert only_one["score"] == 100.0 and math.isnan(only_one["category/relative_position"])
+    assert bench.figure_terms(scored[:1])["category/relative_position"] == []
+
+
+# ----------------------------------------------------------------------------- SAT
+
+
+def _sat(question: int, rotation: int, category: str, score: float) -> ScoredSample:
+    sample = Sample(
+        f"{question}#r{rotation}", "q", "x", category, metadata={"question_index": question, "rotation": rotation}
+    )
+    return ScoredSample(sample, "r", "x", True, score)
+
+
+def test_sat_figures_and_terms_by_hand() -> None:
+    """The micro accuracy over every copy, per question type, and the share of questions right in
+    every order; the terms cluster a question's copies (they are one question, not independent)."""
+    bench = get_benchmark("sat")
+    scored = [
+        _sat(0, 0, "ego_movement", 1.0),
+        _sat(0, 1, "ego_movement", 1.0),  # question 0: right in both orders
+        _sat(1, 0, "goal_aim", 1.0),
+        _sat(1, 1, "goal_aim", 0.0),
+        _sat(1, 2, "goal_aim", 0.0),  # question 1: right in one order of three
+    ]
+    assert bench.aggregate(scored) == {
+        "score": 60.0,
+        "question_type/ego_movement": 100.0,
+        "question_type/goal_aim": pytest.approx(100 / 3),
+        "all_orders_right": 50.0,
+    }
+    terms = bench.figure_terms(scored)
+    assert terms == {
+        "score": [Term(1.0, [100.0, 100.0, 100.0, 0.0, 0.0], ["0", "0", "1", "1", "1"])],
+        "question_type/ego_movement": [Term(1.0, [100.0, 100.0], ["0", "0"])],
+        "question_type/goal_aim": [Term(1.0, [100.0, 0.0, 0.0], ["1", "1", "1"])],
+        "all_orders_right": [Term(1.0, [100.0, 0.0], ["0", "1"])],
+    }
+    assert math.isnan(bench.aggregate([])["all_orders_right"]) and bench.figure_terms([])["all_orders_right"] == []
+
+
+# ----------------------------------------------------------------------------- Visual-CoT
+
+
+def _coded(width: int, height: int) -> Image.Image:
+    """Each pixel says where it is: red = x mod 256, green = y mod 256, blue = 16 * (x // 256) + y // 256."""
+    x = np.arange(width)[None, :].repeat(height, 0)
+    y = np.arange(height)[:, None].repeat(width, 1)
+    return Image.fromarray(np.stack([x % 256, y % 256, 16 * (x // 256) + y // 256], axis=-1).astype(np.uint8))
+
+
+def _origin(crop: Image.Image) -> tuple[int, int]:
+    red, green, blue = crop.getpixel((0, 0))  # type: ignore[misc]
+    return red + 256 * (blue // 16), green + 256 * (blue % 16)
+
+
+@pytest.mark.parametrize(
+    ("size", "box", "origin", "crop_size"),
+    [
+        # Worked through cropwithbbox (model_cot_loader.py L150-181) by hand; boxes on the padded square.
+        ((400, 200), [0.0, 0.25, 0.05, 0.3], (0, 0), (224, 200)),  # small, at the left edge: 2 x 112, moved in
+        ((1000, 600), [0.5, 0.5, 0.6, 0.6], (438, 238), (224, 224)),  # y shifted up by (1000 - 600) // 2
+        ((1000, 600), [500, 500, 600, 600], (438, 238), (224, 224)),  # pixel numbers (sum >= 5): the same
+        ((1000, 600), [0.1, 0.2, 0.7, 0.8], (100, 0), (600, 600)),  # large: half its longer side
+        ((600, 1000), [0.5, 0.5, 0.6, 0.6], (238, 438), (224, 224)),  # portrait: x shifted instead
+        ((1000, 600), [0.95, 0.75, 0.99, 0.79], (776, 376), (224, 224)),  # past the right and bottom: moved in
+    ],
+)
+def test_viscot_second_pass_crop_by_hand(
+    size: tuple[int, int], box: list[float], origin: tuple[int, int], crop_size: tuple[int, int]
+) -> None:
+    from sifeval.viscot import crop_around
+
+    crop = crop_around(_coded(*size), box)
+    assert (_origin(crop), crop.size) == (origin, crop_size)
+
+
+def test_viscot_crop_with_a_smaller_minimum() -> None:
+    from sifeval.viscot import crop_around
+
+    crop = crop_around(_coded(1000, 600), [0.5, 0.5, 0.6, 0.6], min_half=30)
+    assert (_origin(crop), crop.size) == ((500, 300), (100, 100))  # half-size 50, the box's own
+
+
+class RecordingJudge:
+    """Answers by a script and records what it was asked (a stand-in for the judge model)."""
+
+    model = "recorder"
+    concurrency = 5
+
+    def __init__(self, script: dict[str, JudgeResult]) -> None:
+        self.script, self.asked, self.prompts = script, [], []
+
+    def score_many(self, items: list[JudgeItem], prompt: Any = None) -> list[JudgeResult]:
+        self.asked.extend(items)
+        self.prompts.append(prompt.name if prompt else None)
+        return [self.script[item.prediction] for item in items]
+
+
+def _vc(subset: str, number: int, width: int = 400, height: int = 200, truth: list[float] | None = None) -> Sample:
+    return Sample(
+        f"{subset}/{number}",
+        f"What is {number}?",
+        "a cat",
+        subset,
+        metadata={
+            "question_line": f"<image>\nWhat is {number}?",
+            "width": width,
+            "height": height,
+            "truth_padded_px": truth or [100.0, 150.0, 200.0, 250.0],
+            "defects": [],
+        },
+    )
+
+
+def test_viscot_one_pass_answers_go_to_the_judge_with_the_official_prompt() -> None:
+    from sifeval.viscot import VisCoT
+
+    judge = RecordingJudge(
+        {"a cat": JudgeResult(1.0, "llm"), "a dog": JudgeResult(0.25, "llm"), "?": JudgeResult(None, "llm", "down")}
+    )
+    bench = VisCoT(judge=judge)
+    # The truth [100, 150, 200, 250] px on the 400-px padded square is (0.25, 0.25, 0.5, 0.75) on the 400 x 200 image.
+    right_box = '<area>[{"bbox_2d":[0.25,0.25,0.5,0.75],"depth":0.5}]</area>'
+    replies = [
+        f"<think>{right_box}<text>t</text></think><answer>a cat</answer>",
+        "<think><text>t</text></think><answer>a dog</answer>",
+        "<answer>?</answer>",
+        "<think><text>t</text></think><answer> </answer>",  # an empty answer: nothing to judge
+    ]
+    scored = bench.score_many([_vc("gqa", i) for i in range(4)], replies, "sif")
+    assert [s.score for s in scored] == [1.0, 0.25, None, 0.0]
+    assert [s.extracted for s in scored] == ["a cat", "a dog", "?", None]
+    assert [s.parse_ok for s in scored] == [True, True, True, False]
+    assert [s.judge_error for s in scored] == [None, None, "down", None]
+    assert [s.details["detection"] for s in scored] == [1.0, 0.0, 0.0, 0.0]
+    assert scored[0].details["predicted_box_padded"] == pytest.approx([0.25, 0.375, 0.5, 0.625])
+    assert scored[1].details["predicted_box_padded"] is None
+    assert [item.question for item in judge.asked] == [
+        "<image>\nWhat is 0?",
+        "<image>\nWhat is 1?",
+        "<image>\nWhat is 2?",
+    ]
+    assert [item.reference for item in judge.asked] == ["a cat"] * 3 and judge.prompts == ["viscot-official"]
+    with pytest.raises(ValueError) as raised:
+        VisCoT().score_many([_vc("gqa", 0)], ["<answer>a cat</answer>"])
+    assert str(raised.value) == "the Visual-CoT answer score needs a judge: --judge llm (SIF_JUDGE_*) or --judge match"
+    assert (
+        VisCoT().score_many([_vc("gqa", 0)], ["<answer></answer>"])[0].score == 0.0
+    )  # nothing to judge: no judge needed
+
+
+def test_viscot_two_pass_response_is_both_passes() -> None:
+    from sifeval.viscot import VisCoT
+
+    judge = RecordingJudge({"a cat": JudgeResult(1.0, "llm")})
+    bench = VisCoT("two-pass", judge=judge)
+    responses = [
+        json.dumps({"first_pass": "[0.25, 0.375, 0.5, 0.625]", "answer": " a cat "}),
+        json.dumps({"first_pass": "no box", "answer": "  "}),
+    ]
+    first, second = bench.score_many([_vc("gqa", 0), _vc("gqa", 1)], responses)
+    assert (first.extracted, first.score, first.details["detection"]) == ("a cat", 1.0, 1.0)
+    assert first.details["first_pass"] == "[0.25, 0.375, 0.5, 0.625]"
+    assert (second.extracted, second.parse_ok, second.score, second.details["detection"]) == (None, False, 0.0, 0.0)
+    assert second.details["predicted_box_padded"] is None and second.details["first_pass"] == "no box"
+
+
+def test_viscot_two_pass_requests(tmp_path: Path) -> None:
+    from sifeval.viscot import VisCoT
+    from sifmodel.backends import GenerationSettings
+
+    _coded(1000, 600).save(tmp_path / "i.png")
+    sample = replace(
+        _vc("gqa", 3, 1000, 600), question="What Is On The Table", images=(ImageRef(path=str(tmp_path / "i.png")),)
+    )
+    bench, settings = VisCoT("two-pass"), GenerationSettings()
+    box_request = bench.first_pass(sample, settings)
+    assert (box_request.id, box_request.mode) == ("gqa/3#box", "plain")
+    assert box_request.question == (
+        "what is on the table. Please provide the bounding box coordinate of the region that can help you answer the "
+        "question better."
+    )
+    answer_request = bench.second_pass(sample, "[0.5, 0.5, 0.6, 0.6]", settings)
+    assert answer_request.id == "gqa/3" and answer_request.mode == "plain"
+    assert answer_request.question == (
+        "The region [0.5, 0.5, 0.6, 0.6] is shown in the second image. Please answer the question based on the "
+        "original image and local detail image. What Is On The Table"
+    )
+    image, crop = answer_request.images
+    assert image.size == (1000, 600) and (_origin(crop), crop.size) == ((438, 238), (224, 224))
+    unreadable = bench.second_pass(sample, "I cannot tell", settings)
+    assert unreadable.question == (
+        "Please answer the question based on the original image and local detail image. What Is On The Table"
+    )
+    assert [picture.size for picture in unreadable.images] == [(1000, 600), (1000, 600)]
+    assert isinstance(bench.solver(), TwoPass) and not isinstance(VisCoT().solver(), TwoPass)
+
+
+def test_viscot_settings_boxes_and_unanswered() -> None:
+    from sifeval.viscot import VisCoT
+
+    judge = RecordingJudge({})
+    bench = VisCoT(judge=judge, box_frame="padded-square")
+    assert bench.options() == {"box_frame": "padded-square", "judge": "recorder", "judge_prompt": "viscot-official"}
+    assert VisCoT().options() == {"box_frame": "per-axis", "judge": None, "judge_prompt": "viscot-official"}
+    again = VisCoT.from_options("two-pass", {"box_frame": "padded-square"})
+    assert (again.protocol, again.box_frame) == ("two-pass", "padded-square")
+    assert VisCoT.from_options(None, {}).box_frame == "per-axis"
+    assert (bench.scoring_workers(), VisCoT().scoring_workers()) == (5, 1)
+    sample = _vc("gqa", 0)
+    assert bench.truth_boxes(sample, 400, 200) == [pytest.approx((0.25, 0.25, 0.5, 0.75))]
+    reply = (
+        '<think><area>[{"bbox_2d":[0.25,0.375,0.5,0.625],"depth":0.5}]</area><text>t</text></think><answer>x</answer>'
+    )
+    (step,) = bench.focus_steps(sample, reply, 400, 200)
+    assert step == [(pytest.approx((0.25, 0.25, 0.5, 0.75)), 0.5)]  # read on the padded square
+    (as_written,) = VisCoT().focus_steps(sample, reply, 400, 200)
+    assert as_written == [(pytest.approx((0.25, 0.375, 0.5, 0.625)), 0.5)]
+    error = GenerationError("request", "HTTP 500")
+    unanswered = bench.unanswered(sample, error)
+    assert (unanswered.score, unanswered.request_error, unanswered.details) == (0.0, error, {"detection": 0.0})
+
+
+def test_viscot_figures_and_terms_by_hand() -> None:
+    """The headline is the mean of the eleven subsets' answer scores (eval_cot_score.py); the
+    detection figure the same over detection; either is NaN while a subset has no sample."""
+    from sifeval.viscot import SCORED_SUBSETS, VisCoT
+
+    bench = VisCoT()
+    scored = []
+    for index, subset in enumerate(SCORED_SUBSETS):
+        for number, (score, detection) in enumerate([(1.0, 1.0), (0.5 if index == 0 else 0.0, 0.0)]):
+            sample = _vc(subset, number)
+            if index == 1 and number == 0:
+                sample.metadata["defects"] = ["empty reference answer"]
+            scored.append(ScoredSample(sample, "r", "a", True, score, details={"detection": detection}))
+    metrics = bench.aggregate(scored)
+    assert metrics["answer/" + SCORED_SUBSETS[0]] == 75.0 and metrics["answer/" + SCORED_SUBSETS[1]] == 50.0
+    assert metrics["score"] == pytest.approx((75.0 + 10 * 50.0) / 11)
+    assert metrics["detection"] == 50.0 and metrics["detection/" + SCORED_SUBSETS[5]] == 50.0
+    assert metrics["defective_ground_truth"] == 1.0
+    terms = bench.figure_terms(scored)
+    first = SCORED_SUBSETS[0]
+    assert terms[f"answer/{first}"] == [Term(1.0, [100.0, 50.0], [f"{first}/0", f"{first}/1"])]
+    assert terms[f"detection/{first}"] == [Term(1.0, [100.0, 0.0], [f"{first}/0", f"{first}/1"])]
+    assert [term.weight for term in terms["score"]] == [pytest.approx(1 / 11)] * 11
+    assert [term.weight for term in terms["detection"]] == [pytest.approx(1 / 11)] * 11
+    partial = scored[:4]
+    assert math.isnan(bench.aggregate(partial)["score"]) and bench.figure_terms(partial)["score"] == []
+    assert math.isnan(bench.aggregate(partial)[f"answer/{SCORED_SUBSETS[5]}"])
+    assert bench.figure_terms(partial)[f"detection/{SCORED_SUBSETS[5]}"] == []
+
+
+def test_viscot_small_readers_by_hand() -> None:
+    from sifeval.viscot import Record, defects, official_truth, parse_judge_score, parse_padded_box
+
+    def record(
+        box: tuple[float, float, float, float], width: int = 301, height: int = 200, answer: str = "a"
+    ) -> Record:
+        return Record("gqa", 0, 0, "i.jpg", "q", answer, width, height, box)
+
+    # calculation.py L9-23: the shorter side padded by half the difference, floored (101 // 2 = 50).
+    assert official_truth(record((10, 20, 30, 40))) == [10, 70, 30, 90]
+    assert official_truth(record((10, 20, 30, 40), 200, 301)) == [60, 20, 80, 40]
+    assert official_truth(record((10, 20, 30, 40), 200, 200)) == [10, 20, 30, 40]
+    assert defects(record((10, 20, 30, 40))) == []
+    assert defects(record((30, 20, 30, 40))) == [
+        "inverted or empty box [30, 20, 30, 40]: its detection cannot be right"
+    ]
+    assert defects(record((10, 40, 30, 40))) == [
+        "inverted or empty box [10, 40, 30, 40]: its detection cannot be right"
+    ]
+    assert defects(record((10, -7, 30, 40))) == ["box [10, -7, 30, 40] reaches 7 px outside the 301x200 image"]
+    assert defects(record((-3, 20, 30, 40), answer=" ")) == [
+        "box [-3, 20, 30, 40] reaches 3 px outside the 301x200 image",
+        "empty reference answer",
+    ]
+    assert defects(record((10, 20, 305, 40))) == ["box [10, 20, 305, 40] reaches 4 px outside the 301x200 image"]
+    # calculation.py L37-43: brackets and " ." removed, the first four of ", "-separated numbers.
+    assert parse_padded_box("[0.1 ., 0.2, 0.3, 0.4]") == [0.1, 0.2, 0.3, 0.4]
+    assert parse_padded_box("[0.1, 0.2, 0.3, 0.4, 0.5]") == [0.1, 0.2, 0.3, 0.4]
+    assert parse_padded_box("[0.1, 0.2, 0.3]") is None and parse_padded_box("[a, b, c, d]") is None
+    # eval_cot_score.py L49-63: exactly one "score: x", clamped to [0, 1].
+    assert parse_judge_score("Score: 0.5") == 0.5 and parse_judge_score("score: 3") == 1.0
+    with pytest.raises(ValueError) as raised:
+        parse_judge_score("score: 0.5 and score: 1")
+    assert str(raised.value) == "the judge reply holds 2 'score: x' (one needed): 'score: 0.5 and score: 1'"
+    with pytest.raises(ValueError) as raised:
+        parse_judge_score("score: 1.2.3")
+    assert str(raised.value) == "the judge's score '1.2.3' is not a number"
+    long_reply = "x" * 200
+    with pytest.raises(ValueError) as raised:
+        parse_judge_score(long_reply)
+    assert str(raised.value) == f"the judge reply holds 0 'score: x' (one needed): {'x' * 120!r}"
