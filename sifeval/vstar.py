@@ -92,7 +92,7 @@ class VStar(MultipleChoiceBenchmark):
     )
 
     def load(self, data_dir: str | Path | None = None) -> list[Sample]:
-        root = Path(data_dir) if data_dir else _download(self.source)
+        root = Path(data_dir) if data_dir else _download(self.source)  # pragma: no mutate (the Hub)
         samples = []
         for number, row in read_jsonl(root / "test_questions.jsonl"):
             try:

@@ -60,6 +60,39 @@ def test_spatialbench_a_count_that_is_not_a_number() -> None:
     assert scored.details == {"ape": 100.0}  # as if it had answered 0: 100% off
 
 
+def test_spatialbench_an_empty_answer_is_a_count_of_nothing() -> None:
+    scored = get_benchmark("spatialbench").score(_sb("counting", 0, "2"), "<think>hm</think><answer> </answer>", "sif")
+    assert (scored.extracted, scored.parse_ok, scored.score, scored.details) == (None, False, 0.0, {"ape": 100.0})
+
+
+def test_spatialbench_unanswered_and_the_depth_picture_of_a_sif_request(tmp_path: Path) -> None:
+    from sifmodel.backends import GenerationSettings
+
+    bench = get_benchmark("spatialbench")
+    error = GenerationError("request", "HTTP 500")
+    count = _sb("counting", 0, "2")
+    assert bench.unanswered(count, error) == ScoredSample(
+        count, None, None, False, 0.0, request_error=error, details={"ape": 100.0}
+    )
+    assert bench.unanswered(_sb("reach", 0), error) == ScoredSample(
+        _sb("reach", 0), None, None, False, 0.0, request_error=error
+    )
+    # The twin holds millimetres, farther = larger: 1 m on the left, 3 m on the right. Min-max
+    # normalized (SIF: 0 = nearest), then drawn closer = brighter: 255 on the left, 0 on the right.
+    Image.new("RGB", (4, 2), "red").save(tmp_path / "0000.jpg")
+    Image.fromarray(np.array([[1000, 1000, 3000, 3000]] * 2, dtype=np.uint16)).save(tmp_path / "0000_d.png")
+    sample = replace(
+        count,
+        images=(ImageRef(path=str(tmp_path / "0000.jpg")),),
+        depth_image=ImageRef(path=str(tmp_path / "0000_d.png")),
+        metadata={**count.metadata, "depth_twin": str(tmp_path / "0000_d.png")},
+        sif_question="How many? (SIF)",
+    )
+    request = bench.request(sample, "sif", GenerationSettings())
+    assert (request.question, request.mode) == ("How many? (SIF)", "sif")
+    assert np.asarray(request.depth_image.convert("L")).tolist() == [[255, 255, 0, 0]] * 2
+
+
 def test_spatialbench_yes_no_reads_the_answer_part() -> None:
     bench = get_benchmark("spatialbench")
     right = bench.score(_sb("existence", 0, "Yes"), "<think>No idea</think><answer>Yes</answer>", "sif")
@@ -79,17 +112,17 @@ def test_spatialbench_figures_and_their_terms_by_hand() -> None:
     bench = get_benchmark("spatialbench")
     scored = (
         _scored("positional", [1.0, 0.0, 1.0, 1.0])  # 3 of 4: 75
-        + _scored("existence", [1.0, 1.0, 1.0, 1.0])  # both pairs right: 100
-        + _scored("counting", [0.5, 1.0], apes=[50.0, 0.0])  # 100 - 25 = 75
+        + _scored("existence", [1.0, 1.0, 1.0, 0.0])  # the first pair right, the second not: 50
+        + _scored("counting", [0.0, 1.0], apes=[250.0, 0.0])  # 100 - 125 = -25: the error is not capped
         + _scored("reach", [1.0, 1.0, 1.0, 0.0])  # (1+1+1) + (1+0+0) of 6
         + _scored("size", [0.0, 1.0, 0.0, 0.0])  # (0+1+0) + 0 of 6
     )
     metrics = bench.aggregate(scored)
     assert metrics == {
-        "score": pytest.approx((75 + 100 + 75 + 400 / 6 + 100 / 6) / 5),
+        "score": pytest.approx((75 + 50 - 25 + 400 / 6 + 100 / 6) / 5),
         "category/positional": 75.0,
-        "category/existence": 100.0,
-        "category/counting": 75.0,
+        "category/existence": 50.0,
+        "category/counting": -25.0,
         "category/reach": pytest.approx(400 / 6),
         "category/size": pytest.approx(100 / 6),
     }
@@ -97,8 +130,8 @@ def test_spatialbench_figures_and_their_terms_by_hand() -> None:
     assert terms["category/positional"] == [
         Term(1.0, [100.0, 0.0, 100.0, 100.0], ["positional/0", "positional/1", "positional/2", "positional/3"])
     ]
-    assert terms["category/existence"] == [Term(1.0, [100.0, 100.0], ["0", "1"])]  # one value per pair
-    assert terms["category/counting"] == [Term(1.0, [50.0, 100.0], ["counting/0", "counting/1"])]
+    assert terms["category/existence"] == [Term(1.0, [100.0, 0.0], ["0", "1"])]  # one value per pair
+    assert terms["category/counting"] == [Term(1.0, [-150.0, 100.0], ["counting/0", "counting/1"])]
     assert terms["category/reach"] == [Term(1.0, [100.0, pytest.approx(100 / 3)], ["0", "1"])]
     assert terms["category/size"] == [Term(1.0, [pytest.approx(100 / 3), 0.0], ["0", "1"])]
     # The score: each category's terms at a fifth of their weight.
@@ -151,6 +184,43 @@ def test_vstar_figures_and_terms_by_hand() -> None:
     only_one = bench.aggregate(scored[:1])
     assert only_one["score"] == 100.0 and math.isnan(only_one["category/relative_position"])
     assert bench.figure_terms(scored[:1])["category/relative_position"] == []
+
+
+def test_vstar_likelihood_solver_requests_and_scores(tmp_path: Path) -> None:
+    from sifeval.solvers import Likelihood
+    from sifmodel.backends import GenerationSettings
+
+    bench = get_benchmark("vstar", "likelihood")
+    solver = bench.solver()
+    assert isinstance(solver, Likelihood) and solver.build == bench.likelihood_request
+    assert not isinstance(get_benchmark("vstar").solver(), Likelihood)
+    Image.new("RGB", (3, 2), "blue").save(tmp_path / "a.png")
+    sample = Sample("5", "Q?", "B", "c", images=(ImageRef(path=str(tmp_path / "a.png")),), choices=("x", "y"))
+    settings = GenerationSettings(max_new_tokens=3)
+    request, options = bench.likelihood_request(sample, settings)
+    assert [image.size for image in request.images] == [(3, 2)] and request.settings == settings
+    assert (request.question, options) == ("Q?", ["x", "y"])  # no question_core: the question itself
+    assert bench.score_losses(sample, [0.3, 0.2]) == ScoredSample(
+        sample, '{"option_losses": [0.3, 0.2]}', extracted="B", parse_ok=True, score=1.0
+    )
+
+
+def test_vstar_documents_from_lmms_eval() -> None:
+    doc = {
+        "text": "Q?\n(A) x\n(B) y\n" + "Answer with the option's letter from the given choices directly.",
+        "label": "A",
+        "category": "relative_position",
+        "question_id": 12,
+    }
+    (sample,) = get_benchmark("vstar").samples_from_lmms_eval(doc, 0)
+    assert (sample.id, sample.target, sample.category, sample.choices, sample.images) == (
+        "12",
+        "A",
+        "relative_position",
+        ("x", "y"),
+        (),
+    )
+    assert sample.metadata == {"question_core": "Q?"}
 
 
 # ----------------------------------------------------------------------------- SAT
