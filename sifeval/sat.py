@@ -344,7 +344,9 @@ def build_mirror(out: str | Path, per_type: int = 4, seed: int = 0) -> Path:  # 
     return out
 
 
-def _moved(box: tuple[int, int, int, int], shift: int, width: int) -> tuple[int, int, int, int]:
+def _moved(
+    box: tuple[int, int, int, int], shift: int, width: int
+) -> tuple[int, int, int, int]:  # pragma: no mutate block
     x1, y1, x2, y2 = box
     shift = max(-x1, min(shift, width - x2))
     return (x1 + shift, y1, x2 + shift, y2)

@@ -514,3 +514,83 @@ def test_viscot_small_readers_by_hand() -> None:
     with pytest.raises(ValueError) as raised:
         parse_judge_score(long_reply)
     assert str(raised.value) == f"the judge reply holds 0 'score: x' (one needed): {'x' * 120!r}"
+
+
+@pytest.mark.parametrize(
+    ("reply", "question", "truth", "reading"),
+    [
+        # QAAccuracy.update, SAT models/eval_funcs.py L1797-1904 (d5dcb10), rule by rule, worked by hand.
+        ("Left ### extra", "q", "", "left"),  # cut at ###, stripped, lower-cased (L1804)
+        ("###Assistant: The Chair###Human: x", "q", "", "the chair"),  # opens with its markers (L1806-1818)
+        ("###Human: Left", "q", "", "left"),
+        ("###Other", "q", "", ""),
+        ("Maybe###Assistant: Yes", "q", "yes", "yes"),  # a yes/no truth: the assistant's turn (L1820-1825)
+        ("Sure, yes", "q", "yes", "sure, yes"),
+        ("Sure, yes", "q", "left", "sure, yes"),
+        ("ight", "q", "", "right"),  # L1827-1828
+        ("The ight stand", "q", "", "the night stand"),  # L1830-1831 (see the module docstring)
+        ("The night stand", "q", "", "the night stand"),
+        ("The red cup is closer to the camera", "Which object is closer to the camera?", "", "cup"),  # L1852-1862
+        ("The cups are closer", "Which object is closer to the camera?", "", "cups"),
+        ("The lamp is situated closer to us", "Which object is closer to the camera?", "", "lamp"),
+        ("The pans are situated closer", "Which object is closer to the camera?", "", "pans"),
+        ("The red cup is closer to the camera", "Where is the cup?", "", "the red cup is closer to the camera"),
+        ("It is moving counter-clockwise slowly", "Is the camera moving left or right?", "", "right"),  # L1864-1875
+        ("moving clockwise", "Is the camera moving left or right?", "", "left"),
+        ("It is moving forward", "Is the camera moving left or right?", "", "forward"),
+        ("moving", "Is the camera moving left or right?", "", "moving"),  # upstream: IndexError
+        ("It is moving forward", "Where is it moving?", "", "it is moving forward"),  # not the camera question
+        ("The bed is located to the right", "Considering the relative positions, where?", "", "right"),  # L1877-1884
+        ("The bed is located to the left", "Considering the relative positions, where?", "", "left"),
+        ("the chair (highlighted by a red box)", "q", "", "the chair"),  # L1886-1887
+        ("1. left 2. right", "q", "", "left 2. right"),  # L1892-1893
+        ("The cup is located near the sink", "q", "", "near"),  # L1895-1896
+        ("It is located on the left side", "q", "", "on"),  # L1895 first: L1898-1899 then has nothing to do
+        ("is located", "q", "", "is located"),  # upstream: IndexError
+        ("The answer: left side", "q", "", "left"),  # L1901-1902
+        ("answer:", "q", "", "answer:"),  # upstream: IndexError
+    ],
+)
+def test_sat_official_reading_rule_by_rule(reply: str, question: str, truth: str, reading: str) -> None:
+    from sifeval.sat import official_reading
+
+    assert official_reading(reply, question, truth) == reading
+
+
+def test_sat_scores_by_the_raw_question_and_maps_options_by_text() -> None:
+    from sifeval.sat import official_truth, samples_from_row
+
+    row = {"question": "Which object is closer to the camera?", "answers": ["cup", "Yes"], "correct_answer": "cup"}
+    copy = samples_from_row(0, row, "official", rotations=[0])[0]
+    bench = get_benchmark("sat")
+    right = bench.score(copy, "The cup is closer to the camera.")  # the rule for this question reads "cup"
+    assert (right.extracted, right.parse_ok, right.score, right.response) == (
+        "cup",
+        True,
+        1.0,
+        "The cup is closer to the camera.",
+    )
+    yes_row = {"question": "Is it on?", "answers": ["yes", "no"], "correct_answer": "yes"}
+    yes_copy = samples_from_row(1, yes_row, "official", rotations=[0])[0]
+    assert bench.score(yes_copy, "Hmm###Assistant: yes").score == 1.0  # the yes/no fallback, by the truth
+    empty = bench.score(copy, "<answer> </answer>")
+    assert (empty.extracted, empty.parse_ok, empty.score, empty.response) == (None, False, 0.0, "<answer> </answer>")
+    assert bench.mapped(right) and not bench.mapped(replace(right, extracted="bowl"))
+    assert bench.option_verdict(copy, "A") == ("cup", 1.0) and bench.option_verdict(copy, "B") == ("yes", 0.0)
+    assert official_truth("(Left) ") == "left"
+    letters = get_benchmark("sat", "letters")
+    lettered = samples_from_row(0, row, "letters", rotations=[0])[0]
+    assert letters.option_verdict(lettered, "B") == ("B", 0.0) and letters.option_verdict(lettered, "A") == ("A", 1.0)
+    assert letters.mapped(replace(right, extracted="bowl")) and not letters.mapped(replace(right, extracted=None))
+
+
+def test_sat_documents_from_lmms_eval() -> None:
+    doc = {
+        "question": "Is it left?",
+        "answers": ["left", "right"],
+        "correct_answer_idx": 1,
+        "question_type": "obj_movement",
+    }
+    (sample,) = get_benchmark("sat", "letters").samples_from_lmms_eval(doc, 7)
+    assert (sample.id, sample.target, sample.category, sample.images) == ("7#r0", "B", "obj_movement", ())
+    assert sample.choices == ("left", "right")

@@ -415,3 +415,15 @@ def test_viscot_files_that_do_not_pair_up(viscot: Path, tmp_path: Path) -> None:
     assert str(raised.value) == (
         "Visual-CoT gqa #0 (question_id 0): missing or malformed field (IndexError: list index out of range)"
     )
+
+
+def test_cvbench_rows_for_lmms_eval_are_the_halves_in_order_without_images(cvbench: Path) -> None:
+    """lmms-eval's ``cv_bench`` numbers its documents in the default config's order: 2D, then 3D."""
+    bench = get_benchmark("cvbench")
+    rows = bench.rows_without_images(cvbench)
+    raw = [row for name in ("test_2d", "test_3d") for row in pq.read_table(cvbench / f"{name}.parquet").to_pylist()]
+    assert [row["idx"] for row in rows] == [row["idx"] for row in raw]
+    assert all("image" not in row for row in rows)
+    assert set(rows[0]) == {"idx", "type", "task", "question", "choices", "answer", "prompt", "source"}
+    (sample,) = bench.samples_from_lmms_eval({**rows[3], "image": "ignored"}, 3)
+    assert sample.images == () and sample.id == str(rows[3]["idx"]) and sample.metadata["source"] == rows[3]["source"]
