@@ -285,6 +285,15 @@ def _origin(crop: Image.Image) -> tuple[int, int]:
         ((1000, 600), [0.1, 0.2, 0.7, 0.8], (100, 0), (600, 600)),  # large: half its longer side
         ((600, 1000), [0.5, 0.5, 0.6, 0.6], (238, 438), (224, 224)),  # portrait: x shifted instead
         ((1000, 600), [0.95, 0.75, 0.99, 0.79], (776, 376), (224, 224)),  # past the right and bottom: moved in
+        ((400, 200), [1, 1, 1.5, 1.5], (0, 0), (224, 200)),  # summing to exactly 5: pixels (L152-154)
+        ((400, 200), [1, 1, 1.5, 2], (0, 0), (224, 200)),  # 5.5: pixels
+        ((1001, 600), [500, 500, 600, 600], (438, 238), (224, 224)),  # an odd difference: shifted by 401 // 2
+        ((600, 1001), [500, 500, 600, 600], (238, 438), (224, 224)),
+        ((1000, 600), [450, 100, 550, 600], (300, 0), (400, 400)),  # starting in the padding: from 0
+        ((600, 1000), [100, 450, 600, 550], (0, 300), (400, 400)),
+        ((1000, 600), [100, 300, 700, 400], (100, 0), (600, 600)),  # wide: half its width, moved down to 0
+        ((600, 1000), [300, 100, 400, 700], (0, 100), (600, 600)),  # tall: half its height
+        ((1000, 600), [503, 503, 600, 600], (439, 239), (224, 224)),  # odd sums: centres floored
     ],
 )
 def test_viscot_second_pass_crop_by_hand(
@@ -301,6 +310,11 @@ def test_viscot_crop_with_a_smaller_minimum() -> None:
 
     crop = crop_around(_coded(1000, 600), [0.5, 0.5, 0.6, 0.6], min_half=30)
     assert (_origin(crop), crop.size) == ((500, 300), (100, 100))  # half-size 50, the box's own
+    # Odd sides: half-sizes floored (103 // 2 = 51), on either axis.
+    wide = crop_around(_coded(1000, 600), [501, 500, 604, 560], min_half=30)
+    assert (_origin(wide), wide.size) == ((501, 279), (102, 102))
+    tall = crop_around(_coded(1000, 600), [500, 501, 560, 604], min_half=30)
+    assert (_origin(tall), tall.size) == ((479, 301), (102, 102))
 
 
 class RecordingJudge:
@@ -366,6 +380,7 @@ def test_viscot_one_pass_answers_go_to_the_judge_with_the_official_prompt() -> N
     with pytest.raises(ValueError) as raised:
         VisCoT().score_many([_vc("gqa", 0)], ["<answer>a cat</answer>"])
     assert str(raised.value) == "the Visual-CoT answer score needs a judge: --judge llm (SIF_JUDGE_*) or --judge match"
+    assert scored[0].response == replies[0]
     assert (
         VisCoT().score_many([_vc("gqa", 0)], ["<answer></answer>"])[0].score == 0.0
     )  # nothing to judge: no judge needed
@@ -397,13 +412,14 @@ def test_viscot_two_pass_requests(tmp_path: Path) -> None:
     )
     bench, settings = VisCoT("two-pass"), GenerationSettings()
     box_request = bench.first_pass(sample, settings)
-    assert (box_request.id, box_request.mode) == ("gqa/3#box", "plain")
+    assert (box_request.id, box_request.mode, box_request.settings) == ("gqa/3#box", "plain", settings)
+    assert [image.size for image in box_request.images] == [(1000, 600)]
     assert box_request.question == (
         "what is on the table. Please provide the bounding box coordinate of the region that can help you answer the "
         "question better."
     )
     answer_request = bench.second_pass(sample, "[0.5, 0.5, 0.6, 0.6]", settings)
-    assert answer_request.id == "gqa/3" and answer_request.mode == "plain"
+    assert (answer_request.id, answer_request.mode, answer_request.settings) == ("gqa/3", "plain", settings)
     assert answer_request.question == (
         "The region [0.5, 0.5, 0.6, 0.6] is shown in the second image. Please answer the question based on the "
         "original image and local detail image. What Is On The Table"
@@ -415,7 +431,14 @@ def test_viscot_two_pass_requests(tmp_path: Path) -> None:
         "Please answer the question based on the original image and local detail image. What Is On The Table"
     )
     assert [picture.size for picture in unreadable.images] == [(1000, 600), (1000, 600)]
-    assert isinstance(bench.solver(), TwoPass) and not isinstance(VisCoT().solver(), TwoPass)
+    solver = bench.solver()
+    assert isinstance(solver, TwoPass) and not isinstance(VisCoT().solver(), TwoPass)
+    assert (solver.first, solver.second) == (bench.first_pass, bench.second_pass)
+    _coded(1000, 600).convert("RGBA").save(tmp_path / "rgba.png")
+    rgba = replace(sample, images=(ImageRef(path=str(tmp_path / "rgba.png")),))
+    precise = bench.second_pass(rgba, "[0.12345, 0.5, 0.6, 0.6]", settings)
+    assert precise.question.startswith("The region [0.123, 0.5, 0.6, 0.6] is shown")  # three decimals
+    assert [image.mode for image in precise.images] == ["RGB", "RGB"]
 
 
 def test_viscot_settings_boxes_and_unanswered() -> None:
@@ -439,8 +462,9 @@ def test_viscot_settings_boxes_and_unanswered() -> None:
     (as_written,) = VisCoT().focus_steps(sample, reply, 400, 200)
     assert as_written == [(pytest.approx((0.25, 0.375, 0.5, 0.625)), 0.5)]
     error = GenerationError("request", "HTTP 500")
-    unanswered = bench.unanswered(sample, error)
-    assert (unanswered.score, unanswered.request_error, unanswered.details) == (0.0, error, {"detection": 0.0})
+    assert bench.unanswered(sample, error) == ScoredSample(
+        sample, None, None, False, 0.0, request_error=error, details={"detection": 0.0}
+    )
 
 
 def test_viscot_figures_and_terms_by_hand() -> None:
@@ -594,3 +618,62 @@ def test_sat_documents_from_lmms_eval() -> None:
     (sample,) = get_benchmark("sat", "letters").samples_from_lmms_eval(doc, 7)
     assert (sample.id, sample.target, sample.category, sample.images) == ("7#r0", "B", "obj_movement", ())
     assert sample.choices == ("left", "right")
+
+
+class ShortJudge(RecordingJudge):
+    def score_many(self, items: list[JudgeItem], prompt: Any = None) -> list[JudgeResult]:
+        return super().score_many(items, prompt)[:-1]
+
+
+def test_viscot_a_judge_that_loses_an_answer_or_fails_without_a_reason() -> None:
+    from sifeval.viscot import VisCoT
+
+    with pytest.raises(ValueError):  # never a silent 0 for the lost one
+        VisCoT(judge=ShortJudge({"a": JudgeResult(1.0, "llm")})).score_many([_vc("gqa", 0), _vc("gqa", 1)], ["a", "a"])
+    failed = VisCoT(judge=RecordingJudge({"a": JudgeResult(None, "llm")})).score_many([_vc("gqa", 0)], ["a"])
+    assert (failed[0].score, failed[0].judge_error) == (None, "judge failure")
+    judge = RecordingJudge({"a": JudgeResult(1.0, "llm")})
+    bare = Sample(
+        "vsr/1", "Is it left?", "yes", "vsr", metadata={"width": 10, "height": 10, "truth_padded_px": [0, 0, 5, 5]}
+    )
+    VisCoT(judge=judge).score_many([bare], ["a"])
+    assert judge.asked[0].question == "Is it left?"  # no question line recorded: the question
+
+
+def test_viscot_messages_loading_and_boxes_in_pixels(tmp_path: Path) -> None:
+    from sifeval.viscot import JUDGE_SYSTEM, OFFICIAL_JUDGE, VisCoT
+
+    assert OFFICIAL_JUDGE.messages(JudgeItem("Q?", "ref", "pred")) == [
+        {"role": "system", "content": JUDGE_SYSTEM},
+        {"role": "user", "content": "\nquestion: Q?\nstandard answer: ref\nmodel's answer: pred\n"},
+    ]
+    with pytest.raises(FileNotFoundError) as raised:
+        VisCoT().load(None)
+    assert str(raised.value) == (
+        "the Visual-CoT benchmark needs a local folder: viscot_benchmark/benchmark/*.json, benchmark_det/*.jsonl, "
+        "and the images extracted from deepcs233/Visual-CoT under it (cot/...)"
+    )
+    (tmp_path / "benchmark").mkdir()
+    with pytest.raises(FileNotFoundError) as raised:
+        VisCoT().load(tmp_path)
+    assert str(raised.value) == (
+        f"{tmp_path}/benchmark holds none of the scored subsets (docvqa, textcap, textvqa, dude, sroie, infographicsvqa, "
+        "flickr30k, gqa, openimages, vsr, cub)"
+    )
+    reply = '<think><area>[{"bbox_2d":[100,50,200,150],"depth":0.5}]</area><text>t</text></think><answer>x</answer>'
+    (step,) = VisCoT().focus_steps(_vc("gqa", 0), reply, 400, 200)  # pixels, by the sample's own size
+    assert step == [(pytest.approx((0.25, 0.25, 0.5, 0.75)), 0.5)]
+
+
+def test_viscot_a_sample_without_a_detection_result_is_a_miss() -> None:
+    from sifeval.viscot import SCORED_SUBSETS, VisCoT
+
+    scored = [
+        ScoredSample(_vc("gqa", 0), "r", "a", True, 1.0),
+        ScoredSample(_vc("gqa", 1), "r", "a", True, 1.0, details={"detection": 1.0}),
+    ]
+    assert VisCoT().aggregate(scored)["detection/gqa"] == 50.0
+    assert VisCoT().figure_terms(scored)["detection/gqa"] == [Term(1.0, [0.0, 100.0], ["gqa/0", "gqa/1"])]
+    missing = SCORED_SUBSETS[0]  # not gqa
+    assert math.isnan(VisCoT().aggregate(scored)[f"detection/{missing}"])
+    assert VisCoT().figure_terms(scored)[f"answer/{missing}"] == []
