@@ -118,8 +118,8 @@ def official_reading(reply: str, question: str, truth: str = "") -> str:
     if "is located" in answer:  # L1895-1896 (the word after "is located ")
         tail = answer.split("is located ")
         answer = tail[1].split(" ")[0].strip() if len(tail) > 1 else answer
-    if "is located on the" in answer:  # L1898-1899
-        answer = answer.split("is located on the ")[1].split(" ")[0].strip()
+    # L1898-1899 ("is located on the") can never apply: the rule above has already cut any reply
+    # holding "is located " down to one word (or left one ending in "is located" as it was).
     if "answer:" in answer:  # L1901-1902 (the first word after "answer: ")
         tail = answer.split("answer: ")
         answer = tail[1].split(" ")[0].strip() if len(tail) > 1 else answer

@@ -547,6 +547,13 @@ def test_viscot_small_readers_by_hand() -> None:
         ("Left ### extra", "q", "", "left"),  # cut at ###, stripped, lower-cased (L1804)
         ("###Assistant: The Chair###Human: x", "q", "", "the chair"),  # opens with its markers (L1806-1818)
         ("###Human: Left", "q", "", "left"),
+        ("###Human: The Chair", "q", "", "the chair"),
+        ("###Human x y", "q", "", ""),  # no "###Human:" and no assistant turn: nothing
+        ("Maybe###Assistant: No", "q", "no", "no"),
+        ("yes###Assistant: no", "q", "yes", "yes"),  # already yes or no: kept
+        ("no###Assistant: yes", "q", "no", "no"),
+        ("Well maybe###Assistant: Yes", "q", "yes", "yes"),
+        ("Sure, yes ### more", "q", "yes", "sure, yes"),
         ("###Other", "q", "", ""),
         ("Maybe###Assistant: Yes", "q", "yes", "yes"),  # a yes/no truth: the assistant's turn (L1820-1825)
         ("Sure, yes", "q", "yes", "sure, yes"),
@@ -558,9 +565,11 @@ def test_viscot_small_readers_by_hand() -> None:
         ("The cups are closer", "Which object is closer to the camera?", "", "cups"),
         ("The lamp is situated closer to us", "Which object is closer to the camera?", "", "lamp"),
         ("The pans are situated closer", "Which object is closer to the camera?", "", "pans"),
+        ("The red\tcup is closer", "Which object is closer to the camera?", "", "red\tcup"),  # split on " " only
         ("The red cup is closer to the camera", "Where is the cup?", "", "the red cup is closer to the camera"),
         ("It is moving counter-clockwise slowly", "Is the camera moving left or right?", "", "right"),  # L1864-1875
         ("moving clockwise", "Is the camera moving left or right?", "", "left"),
+        ("It is moving  left", "Is the camera moving left or right?", "", ""),  # two spaces: the empty word
         ("It is moving forward", "Is the camera moving left or right?", "", "forward"),
         ("moving", "Is the camera moving left or right?", "", "moving"),  # upstream: IndexError
         ("It is moving forward", "Where is it moving?", "", "it is moving forward"),  # not the camera question
@@ -569,6 +578,9 @@ def test_viscot_small_readers_by_hand() -> None:
         ("the chair (highlighted by a red box)", "q", "", "the chair"),  # L1886-1887
         ("1. left 2. right", "q", "", "left 2. right"),  # L1892-1893
         ("The cup is located near the sink", "q", "", "near"),  # L1895-1896
+        ("The bed is located to the right", "q", "", "to"),  # L1877-1884 needs its question
+        ("It is located  near", "q", "", ""),
+        ("answer:  left", "q", "", ""),
         ("It is located on the left side", "q", "", "on"),  # L1895 first: L1898-1899 then has nothing to do
         ("is located", "q", "", "is located"),  # upstream: IndexError
         ("The answer: left side", "q", "", "left"),  # L1901-1902
@@ -608,6 +620,16 @@ def test_sat_scores_by_the_raw_question_and_maps_options_by_text() -> None:
     assert letters.mapped(replace(right, extracted="bowl")) and not letters.mapped(replace(right, extracted=None))
 
 
+def test_sat_rows_that_give_both_forms_of_the_answer_and_samples_without_their_raw_question() -> None:
+    from sifeval.sat import samples_from_row
+
+    row = {"question": "Is it left?", "answers": ["left", "right"], "correct_answer": "left", "correct_answer_idx": 1}
+    assert samples_from_row(0, row, "official", rotations=[0])[0].target == "left"  # the answer itself first
+    bench = get_benchmark("sat")
+    bare = Sample("9#r0", "Which object is closer to the camera?", "cup", "depth", choices=("cup", "pan"))
+    assert bench.score(bare, "The cup is closer").extracted == "cup"  # the question itself, for its rule
+
+
 def test_sat_documents_from_lmms_eval() -> None:
     doc = {
         "question": "Is it left?",
@@ -615,9 +637,11 @@ def test_sat_documents_from_lmms_eval() -> None:
         "correct_answer_idx": 1,
         "question_type": "obj_movement",
     }
-    (sample,) = get_benchmark("sat", "letters").samples_from_lmms_eval(doc, 7)
+    (sample,) = get_benchmark("sat", "letters").samples_from_lmms_eval({**doc, "image_bytes": ["unread"]}, 7)
     assert (sample.id, sample.target, sample.category, sample.images) == ("7#r0", "B", "obj_movement", ())
-    assert sample.choices == ("left", "right")
+    assert sample.choices == ("left", "right")  # lmms-eval sends the images itself
+    (official,) = get_benchmark("sat").samples_from_lmms_eval(doc, 7)
+    assert official.target == "right" and official.question.startswith("Is it left? Answer the question using")
 
 
 class ShortJudge(RecordingJudge):
