@@ -384,6 +384,8 @@ class VisCoT(Benchmark):
     ) -> list[ScoredSample]:
         """Judge all answers together (the judge runs them concurrently). A two-pass response is
         the JSON of both passes: the first's box, the second's answer."""
+        if len(samples) != len(responses):
+            raise ValueError(f"{len(samples)} samples but {len(responses)} responses to score")
         if self.protocol == "two-pass":
             passes = [json.loads(text) for text in responses]
             boxes = [parse_padded_box(item["first_pass"]) for item in passes]

@@ -410,7 +410,7 @@ def test_viscot_two_pass_requests(tmp_path: Path) -> None:
     sample = replace(
         _vc("gqa", 3, 1000, 600), question="What Is On The Table", images=(ImageRef(path=str(tmp_path / "i.png")),)
     )
-    bench, settings = VisCoT("two-pass"), GenerationSettings()
+    bench, settings = VisCoT("two-pass"), GenerationSettings(max_new_tokens=5)  # not the default
     box_request = bench.first_pass(sample, settings)
     assert (box_request.id, box_request.mode, box_request.settings) == ("gqa/3#box", "plain", settings)
     assert [image.size for image in box_request.images] == [(1000, 600)]
@@ -701,3 +701,16 @@ def test_viscot_a_sample_without_a_detection_result_is_a_miss() -> None:
     missing = SCORED_SUBSETS[0]  # not gqa
     assert math.isnan(VisCoT().aggregate(scored)[f"detection/{missing}"])
     assert VisCoT().figure_terms(scored)[f"answer/{missing}"] == []
+
+
+def test_viscot_more_responses_than_samples_is_an_error() -> None:
+    from sifeval.viscot import VisCoT
+
+    judge = RecordingJudge({"a": JudgeResult(1.0, "llm")})
+    with pytest.raises(ValueError) as raised:
+        VisCoT(judge=judge).score_many([_vc("gqa", 0)], ["a", "a"])
+    assert str(raised.value) == "1 samples but 2 responses to score"
+    both = json.dumps({"first_pass": "[0.1, 0.1, 0.2, 0.2]", "answer": "a"})
+    with pytest.raises(ValueError) as raised:
+        VisCoT("two-pass", judge=judge).score_many([_vc("gqa", 0), _vc("gqa", 1)], [both])
+    assert str(raised.value) == "2 samples but 1 responses to score"
