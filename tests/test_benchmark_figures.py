@@ -148,6 +148,7 @@ def test_spatialbench_an_incomplete_pair_or_an_ungraded_member_has_no_figure() -
     ungraded = _scored("existence", [1.0, None])
     assert math.isnan(bench.aggregate(ungraded)["category/existence"])
     assert bench.figure_terms(ungraded)["category/existence"] == []
+    assert bench.aggregate(_scored("existence", [1.0, 1.0, 1.0, 1.0]))["category/existence"] == 100.0  # 2 of 2 pairs
     missing = bench.aggregate(_scored("positional", [1.0]))
     assert math.isnan(missing["score"]) and math.isnan(missing["category/counting"])
     assert bench.figure_terms(_scored("positional", [1.0]))["category/counting"] == []
