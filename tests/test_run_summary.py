@@ -134,6 +134,7 @@ def test_every_note_of_an_unfinished_judged_run_by_hand() -> None:
         "from the runner",
     ]
     assert result.protocol_options == {"choice_judge": "judge-x"} and result.choice_judge_calls == 4
+    assert (result.judge_failures, result.n_scored, result.parse_failures) == (1, 5, 3)
     assert result.agent == {"settings": {"max_turns": 3}}  # asked for, though no sample has a transcript
     # A judge failure leaves a run incomplete even when every sample was asked.
     assert summarize(bench, scored, "plain", None, {}, None, total=5).complete is False
