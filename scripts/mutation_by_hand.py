@@ -9,8 +9,9 @@ Two kinds that ``scripts/mutation`` (mutmut) cannot judge:
   survivors.
 
 Each mutant is one exact text replacement in a fresh copy of the tree (the text must occur
-once); the copy is imported first on PYTHONPATH, so spawned processes see it too. Prints one
-line per mutant and exits 1 if a mutant that must be killed survived.
+once); the copy is imported first on PYTHONPATH, so spawned processes see it too. Each test file
+must pass on the unmutated copy first. Prints one line per mutant and exits 1 if a mutant that
+must be killed survived.
 
     .venv/bin/python scripts/mutation_by_hand.py
 """
@@ -84,6 +85,11 @@ MULTI_PROCESS = [
 ]
 
 
+def _pytest(python: str, tests: str, tree: Path, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    command = [python, "-m", "pytest", "-q", "-x", "-p", "no:cacheprovider", tests]
+    return subprocess.run(command, cwd=tree, env=env, capture_output=True, text=True)
+
+
 def main() -> int:
     python = sys.executable
     wrong = 0
@@ -96,6 +102,11 @@ def main() -> int:
             else:
                 shutil.copy2(source, tree / name)
         env = dict(os.environ, PYTHONPATH=str(tree), HF_HUB_OFFLINE="1")
+        # A test file that fails on the clean tree would count every mutant as killed.
+        for tests in sorted({mutant.tests for mutant in KNOWN_BUGS + MULTI_PROCESS}):
+            if _pytest(python, tests, tree, env).returncode != 0:
+                print(f"{tests} fails on the unmutated tree: make it pass first (python -m pytest {tests})")
+                return 1
         for mutant in KNOWN_BUGS + MULTI_PROCESS:
             target = tree / mutant.module
             clean = target.read_text(encoding="utf-8")
@@ -105,13 +116,7 @@ def main() -> int:
                 continue
             target.write_text(clean.replace(mutant.old, mutant.new), encoding="utf-8")
             try:
-                run = subprocess.run(
-                    [python, "-m", "pytest", "-q", "-x", "-p", "no:cacheprovider", mutant.tests],
-                    cwd=tree,
-                    env=env,
-                    capture_output=True,
-                    text=True,
-                )
+                run = _pytest(python, mutant.tests, tree, env)
             finally:
                 target.write_text(clean, encoding="utf-8")
             killed = run.returncode != 0
