@@ -27,16 +27,21 @@ def modules() -> dict[str, list[str]]:
     return dict(config["tool"]["sifthinker"]["mutation"])
 
 
-def prepare(folder: Path, module: str, tests: list[str]) -> None:
-    if folder.exists():
-        shutil.rmtree(folder)
-    folder.mkdir(parents=True)
+def copy_tree(folder: Path) -> None:
+    """The packages, tests and project files of the working tree into ``folder`` (which exists)."""
     for name in COPIED:
         source = ROOT / name
         if source.is_dir():
             shutil.copytree(source, folder / name, ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
         else:
             shutil.copy2(source, folder / name)
+
+
+def prepare(folder: Path, module: str, tests: list[str]) -> None:
+    if folder.exists():
+        shutil.rmtree(folder)
+    folder.mkdir(parents=True)
+    copy_tree(folder)
     config = (folder / "pyproject.toml").read_text(encoding="utf-8")
     package = module.split("/")[0]
     section = "\n".join(

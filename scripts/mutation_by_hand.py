@@ -19,14 +19,13 @@ must be killed survived.
 from __future__ import annotations
 
 import os
-import shutil
 import subprocess
 import sys
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
+from mutation import copy_tree  # scripts/mutation.py, beside this file
 
 
 @dataclass(frozen=True)
@@ -95,12 +94,7 @@ def main() -> int:
     wrong = 0
     with tempfile.TemporaryDirectory(prefix="sif-by-hand-") as folder:
         tree = Path(folder)
-        for name in ("sifdata", "sifmodel", "sifeval", "tests", "pyproject.toml"):
-            source = ROOT / name
-            if source.is_dir():
-                shutil.copytree(source, tree / name, ignore=shutil.ignore_patterns("__pycache__"))
-            else:
-                shutil.copy2(source, tree / name)
+        copy_tree(tree)
         env = dict(os.environ, PYTHONPATH=str(tree), HF_HUB_OFFLINE="1")
         # A test file that fails on the clean tree would count every mutant as killed.
         for tests in sorted({mutant.tests for mutant in KNOWN_BUGS + MULTI_PROCESS}):

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import math
+from collections.abc import Sequence
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -14,6 +15,7 @@ from typing import Any
 import numpy as np
 import pytest
 from PIL import Image
+from recording_judge import RecordingJudge
 
 from sifeval import get_benchmark
 from sifeval.intervals import Term
@@ -318,19 +320,8 @@ def test_viscot_crop_with_a_smaller_minimum() -> None:
     assert (_origin(tall), tall.size) == ((479, 301), (102, 102))
 
 
-class RecordingJudge:
-    """Answers by a script and records what it was asked (a stand-in for the judge model)."""
-
-    model = "recorder"
-    concurrency = 5
-
-    def __init__(self, script: dict[str, JudgeResult]) -> None:
-        self.script, self.asked, self.prompts = script, [], []
-
-    def score_many(self, items: list[JudgeItem], prompt: Any = None) -> list[JudgeResult]:
-        self.asked.extend(items)
-        self.prompts.append(prompt.name if prompt else None)
-        return [self.script[item.prediction] for item in items]
+def recorder(script: dict[str, JudgeResult]) -> RecordingJudge:
+    return RecordingJudge(script, model="recorder", concurrency=5)
 
 
 def _vc(subset: str, number: int, width: int = 400, height: int = 200, truth: list[float] | None = None) -> Sample:
@@ -352,7 +343,7 @@ def _vc(subset: str, number: int, width: int = 400, height: int = 200, truth: li
 def test_viscot_one_pass_answers_go_to_the_judge_with_the_official_prompt() -> None:
     from sifeval.viscot import VisCoT
 
-    judge = RecordingJudge(
+    judge = recorder(
         {"a cat": JudgeResult(1.0, "llm"), "a dog": JudgeResult(0.25, "llm"), "?": JudgeResult(None, "llm", "down")}
     )
     bench = VisCoT(judge=judge)
@@ -390,7 +381,7 @@ def test_viscot_one_pass_answers_go_to_the_judge_with_the_official_prompt() -> N
 def test_viscot_two_pass_response_is_both_passes() -> None:
     from sifeval.viscot import VisCoT
 
-    judge = RecordingJudge({"a cat": JudgeResult(1.0, "llm")})
+    judge = recorder({"a cat": JudgeResult(1.0, "llm")})
     bench = VisCoT("two-pass", judge=judge)
     responses = [
         json.dumps({"first_pass": "[0.25, 0.375, 0.5, 0.625]", "answer": " a cat "}),
@@ -445,7 +436,7 @@ def test_viscot_two_pass_requests(tmp_path: Path) -> None:
 def test_viscot_settings_boxes_and_unanswered() -> None:
     from sifeval.viscot import VisCoT
 
-    judge = RecordingJudge({})
+    judge = recorder({})
     bench = VisCoT(judge=judge, box_frame="padded-square")
     assert bench.options() == {"box_frame": "padded-square", "judge": "recorder", "judge_prompt": "viscot-official"}
     assert VisCoT().options() == {"box_frame": "per-axis", "judge": None, "judge_prompt": "viscot-official"}
@@ -646,7 +637,7 @@ def test_sat_documents_from_lmms_eval() -> None:
 
 
 class ShortJudge(RecordingJudge):
-    def score_many(self, items: list[JudgeItem], prompt: Any = None) -> list[JudgeResult]:
+    def score_many(self, items: Sequence[JudgeItem], prompt: Any = None) -> list[JudgeResult]:
         return super().score_many(items, prompt)[:-1]
 
 
@@ -655,9 +646,9 @@ def test_viscot_a_judge_that_loses_an_answer_or_fails_without_a_reason() -> None
 
     with pytest.raises(ValueError):  # never a silent 0 for the lost one
         VisCoT(judge=ShortJudge({"a": JudgeResult(1.0, "llm")})).score_many([_vc("gqa", 0), _vc("gqa", 1)], ["a", "a"])
-    failed = VisCoT(judge=RecordingJudge({"a": JudgeResult(None, "llm")})).score_many([_vc("gqa", 0)], ["a"])
+    failed = VisCoT(judge=recorder({"a": JudgeResult(None, "llm")})).score_many([_vc("gqa", 0)], ["a"])
     assert (failed[0].score, failed[0].judge_error) == (None, "judge failure")
-    judge = RecordingJudge({"a": JudgeResult(1.0, "llm")})
+    judge = recorder({"a": JudgeResult(1.0, "llm")})
     bare = Sample(
         "vsr/1", "Is it left?", "yes", "vsr", metadata={"width": 10, "height": 10, "truth_padded_px": [0, 0, 5, 5]}
     )
@@ -707,7 +698,7 @@ def test_viscot_a_sample_without_a_detection_result_is_a_miss() -> None:
 def test_viscot_more_responses_than_samples_is_an_error() -> None:
     from sifeval.viscot import VisCoT
 
-    judge = RecordingJudge({"a": JudgeResult(1.0, "llm")})
+    judge = recorder({"a": JudgeResult(1.0, "llm")})
     with pytest.raises(ValueError) as raised:
         VisCoT(judge=judge).score_many([_vc("gqa", 0)], ["a", "a"])
     assert str(raised.value) == "1 samples but 2 responses to score"

@@ -6,16 +6,16 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
 import pytest
 from PIL import Image
+from recording_judge import RecordingJudge
 
 from sifdata.depth import save_depth_png
 from sifmodel import rewards as module
-from sifmodel.judge import JudgeItem, JudgePrompt, JudgeResult, LLMJudge
+from sifmodel.judge import JudgeItem, JudgeResult, LLMJudge
 from sifmodel.rewards import (
     DepthMapCache,
     JudgeFailure,
@@ -35,21 +35,6 @@ def completion(answer: str, area: str = '[{"bbox_2d":[0.1,0.1,0.3,0.3],"depth":0
 
 
 NO_ANSWER = '<think><area>[{"bbox_2d":[0.1,0.1,0.3,0.3],"depth":0.2}]</area><text>look</text></think>'
-
-
-class RecordingJudge:
-    """A judge that records what it is asked and answers from a script: a boundary stand-in for
-    a judge model (the real ``LLMJudge`` is tested against a loopback server in test_rewards.py)."""
-
-    model = "recording"
-
-    def __init__(self, script: dict[str, JudgeResult]) -> None:
-        self.script = script
-        self.asked: list[JudgeItem] = []
-
-    def score_many(self, items: Sequence[JudgeItem], prompt: JudgePrompt[float] | None = None) -> list[JudgeResult]:
-        self.asked.extend(items)
-        return [self.script[item.prediction] for item in items]
 
 
 def test_the_judge_is_asked_the_question_the_reference_the_answer_and_the_rgb_image() -> None:
